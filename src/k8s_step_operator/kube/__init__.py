@@ -1,0 +1,1 @@
+"""The shell that talks to the Kubernetes API: clients, retries, watches, logs."""

@@ -1,0 +1,142 @@
+"""Follow a container's log and resume after disconnects without repeating lines.
+
+Lines are requested with ``timestamps=true``; after a drop we ask again from
+the last timestamp (the API rounds ``sinceTime`` down to seconds) and skip what
+was already printed: every line at or before the last printed timestamp, with
+a count for several lines sharing that exact timestamp.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from typing import Callable
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from . import rest
+
+log = logging.getLogger(__name__)
+
+
+def split_timestamp(line: str) -> tuple[str, str]:
+    """Split ``2024-01-01T00:00:00.123456789Z text`` into (timestamp, text)."""
+    stamp, _, text = line.partition(" ")
+    return stamp, text
+
+
+def _stamp_key(stamp: str) -> tuple[str, int]:
+    """A sortable key for an RFC 3339 (nano) timestamp: (seconds part, nanoseconds)."""
+    head, _, frac = stamp.rstrip("Z").partition(".")
+    return head, int((frac + "000000000")[:9]) if frac else 0
+
+
+class LogFollower:
+    """Stream one container's log lines to ``emit`` in a background thread."""
+
+    def __init__(
+        self,
+        api: client.ApiClient,
+        namespace: str,
+        pod: str,
+        container: str,
+        emit: Callable[[str], None],
+        max_attempts: int = 30,
+    ) -> None:
+        self.api = api
+        self.namespace = namespace
+        self.pod = pod
+        self.container = container
+        self.emit = emit
+        self.max_attempts = max_attempts
+        self.lines = 0
+        self.reconnects = 0
+        self._last: tuple[str, int] | None = None
+        self._same_stamp = 0
+        self._skip = 0
+        self._done = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"logs-{pod}", daemon=True)
+
+    def start(self) -> "LogFollower":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until the stream ended (container finished); True when it did."""
+        return self._done.wait(timeout)
+
+    def _since(self) -> str | None:
+        if self._last is None:
+            return None
+        return self._last[0] + "Z"
+
+    def _accept(self, stamp: str) -> bool:
+        """False for a line already printed before a reconnect."""
+        key = _stamp_key(stamp)
+        if self._last is not None:
+            if key < self._last:
+                return False
+            if key == self._last:
+                if self._skip > 0:
+                    self._skip -= 1
+                    return False
+                self._same_stamp += 1
+                return True
+        self._last = key
+        self._same_stamp = 1
+        self._skip = 0
+        return True
+
+    def _run(self) -> None:
+        attempts = 0
+        try:
+            while not self._stop.is_set() and attempts < self.max_attempts:
+                attempts += 1
+                self._skip = self._same_stamp
+                try:
+                    resp = rest.request(
+                        self.api,
+                        "GET",
+                        f"/api/v1/namespaces/{self.namespace}/pods/{self.pod}/log",
+                        {
+                            "container": self.container,
+                            "follow": True,
+                            "timestamps": True,
+                            "sinceTime": self._since(),
+                        },
+                        timeout=(10, None),
+                        stream=True,
+                    )
+                    for raw in rest.iter_lines(resp):
+                        if self._stop.is_set():
+                            return
+                        stamp, text = split_timestamp(raw.decode("utf-8", errors="replace"))
+                        if self._accept(stamp):
+                            self.lines += 1
+                            self.emit(text)
+                    return  # the server ended the follow: the container finished
+                except ApiException as exc:
+                    if exc.status in (400, 404) and self._last is None:
+                        # container not started yet, or pod gone; retry a few times
+                        self._stop.wait(0.2)
+                        continue
+                    if exc.status == 404:
+                        return
+                    self.reconnects += 1
+                    self._stop.wait(min(0.2 * attempts, 2.0))
+                except Exception as exc:  # noqa: BLE001 - transport errors: resume
+                    log.debug("log stream of %s dropped: %s", self.pod, exc)
+                    self.reconnects += 1
+                    self._stop.wait(min(0.2 * attempts, 2.0))
+        finally:
+            self._done.set()
+
+
+def now_rfc3339() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

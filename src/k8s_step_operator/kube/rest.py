@@ -1,0 +1,119 @@
+"""Raw JSON requests through an ApiClient, for any kind and for streaming (watch, logs)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterator
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+
+class Gone(Exception):
+    """The watch's resourceVersion is too old (HTTP 410): relist and start again."""
+
+
+def request(
+    api: client.ApiClient,
+    method: str,
+    path: str,
+    query: dict[str, Any] | None = None,
+    body: Any = None,
+    content_type: str | None = None,
+    timeout: Any = None,
+    stream: bool = False,
+) -> Any:
+    """Send one request; returns parsed JSON, or the raw response when ``stream``."""
+    headers = {"Accept": "application/json"}
+    if body is not None:
+        headers["Content-Type"] = content_type or "application/json"
+    params = [(k, _param(v)) for k, v in (query or {}).items() if v is not None]
+    data = api.call_api(
+        path,
+        method,
+        query_params=params,
+        header_params=headers,
+        body=body,
+        auth_settings=["BearerToken"],
+        _preload_content=False,
+        _return_http_data_only=True,
+        _request_timeout=timeout,
+    )
+    if stream:
+        return data
+    try:
+        raw = data.data
+    finally:
+        data.release_conn()
+    return json.loads(raw) if raw else None
+
+
+def _param(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def iter_lines(resp: Any) -> Iterator[bytes]:
+    """Yield complete lines from a chunked streaming response as they arrive."""
+    buffer = b""
+    try:
+        for chunk in resp.stream(amt=None, decode_content=False):
+            buffer += chunk if isinstance(chunk, bytes) else chunk.encode()
+            while True:
+                cut = buffer.find(b"\n")
+                if cut < 0:
+                    break
+                line, buffer = buffer[:cut], buffer[cut + 1 :]
+                yield line
+        if buffer:
+            yield buffer
+    finally:
+        resp.release_conn()
+
+
+def watch(
+    api: client.ApiClient,
+    list_path: str,
+    resource_version: str,
+    query: dict[str, Any] | None = None,
+    server_timeout: int = 60,
+    connect_timeout: float = 10.0,
+) -> Iterator[tuple[str, dict]]:
+    """Yield (type, object) events from ``resource_version`` until the server ends the watch.
+
+    BOOKMARK events are yielded too (their object carries only the resourceVersion).
+    Raises ``Gone`` on 410, and whatever the transport raises on a dropped connection.
+    """
+    params = dict(query or {})
+    params.update(
+        watch=True,
+        resourceVersion=resource_version,
+        allowWatchBookmarks=True,
+        timeoutSeconds=server_timeout,
+    )
+    try:
+        resp = request(api, "GET", list_path, params, timeout=(connect_timeout, server_timeout + 30), stream=True)
+    except ApiException as exc:
+        if exc.status == 410:
+            raise Gone(str(exc)) from exc
+        raise
+    for line in iter_lines(resp):
+        if not line.strip():
+            continue
+        event = json.loads(line)
+        kind = event.get("type")
+        obj = event.get("object") or {}
+        if kind == "ERROR":
+            if obj.get("code") == 410:
+                raise Gone(obj.get("message", "resource version too old"))
+            raise ApiException(status=obj.get("code", 500), reason=obj.get("message", "watch error"))
+        yield kind, obj
+
+
+def list_objects(
+    api: client.ApiClient, list_path: str, query: dict[str, Any] | None = None, timeout: Any = 30
+) -> tuple[list[dict], str]:
+    """LIST and return (items, resourceVersion) to start a watch from."""
+    result = request(api, "GET", list_path, query, timeout=timeout)
+    return result.get("items", []), result["metadata"]["resourceVersion"]

@@ -1,0 +1,200 @@
+"""Pure judgement of a step Pod's state: what ZenML should see, and why.
+
+Input is the Pod as the API returns it (a JSON dict); nothing here talks to the
+cluster, so every rule is unit-tested on hand-written Pods.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from dataclasses import dataclass
+from typing import Iterable
+
+MAIN_CONTAINER = "main"
+
+
+class Phase(str, enum.Enum):
+    """Our view of a step Pod."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+    @property
+    def finished(self) -> bool:
+        return self in (Phase.SUCCEEDED, Phase.FAILED)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A phase and the human reason ZenML shows (empty when nothing to say)."""
+
+    phase: Phase
+    reason: str = ""
+
+
+def parse_time(value: str | None) -> dt.datetime | None:
+    """Parse an RFC 3339 API timestamp."""
+    if not value:
+        return None
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _statuses(pod: dict, key: str) -> list[dict]:
+    return list((pod.get("status") or {}).get(key) or [])
+
+
+def _condition(pod: dict, kind: str) -> dict | None:
+    for cond in (pod.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == kind:
+            return cond
+    return None
+
+
+def _terminated_reason(name: str, term: dict) -> str:
+    reason = term.get("reason") or "Error"
+    text = f"container '{name}' terminated: {reason} (exit code {term.get('exitCode')})"
+    if term.get("signal"):
+        text += f", signal {term['signal']}"
+    if term.get("message"):
+        text += f": {term['message'].strip()}"
+    return text
+
+
+def _image_of(pod: dict, name: str) -> str:
+    spec = pod.get("spec") or {}
+    for c in (spec.get("containers") or []) + (spec.get("initContainers") or []):
+        if c.get("name") == name:
+            return str(c.get("image", ""))
+    return ""
+
+
+def _failed_reason(pod: dict) -> str:
+    status = pod.get("status") or {}
+    if status.get("reason"):  # Evicted, DeadlineExceeded, NodeLost, ...
+        text = str(status["reason"])
+        if status.get("message"):
+            text += f": {status['message'].strip()}"
+        return text
+    for key in ("initContainerStatuses", "containerStatuses"):
+        for cs in _statuses(pod, key):
+            term = (cs.get("state") or {}).get("terminated")
+            if term and term.get("exitCode", 0) != 0:
+                return _terminated_reason(cs.get("name", "?"), term)
+    return "pod failed"
+
+
+def _main_terminated(pod: dict) -> dict | None:
+    for cs in _statuses(pod, "containerStatuses"):
+        if cs.get("name") == MAIN_CONTAINER:
+            return (cs.get("state") or {}).get("terminated")
+    return None
+
+
+def _fatal_waiting(pod: dict, fatal: Iterable[str]) -> str | None:
+    fatal = set(fatal)
+    for key in ("initContainerStatuses", "containerStatuses"):
+        for cs in _statuses(pod, key):
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") in fatal:
+                name = cs.get("name", "?")
+                text = f"{waiting['reason']}: container '{name}'"
+                image = cs.get("image") or _image_of(pod, name)
+                if image:
+                    text += f" (image {image})"
+                if waiting.get("message"):
+                    text += f": {waiting['message'].strip()}"
+                return text
+    return None
+
+
+def waiting_reason(pod: dict) -> str:
+    """Why a Pending pod is not running yet (scheduler message or container waiting reason)."""
+    scheduled = _condition(pod, "PodScheduled")
+    if scheduled and scheduled.get("status") == "False":
+        text = scheduled.get("reason") or "not scheduled"
+        if scheduled.get("message"):
+            text += f": {scheduled['message']}"
+        return text
+    for key in ("initContainerStatuses", "containerStatuses"):
+        for cs in _statuses(pod, key):
+            waiting = (cs.get("state") or {}).get("waiting")
+            if waiting and waiting.get("reason") not in (None, "ContainerCreating", "PodInitializing"):
+                text = f"{waiting['reason']}: container '{cs.get('name')}'"
+                if waiting.get("message"):
+                    text += f": {waiting['message']}"
+                return text
+    if not (pod.get("spec") or {}).get("nodeName"):
+        return "waiting to be scheduled"
+    return "containers starting"
+
+
+def assess(
+    pod: dict | None,
+    *,
+    fatal_waiting_reasons: Iterable[str] = (),
+    startup_timeout: float | None = None,
+    now: dt.datetime | None = None,
+) -> Verdict:
+    """Judge a step Pod. ``pod=None`` means it is gone (deleted before we saw it finish)."""
+    if pod is None:
+        return Verdict(Phase.FAILED, "the step pod was deleted before it finished")
+    phase = (pod.get("status") or {}).get("phase") or "Pending"
+    if phase == "Succeeded":
+        return Verdict(Phase.SUCCEEDED)
+    if phase == "Failed":
+        return Verdict(Phase.FAILED, _failed_reason(pod))
+    main = _main_terminated(pod)
+    if main is not None:  # the step's container is done; sidecars may still be stopping
+        if main.get("exitCode") == 0:
+            return Verdict(Phase.SUCCEEDED)
+        return Verdict(Phase.FAILED, _terminated_reason(MAIN_CONTAINER, main))
+    fatal = _fatal_waiting(pod, fatal_waiting_reasons)
+    if fatal:
+        return Verdict(Phase.FAILED, fatal)
+    if phase == "Running":
+        return Verdict(Phase.RUNNING)
+    reason = waiting_reason(pod)
+    created = parse_time((pod.get("metadata") or {}).get("creationTimestamp"))
+    now = now or dt.datetime.now(dt.timezone.utc)
+    if startup_timeout is not None and created is not None:
+        waited = (now - created).total_seconds()
+        if waited > startup_timeout:
+            return Verdict(Phase.FAILED, f"pod did not start within {startup_timeout:g}s: {reason}")
+    return Verdict(Phase.PENDING, reason)
+
+
+def startup_deadline(pod: dict, startup_timeout: float | None) -> dt.datetime | None:
+    """When a still-pending pod must be failed (None: no deadline)."""
+    created = parse_time((pod.get("metadata") or {}).get("creationTimestamp"))
+    if startup_timeout is None or created is None:
+        return None
+    return created + dt.timedelta(seconds=startup_timeout)
+
+
+def progress(prev: dict | None, cur: dict) -> list[str]:
+    """Human lines for what changed between two observations of the same pod."""
+    lines: list[str] = []
+    before_node = ((prev or {}).get("spec") or {}).get("nodeName")
+    node = (cur.get("spec") or {}).get("nodeName")
+    if prev is None:
+        lines.append("pod created")
+    if node and node != before_node:
+        lines.append(f"scheduled on node {node}")
+    prev_phase = ((prev or {}).get("status") or {}).get("phase")
+    phase = (cur.get("status") or {}).get("phase")
+    if not node:
+        before = waiting_reason(prev) if prev else ""
+        now_reason = waiting_reason(cur)
+        if now_reason != before and now_reason != "waiting to be scheduled":
+            lines.append(f"waiting: {now_reason}")
+    elif phase == "Pending":
+        before = waiting_reason(prev) if prev and (prev.get("spec") or {}).get("nodeName") else ""
+        now_reason = waiting_reason(cur)
+        if now_reason != before:
+            lines.append(f"waiting: {now_reason}")
+    if phase != prev_phase and phase in ("Running", "Succeeded", "Failed"):
+        lines.append(f"phase {phase}")
+    return lines

@@ -1,0 +1,1 @@
+"""KFP-v1-style resource, volume and snapshot steps."""

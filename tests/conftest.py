@@ -1,0 +1,1 @@
+pytest_plugins = ["k8s_step_operator.localcluster.pytest_plugin"]

@@ -1,0 +1,42 @@
+"""Log resumption: no line twice, none lost, across reconnects."""
+
+from k8s_step_operator.kube.logs import LogFollower
+
+
+class FakeResp:
+    def __init__(self, lines, fail_after=None):
+        self.lines, self.fail_after = lines, fail_after
+
+    def stream(self, amt=None, decode_content=False):
+        for i, line in enumerate(self.lines):
+            if self.fail_after is not None and i == self.fail_after:
+                raise ConnectionError("dropped")
+            yield (line + "\n").encode()
+
+    def release_conn(self):
+        pass
+
+
+def test_reconnect_skips_already_printed_lines(mocker):
+    lines = [
+        "2026-01-01T00:00:01.000000001Z a",
+        "2026-01-01T00:00:01.000000001Z b",  # same timestamp as a
+        "2026-01-01T00:00:01.500000000Z c",
+        "2026-01-01T00:00:02.000000000Z d",
+    ]
+    calls = []
+
+    def fake_request(api, method, path, query, timeout=None, stream=False):
+        calls.append(query.get("sinceTime"))
+        if len(calls) == 1:
+            return FakeResp(lines, fail_after=2)  # a and b printed, then a drop
+        return FakeResp(lines)  # the server replays from the second
+
+    mocker.patch("k8s_step_operator.kube.logs.rest.request", side_effect=fake_request)
+    mocker.patch("k8s_step_operator.kube.logs.threading.Event.wait", return_value=False)
+    seen = []
+    follower = LogFollower(None, "ns", "pod", "main", seen.append)
+    follower._run()
+    assert seen == ["a", "b", "c", "d"]
+    assert calls == [None, "2026-01-01T00:00:01Z"]
+    assert follower.reconnects == 1

@@ -1,0 +1,112 @@
+"""Rules that turn a Pod into the status ZenML sees."""
+
+import datetime as dt
+
+import pytest
+
+from k8s_step_operator.pod_status import Phase, assess, progress, startup_deadline, waiting_reason
+
+FATAL = ["InvalidImageName", "ErrImagePull", "ImagePullBackOff", "CreateContainerConfigError"]
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def pod(phase="Pending", node=None, statuses=None, init=None, conditions=None, reason=None, message=None):
+    status = {"phase": phase}
+    if statuses is not None:
+        status["containerStatuses"] = statuses
+    if init is not None:
+        status["initContainerStatuses"] = init
+    if conditions is not None:
+        status["conditions"] = conditions
+    if reason:
+        status["reason"] = reason
+    if message:
+        status["message"] = message
+    spec = {"containers": [{"name": "main", "image": "python:3.11"}]}
+    if node:
+        spec["nodeName"] = node
+    return {"metadata": {"name": "p", "creationTimestamp": "2026-01-01T00:00:00Z"}, "spec": spec, "status": status}
+
+
+def main_state(**state):
+    return [{"name": "main", "state": state}]
+
+
+def test_succeeded_and_running():
+    assert assess(pod("Succeeded")).phase is Phase.SUCCEEDED
+    assert assess(pod("Running", "n", main_state(running={}))).phase is Phase.RUNNING
+
+
+def test_main_container_exit_decides_before_phase_update():
+    ok = assess(pod("Running", "n", main_state(terminated={"exitCode": 0})))
+    bad = assess(pod("Running", "n", main_state(terminated={"exitCode": 2, "reason": "Error"})))
+    assert ok.phase is Phase.SUCCEEDED
+    assert bad.phase is Phase.FAILED and "exit code 2" in bad.reason
+
+
+@pytest.mark.parametrize("reason", ["Evicted", "DeadlineExceeded"])
+def test_pod_level_failure_reasons_are_shown(reason):
+    verdict = assess(pod("Failed", "n", reason=reason, message="the node was low on memory"))
+    assert verdict.phase is Phase.FAILED
+    assert verdict.reason.startswith(reason) and "low on memory" in verdict.reason
+
+
+def test_oomkilled_is_shown():
+    verdict = assess(pod("Failed", "n", main_state(terminated={"exitCode": 137, "reason": "OOMKilled"})))
+    assert "OOMKilled" in verdict.reason and "137" in verdict.reason
+
+
+def test_fatal_waiting_reason_fails_fast_and_names_image():
+    p = pod("Pending", "n", main_state(waiting={"reason": "ImagePullBackOff", "message": "Back-off pulling"}))
+    verdict = assess(p, fatal_waiting_reasons=FATAL)
+    assert verdict.phase is Phase.FAILED
+    assert "ImagePullBackOff" in verdict.reason and "python:3.11" in verdict.reason
+
+
+def test_waiting_reason_not_in_list_keeps_waiting():
+    p = pod("Pending", "n", main_state(waiting={"reason": "ImagePullBackOff"}))
+    assert assess(p, fatal_waiting_reasons=[]).phase is Phase.PENDING
+
+
+def test_init_container_waiting_reason_counts():
+    p = pod("Pending", "n", init=[{"name": "setup", "state": {"waiting": {"reason": "ErrImagePull"}}}])
+    assert assess(p, fatal_waiting_reasons=FATAL).phase is Phase.FAILED
+
+
+def test_unschedulable_fails_after_startup_timeout_with_scheduler_message():
+    cond = [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+             "message": "0/2 nodes are available: 1 Insufficient nvidia.com/gpu."}]
+    p = pod("Pending", conditions=cond)
+    early = assess(p, startup_timeout=60, now=T0 + dt.timedelta(seconds=30))
+    late = assess(p, startup_timeout=60, now=T0 + dt.timedelta(seconds=61))
+    assert early.phase is Phase.PENDING and "Insufficient nvidia.com/gpu" in early.reason
+    assert late.phase is Phase.FAILED
+    assert "within 60s" in late.reason and "Insufficient nvidia.com/gpu" in late.reason
+    assert startup_deadline(p, 60) == T0 + dt.timedelta(seconds=60)
+
+
+def test_no_startup_timeout_means_wait_forever():
+    p = pod("Pending")
+    assert assess(p, startup_timeout=None, now=T0 + dt.timedelta(days=3)).phase is Phase.PENDING
+
+
+def test_gone_pod_is_failed():
+    assert assess(None).phase is Phase.FAILED
+
+
+def test_waiting_reason_prefers_scheduler_message():
+    cond = [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "taint gpu"}]
+    assert waiting_reason(pod(conditions=cond)) == "Unschedulable: taint gpu"
+    assert waiting_reason(pod()) == "waiting to be scheduled"
+
+
+def test_progress_lines_follow_transitions():
+    created = pod()
+    scheduled = pod("Pending", "local-gpu", main_state(waiting={"reason": "ContainerCreating"}))
+    running = pod("Running", "local-gpu", main_state(running={}))
+    done = pod("Succeeded", "local-gpu", main_state(terminated={"exitCode": 0}))
+    assert progress(None, created) == ["pod created"]
+    assert "scheduled on node local-gpu" in progress(created, scheduled)
+    assert progress(scheduled, running) == ["phase Running"]
+    assert progress(running, done) == ["phase Succeeded"]
+    assert progress(running, running) == []
