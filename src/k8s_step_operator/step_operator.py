@@ -1,0 +1,390 @@
+"""The ``k8s`` step operator: each step runs as its own Pod, watched rather than polled.
+
+Thin shell over the pure core: ``manifest`` builds the Pod and Secret,
+``pod_status`` judges the Pod, ``kube`` talks to the API.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Type, cast
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from zenml.config.build_configuration import BuildConfiguration
+from zenml.enums import ExecutionStatus, StackComponentType
+from zenml.logger import get_logger
+from zenml.stack import Stack, StackValidator
+from zenml.step_operators import BaseStepOperator
+
+from . import manifest, names, pod_status
+from .flavor import K8sStepOperatorConfig
+from .kube import rest, retry
+from .kube.connection import load_api_client
+from .kube.logs import LogFollower
+from .kube.podwatch import PodWatch
+from .settings import K8sStepOperatorSettings
+
+if TYPE_CHECKING:
+    from zenml.config.base_settings import BaseSettings
+    from zenml.config.step_run_info import StepRunInfo
+    from zenml.models import PipelineSnapshotBase, StepRunResponse
+
+logger = get_logger(__name__)
+
+IMAGE_KEY = "k8s_step_operator"
+LOG_JOIN_TIMEOUT = 5.0
+
+_STATUS = {
+    pod_status.Phase.PENDING: ExecutionStatus.PROVISIONING,
+    pod_status.Phase.RUNNING: ExecutionStatus.RUNNING,
+    pod_status.Phase.SUCCEEDED: ExecutionStatus.COMPLETED,
+    pod_status.Phase.FAILED: ExecutionStatus.FAILED,
+}
+
+
+@dataclass
+class Submission:
+    """What this process knows about a submitted step run."""
+
+    namespace: str
+    pod: str
+    secret: str
+    step: str
+    settings: K8sStepOperatorSettings
+    verdict: Optional[pod_status.Verdict] = None
+    logs: Optional[LogFollower] = None
+    seen: Optional[dict] = field(default=None, repr=False)
+
+
+class K8sStepOperator(BaseStepOperator):
+    """Runs steps as Kubernetes Pods built from ``K8sStepOperatorSettings``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._api: Optional[client.ApiClient] = None
+        self._known: Dict[str, Submission] = {}
+
+    # ------------------------------------------------------------- settings
+    @property
+    def config(self) -> K8sStepOperatorConfig:
+        return cast(K8sStepOperatorConfig, self._config)
+
+    @property
+    def settings_class(self) -> Optional[Type["BaseSettings"]]:
+        return K8sStepOperatorSettings
+
+    @property
+    def validator(self) -> Optional[StackValidator]:
+        """Like ZenML's operator: a remote artifact store and registry, unless ``local``."""
+        if self.config.local:
+            return None
+
+        def _remote(stack: "Stack") -> Tuple[bool, str]:
+            if stack.artifact_store.config.is_local:
+                return False, (
+                    f"the k8s step operator runs steps in pods that must reach the artifact store, but "
+                    f"`{stack.artifact_store.name}` is local; use a remote artifact store, or set "
+                    f"`local=True` on the step operator if the cluster's pods share this machine"
+                )
+            registry = stack.container_registry
+            if registry is not None and registry.config.is_local:
+                return False, (
+                    f"the k8s step operator pulls step images from the container registry, but "
+                    f"`{registry.name}` is local; use a remote container registry"
+                )
+            return True, ""
+
+        return StackValidator(
+            required_components={StackComponentType.CONTAINER_REGISTRY, StackComponentType.IMAGE_BUILDER},
+            custom_validation_function=_remote,
+        )
+
+    def get_docker_builds(self, snapshot: "PipelineSnapshotBase") -> List[BuildConfiguration]:
+        """One build per step that runs on this operator."""
+        return [
+            BuildConfiguration(key=IMAGE_KEY, settings=step.config.docker_settings, step_name=name)
+            for name, step in snapshot.step_configurations.items()
+            if step.config.uses_step_operator(self.name)
+        ]
+
+    def _settings(self, container: Any) -> K8sStepOperatorSettings:
+        return cast(K8sStepOperatorSettings, self.get_settings(container))
+
+    def _namespace(self, settings: K8sStepOperatorSettings) -> str:
+        return settings.kubernetes_namespace or self.config.kubernetes_namespace
+
+    @staticmethod
+    def _policy(settings: K8sStepOperatorSettings) -> retry.RetryPolicy:
+        return retry.RetryPolicy(
+            max_retries=settings.max_api_retries,
+            request_timeout=float(settings.api_request_timeout or 30),
+        )
+
+    # ---------------------------------------------------------------- client
+    @property
+    def api(self) -> client.ApiClient:
+        """The ApiClient: service connector, in-cluster, or kubeconfig context."""
+        connector = None if self.config.incluster else self.get_connector()
+        if self._api is not None and not (connector and self.connector_has_expired()):
+            return self._api
+        self._api = load_api_client(
+            context=self.config.kubernetes_context,
+            incluster=self.config.incluster,
+            kubeconfig=self.config.kubeconfig,
+            connector=connector,
+        )
+        return self._api
+
+    def _call(self, settings: K8sStepOperatorSettings, method: str, path: str, **kwargs: Any) -> Any:
+        policy = self._policy(settings)
+        return retry.call(rest.request, self.api, method, path, policy=policy, timeout=policy.request_timeout, **kwargs)
+
+    # ---------------------------------------------------------------- submit
+    def submit(self, info: "StepRunInfo", entrypoint_command: List[str], environment: Dict[str, str]) -> None:
+        """Create the step's Secret (ZenML's environment) and Pod; returns at once."""
+        settings = self._settings(info)
+        if settings.pod_count != 1:
+            raise ValueError(f"pod_count: the k8s step operator runs one pod per step; got {settings.pod_count}")
+        namespace = self._namespace(settings)
+        identity = manifest.StepIdentity(
+            run_name=info.run_name,
+            pipeline_name=info.pipeline.name,
+            step_name=info.pipeline_step_name,
+            step_run_id=str(info.step_run_id),
+            run_id=str(info.run_id),
+        )
+        pod_name = names.pod_name(settings.job_name_prefix, identity.pipeline_name, identity.step_name, identity.step_run_id)
+        secret_name = f"{pod_name}-env"
+        pod = manifest.build_pod(
+            settings, identity, info.get_image(key=IMAGE_KEY), list(entrypoint_command), namespace, secret_name
+        )
+        secret = manifest.build_env_secret(secret_name, namespace, identity, environment)
+        PodWatch.shared(self.api, namespace)  # start watching before the pod exists
+        self.create_pod_with_secret(settings, namespace, pod, secret)
+        self._known[identity.step_run_id] = Submission(
+            namespace, pod["metadata"]["name"], secret_name, identity.step_name, settings
+        )
+        logger.info("Step `%s`: created pod %s/%s", identity.step_name, namespace, pod["metadata"]["name"])
+
+    def create_pod_with_secret(
+        self, settings: K8sStepOperatorSettings, namespace: str, pod: dict, secret: dict
+    ) -> dict:
+        """Secret first (the pod references it), then the Pod, then make the Pod own the Secret.
+
+        If the Pod cannot be created the Secret is deleted again, so nothing is left behind.
+        """
+        base = f"/api/v1/namespaces/{namespace}"
+        self._call(settings, "POST", f"{base}/secrets", body=secret)
+        try:
+            created = self._call(settings, "POST", f"{base}/pods", body=pod)
+        except Exception:
+            self._delete(settings, f"{base}/secrets/{secret['metadata']['name']}")
+            raise
+        owner = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "name": created["metadata"]["name"],
+            "uid": created["metadata"]["uid"],
+        }
+        try:
+            self._call(
+                settings,
+                "PATCH",
+                f"{base}/secrets/{secret['metadata']['name']}",
+                body={"metadata": {"ownerReferences": [owner]}},
+                content_type="application/merge-patch+json",
+            )
+        except Exception as exc:  # the Secret is still deleted at clean-up
+            logger.warning("could not make pod %s own its secret: %s", owner["name"], exc)
+        return created
+
+    def _delete(self, settings: K8sStepOperatorSettings, path: str, grace: Optional[int] = None) -> bool:
+        """DELETE, ignoring not-found; True when something was deleted."""
+        body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
+        if grace is not None:
+            body["gracePeriodSeconds"] = grace
+        try:
+            self._call(settings, "DELETE", path, body=body)
+            return True
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+
+    # --------------------------------------------------------------- locate
+    def _locate(self, step_run: "StepRunResponse") -> Optional[Submission]:
+        """Our record of the step run, or one rebuilt from the cluster (found by label)."""
+        known = self._known.get(str(step_run.id))
+        if known is not None:
+            return known
+        settings = self._settings(step_run)
+        namespace = self._namespace(settings)
+        watch = PodWatch.shared(self.api, namespace)
+        if not watch.wait_synced(timeout=float(settings.api_request_timeout or 30)):
+            raise RuntimeError(f"could not list pods in namespace {namespace}: {watch.last_error}")
+        name = watch.find(manifest.LABEL_STEP_RUN_ID, names.label_value(str(step_run.id)))
+        if name is None:
+            return None
+        pod, _ = watch.lookup(name)
+        secret = next(
+            (
+                env["secretRef"]["name"]
+                for c in (pod or {}).get("spec", {}).get("containers", [])
+                for env in c.get("envFrom") or []
+                if "secretRef" in env and c.get("name") == pod_status.MAIN_CONTAINER
+            ),
+            f"{name}-env",
+        )
+        step = ((pod or {}).get("metadata", {}).get("annotations") or {}).get(manifest.ANNOTATION_STEP, step_run.name)
+        found = Submission(namespace, name, secret, step, settings)
+        self._known[str(step_run.id)] = found
+        return found
+
+    def _judge(self, sub: Submission, pod: Optional[dict], deleted: bool) -> pod_status.Verdict:
+        if deleted:
+            verdict = pod_status.assess(pod, fatal_waiting_reasons=())
+            if not verdict.phase.finished:
+                node = (pod or {}).get("spec", {}).get("nodeName")
+                where = f" (it was on node {node})" if node else ""
+                verdict = pod_status.Verdict(
+                    pod_status.Phase.FAILED, f"the step pod was deleted before it finished{where}"
+                )
+            return verdict
+        return pod_status.assess(
+            pod,
+            fatal_waiting_reasons=sub.settings.fail_on_container_waiting_reasons or (),
+            startup_timeout=sub.settings.startup_timeout,
+        )
+
+    # ---------------------------------------------------------------- status
+    def get_status(self, step_run: "StepRunResponse") -> ExecutionStatus:
+        """Read the Pod (from the shared watch's cache) and judge it."""
+        try:
+            sub = self._locate(step_run)
+        except Exception as exc:  # transient: never fail a running step for it
+            logger.warning("Step `%s`: cannot read its pod right now (%s)", step_run.name, exc)
+            return ExecutionStatus.RUNNING
+        if sub is None:
+            logger.error("Step `%s`: no pod found for step run %s", step_run.name, step_run.id)
+            return ExecutionStatus.FAILED
+        if sub.verdict is not None and sub.verdict.phase.finished:
+            return _STATUS[sub.verdict.phase]
+        pod, deleted = PodWatch.shared(self.api, sub.namespace).lookup(sub.pod)
+        if pod is None and not deleted:
+            return ExecutionStatus.PROVISIONING
+        verdict = self._judge(sub, pod, deleted)
+        if verdict.phase.finished:
+            self._finish(step_run, sub, verdict)
+        return _STATUS[verdict.phase]
+
+    def wait(self, step_run: "StepRunResponse") -> ExecutionStatus:
+        """Block on the shared watch until the Pod finishes; stream its logs meanwhile."""
+        sub = self._locate(step_run)
+        if sub is None:
+            logger.error("Step `%s`: no pod found for step run %s", step_run.name, step_run.id)
+            return ExecutionStatus.FAILED
+        watch = PodWatch.shared(self.api, sub.namespace)
+
+        def judge(pod: Optional[dict], deleted: bool) -> Optional[pod_status.Verdict]:
+            if pod is None and not deleted:
+                return None
+            self._report_progress(sub, pod)
+            if pod is not None and not deleted:
+                self._maybe_follow_logs(sub, pod)
+            verdict = self._judge(sub, pod, deleted)
+            return verdict if verdict.phase.finished else None
+
+        def next_deadline() -> Optional[dt.datetime]:
+            pod, _ = watch.lookup(sub.pod)
+            if pod is None or (pod.get("status") or {}).get("phase") != "Pending":
+                return None
+            return pod_status.startup_deadline(pod, sub.settings.startup_timeout)
+
+        verdict = watch.wait_for(sub.pod, judge, tick=next_deadline)
+        if verdict is None:  # the watch was closed under us
+            return self.get_status(step_run)
+        if sub.logs is not None:
+            sub.logs.join(LOG_JOIN_TIMEOUT)
+        self._finish(step_run, sub, verdict)
+        return _STATUS[verdict.phase]
+
+    def _report_progress(self, sub: Submission, pod: Optional[dict]) -> None:
+        if pod is None:
+            return
+        for line in pod_status.progress(sub.seen, pod):
+            logger.info("Step `%s`: pod %s %s", sub.step, sub.pod, line)
+        sub.seen = pod
+
+    def _maybe_follow_logs(self, sub: Submission, pod: dict) -> None:
+        if sub.logs is not None or not sub.settings.stream_logs:
+            return
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            state = cs.get("state") or {}
+            if cs.get("name") == pod_status.MAIN_CONTAINER and ("running" in state or "terminated" in state):
+                prefix = f"[{sub.step}] " if sub.settings.log_prefix else ""
+
+                def emit(line: str, prefix: str = prefix) -> None:
+                    sys.stdout.write(f"{prefix}{line}\n")
+                    sys.stdout.flush()
+
+                sub.logs = LogFollower(self.api, sub.namespace, sub.pod, pod_status.MAIN_CONTAINER, emit).start()
+                return
+
+    def _finish(self, step_run: "StepRunResponse", sub: Submission, verdict: pod_status.Verdict) -> None:
+        """Remember the verdict once; tell the user (and ZenML's step run) why it failed."""
+        if sub.verdict is not None:
+            return
+        sub.verdict = verdict
+        if verdict.phase is pod_status.Phase.FAILED:
+            logger.error("Step `%s` failed in pod %s/%s: %s", sub.step, sub.namespace, sub.pod, verdict.reason)
+            _record_failure_reason(step_run, f"pod {sub.namespace}/{sub.pod}: {verdict.reason}")
+        else:
+            logger.info("Step `%s`: pod %s finished", sub.step, sub.pod)
+
+    # ------------------------------------------------------- cancel, cleanup
+    def cancel(self, step_run: "StepRunResponse") -> None:
+        """Delete the Pod (grace period from the settings) and its Secret."""
+        sub = self._locate(step_run)
+        if sub is None:
+            return
+        base = f"/api/v1/namespaces/{sub.namespace}"
+        self._delete(sub.settings, f"{base}/pods/{sub.pod}", grace=sub.settings.delete_grace_period_seconds)
+        self._delete(sub.settings, f"{base}/secrets/{sub.secret}")
+        if sub.logs is not None:
+            sub.logs.stop()
+        logger.info("Step `%s`: cancelled, pod %s deleted", sub.step, sub.pod)
+
+    def cleanup_step_submission(self, step_run: "StepRunResponse") -> None:
+        """Apply the clean-up policy; the Secret with ZenML's credentials never outlives the step."""
+        sub = self._locate(step_run)
+        if sub is None:
+            return
+        base = f"/api/v1/namespaces/{sub.namespace}"
+        policy = sub.settings.cleanup_policy
+        succeeded = sub.verdict is not None and sub.verdict.phase is pod_status.Phase.SUCCEEDED
+        if policy == "delete" or (policy == "delete-succeeded" and succeeded):
+            self._delete(sub.settings, f"{base}/pods/{sub.pod}", grace=0)
+        self._delete(sub.settings, f"{base}/secrets/{sub.secret}")
+        if sub.logs is not None:
+            sub.logs.stop()
+        self._known.pop(str(step_run.id), None)
+
+
+def _record_failure_reason(step_run: "StepRunResponse", reason: str) -> None:
+    """Give ZenML our reason when the step itself recorded none (OOMKilled, Evicted, ...)."""
+    try:
+        from zenml.client import Client
+        from zenml.models import ExceptionInfo, StepRunUpdate
+
+        store = Client().zen_store
+        current = store.get_run_step(step_run.id, hydrate=True)
+        if current.exception_info is None:
+            store.update_run_step(
+                step_run.id,
+                StepRunUpdate(exception_info=ExceptionInfo(traceback=reason, message=reason)),
+            )
+    except Exception as exc:  # noqa: BLE001 - the log line above already told the user
+        logger.debug("could not record the failure reason on the step run: %s", exc)
