@@ -1,0 +1,432 @@
+"""Pure builders for the step Pod and its environment Secret (no API calls).
+
+The pod is assembled in this order, later steps winning:
+
+1. ``pod_settings.pod_template_file`` (a Pod or PodTemplate) as the base;
+2. the generated pod (identity labels, main container, pod settings) merged
+   onto it with :func:`k8s_step_operator.merge.deep_merge`;
+   ``additional_pod_spec_args`` are applied to the generated spec the way
+   ZenML does (lists extended, maps updated, other values replaced);
+3. ``pod_settings.pod_spec_overrides`` deep-merged onto ``spec`` last;
+4. every string equal to ``{{ image }}`` replaced by the step image.
+
+ZenML's step environment (which contains secrets) never goes into the pod:
+it lives in a Secret (:func:`build_env_secret`) that the main container
+reads through ``envFrom``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional
+
+from k8s_step_operator.merge import deep_merge
+from k8s_step_operator.names import label_value, pod_name
+from k8s_step_operator.settings import (
+    MAIN_CONTAINER_NAME,
+    RESERVED_ANNOTATION_PREFIX,
+    SHM_MOUNT_PATH,
+    SHM_VOLUME_NAME,
+    K8sPodSettings,
+    K8sStepOperatorSettings,
+)
+from k8s_step_operator.validation import (
+    to_api_dict,
+    validate_dns1123_label,
+    validate_dns1123_subdomain,
+)
+
+LABEL_RUN = "run"
+LABEL_PIPELINE = "pipeline"
+LABEL_STEP = "step"
+LABEL_STEP_RUN_ID = "step-run-id"
+LABEL_RUN_ID = "run-id"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGED_BY = "k8s-step-operator"
+RESERVED_LABEL_KEYS = frozenset(
+    {
+        LABEL_RUN,
+        LABEL_PIPELINE,
+        LABEL_STEP,
+        LABEL_STEP_RUN_ID,
+        LABEL_RUN_ID,
+        LABEL_MANAGED_BY,
+    }
+)
+
+ANNOTATION_PREFIX = RESERVED_ANNOTATION_PREFIX
+ANNOTATION_RUN = ANNOTATION_PREFIX + "run"
+ANNOTATION_PIPELINE = ANNOTATION_PREFIX + "pipeline"
+ANNOTATION_STEP = ANNOTATION_PREFIX + "step"
+ANNOTATION_STEP_RUN_ID = ANNOTATION_PREFIX + "step-run-id"
+ANNOTATION_RUN_ID = ANNOTATION_PREFIX + "run-id"
+
+IMAGE_PLACEHOLDER = "{{ image }}"
+TEMPLATE_FIELD = "pod_settings.pod_template_file"
+_SECRET_KEY_RE = re.compile(r"^[-._a-zA-Z0-9]{1,253}$")
+_SERVER_METADATA = (
+    "uid",
+    "resourceVersion",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "generation",
+    "managedFields",
+    "selfLink",
+    "generateName",
+    "ownerReferences",
+)
+
+
+@dataclass(frozen=True)
+class StepIdentity:
+    """Who a pod belongs to: the ZenML run, pipeline and step run."""
+
+    run_name: str
+    pipeline_name: str
+    step_name: str
+    step_run_id: str
+    run_id: str = ""
+
+
+def identity_labels(identity: StepIdentity) -> dict[str, str]:
+    """Operator labels for an identity (values sanitized, hashed if cut)."""
+    labels = {
+        LABEL_MANAGED_BY: MANAGED_BY,
+        LABEL_RUN: label_value(identity.run_name),
+        LABEL_PIPELINE: label_value(identity.pipeline_name),
+        LABEL_STEP: label_value(identity.step_name),
+        LABEL_STEP_RUN_ID: label_value(identity.step_run_id),
+    }
+    if identity.run_id:
+        labels[LABEL_RUN_ID] = label_value(identity.run_id)
+    return labels
+
+
+def identity_annotations(identity: StepIdentity) -> dict[str, str]:
+    """Operator annotations carrying the full, unshortened names."""
+    annotations = {
+        ANNOTATION_RUN: identity.run_name,
+        ANNOTATION_PIPELINE: identity.pipeline_name,
+        ANNOTATION_STEP: identity.step_name,
+        ANNOTATION_STEP_RUN_ID: identity.step_run_id,
+    }
+    if identity.run_id:
+        annotations[ANNOTATION_RUN_ID] = identity.run_id
+    return annotations
+
+
+def selector_for(identity: StepIdentity) -> str:
+    """Label selector matching the operator's objects of one step run."""
+    return (
+        f"{LABEL_MANAGED_BY}={MANAGED_BY},"
+        f"{LABEL_STEP_RUN_ID}={label_value(identity.step_run_id)}"
+    )
+
+
+def build_pod(
+    settings: K8sStepOperatorSettings,
+    identity: StepIdentity,
+    image: str,
+    command: list[str],
+    namespace: str,
+    env_secret_name: Optional[str],
+    service_account: Optional[str] = None,
+) -> dict:
+    """Builds the complete ``v1 Pod`` (camelCase API dict) for a step run.
+
+    Args:
+        settings: Resolved step operator settings.
+        identity: The step run the pod runs.
+        image: Step image.
+        command: Full entrypoint command of the main container.
+        namespace: Namespace of the pod.
+        env_secret_name: Secret holding ZenML's environment (mounted with
+            ``envFrom``, ahead of ``pod_settings.env_from``), if any.
+        service_account: Service account; wins over
+            ``settings.service_account_name`` when given.
+
+    Returns:
+        The pod manifest.
+
+    Raises:
+        ValueError: If the pod template cannot be used, or the merged
+            result lost the main container.
+    """
+    pod_settings = settings.pod_settings or K8sPodSettings()
+    spec = _pod_spec(settings, pod_settings, image, command, env_secret_name)
+    account = service_account or settings.service_account_name
+    if account:
+        spec["serviceAccountName"] = account
+    spec = apply_additional_pod_spec_args(
+        spec, pod_settings.additional_pod_spec_args
+    )
+    pod: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": _metadata(settings, pod_settings, identity, namespace),
+        "spec": spec,
+    }
+    if pod_settings.pod_template_file:
+        pod = deep_merge(load_pod_template(pod_settings.pod_template_file), pod)
+    if pod_settings.pod_spec_overrides:
+        pod = deep_merge(pod, {"spec": pod_settings.pod_spec_overrides})
+    # substitute_image rebuilds every map and list, so the returned pod
+    # shares no mutable state with the (frozen) settings.
+    pod = substitute_image(pod, image)
+    containers = pod["spec"].get("containers") or []
+    if not any(c.get("name") == MAIN_CONTAINER_NAME for c in containers):
+        raise ValueError(
+            f"pod_settings: the merged pod has no {MAIN_CONTAINER_NAME!r} "
+            "container; overrides must not replace the step container"
+        )
+    return pod
+
+
+def build_env_secret(
+    name: str,
+    namespace: str,
+    identity: StepIdentity,
+    environment: Mapping[str, str],
+) -> dict:
+    """Builds the ``v1 Secret`` (Opaque, ``stringData``) for the step env.
+
+    Raises:
+        ValueError: If the name or an environment key is not valid for a
+            Secret.
+    """
+    validate_dns1123_subdomain(name, "env secret name")
+    for key in environment:
+        if not isinstance(key, str) or not _SECRET_KEY_RE.match(key):
+            raise ValueError(
+                f"environment[{key!r}]: not a valid Secret key; allowed: "
+                "1-253 letters, digits, '-', '_' and '.'"
+            )
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": identity_labels(identity),
+            "annotations": identity_annotations(identity),
+        },
+        "type": "Opaque",
+        "stringData": {key: str(value) for key, value in environment.items()},
+    }
+
+
+def _metadata(
+    settings: K8sStepOperatorSettings,
+    pod_settings: K8sPodSettings,
+    identity: StepIdentity,
+    namespace: str,
+) -> dict[str, Any]:
+    validate_dns1123_label(namespace, "namespace")
+    name = pod_name(
+        settings.job_name_prefix,
+        identity.pipeline_name,
+        identity.step_name,
+        identity.step_run_id,
+    )
+    return {
+        "name": name,
+        "namespace": namespace,
+        "labels": {**pod_settings.labels, **identity_labels(identity)},
+        "annotations": {
+            **pod_settings.annotations,
+            **identity_annotations(identity),
+        },
+    }
+
+
+def _main_container(
+    settings: K8sStepOperatorSettings,
+    pod_settings: K8sPodSettings,
+    image: str,
+    command: list[str],
+    env_secret_name: Optional[str],
+) -> dict[str, Any]:
+    container: dict[str, Any] = {
+        "name": MAIN_CONTAINER_NAME,
+        "image": image,
+        "command": list(command),
+    }
+    if pod_settings.image_pull_policy:
+        container["imagePullPolicy"] = pod_settings.image_pull_policy
+    if pod_settings.resources:
+        container["resources"] = pod_settings.resources
+    if pod_settings.env:
+        container["env"] = pod_settings.env
+    env_from = list(pod_settings.env_from)
+    if env_secret_name:
+        env_from.insert(0, {"secretRef": {"name": env_secret_name}})
+    if env_from:
+        container["envFrom"] = env_from
+    mounts = list(pod_settings.volume_mounts)
+    if pod_settings.shm_size:
+        mounts.append({"name": SHM_VOLUME_NAME, "mountPath": SHM_MOUNT_PATH})
+    if mounts:
+        container["volumeMounts"] = mounts
+    security = dict(pod_settings.container_security_context)
+    if settings.privileged:
+        security["privileged"] = True
+    if security:
+        container["securityContext"] = security
+    return container
+
+
+def _extra_container(
+    container: dict[str, Any],
+    pod_settings: K8sPodSettings,
+    image: str,
+    sidecar: bool,
+) -> dict[str, Any]:
+    """Init/sidecar container: default image, shared security context."""
+    result = dict(container)
+    if "image" not in result:
+        result["image"] = image
+        if pod_settings.image_pull_policy:
+            result.setdefault("imagePullPolicy", pod_settings.image_pull_policy)
+    if pod_settings.container_security_context:
+        result["securityContext"] = {
+            **pod_settings.container_security_context,
+            **result.get("securityContext", {}),
+        }
+    if sidecar:
+        result["restartPolicy"] = "Always"
+    return result
+
+
+def _pod_spec(
+    settings: K8sStepOperatorSettings,
+    pod_settings: K8sPodSettings,
+    image: str,
+    command: list[str],
+    env_secret_name: Optional[str],
+) -> dict[str, Any]:
+    ps = pod_settings
+    spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "terminationGracePeriodSeconds": settings.delete_grace_period_seconds,
+        "containers": [
+            _main_container(settings, ps, image, command, env_secret_name)
+        ],
+    }
+    init = [_extra_container(c, ps, image, False) for c in ps.init_containers]
+    init += [_extra_container(c, ps, image, True) for c in ps.sidecar_containers]
+    volumes = list(ps.volumes)
+    if ps.shm_size:
+        volumes.append(
+            {
+                "name": SHM_VOLUME_NAME,
+                "emptyDir": {"medium": "Memory", "sizeLimit": ps.shm_size},
+            }
+        )
+    optional = {
+        "initContainers": init,
+        "nodeSelector": ps.node_selectors,
+        "affinity": ps.affinity,
+        "tolerations": ps.tolerations,
+        "volumes": volumes,
+        "hostIPC": ps.host_ipc or None,
+        "schedulerName": ps.scheduler_name,
+        "imagePullSecrets": [{"name": n} for n in ps.image_pull_secrets],
+        "securityContext": ps.security_context,
+        "priorityClassName": ps.priority_class_name,
+        "runtimeClassName": ps.runtime_class_name,
+        "automountServiceAccountToken": ps.automount_service_account_token,
+        "activeDeadlineSeconds": settings.active_deadline_seconds,
+    }
+    spec.update(
+        {key: value for key, value in optional.items() if value not in (None, {}, [])}
+    )
+    return spec
+
+
+def apply_additional_pod_spec_args(
+    spec: Mapping[str, Any], args: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Applies ``additional_pod_spec_args`` with ZenML's rules.
+
+    For each key: ``None`` is skipped; a list value extends an existing list;
+    a map value updates an existing map (shallowly); anything else replaces.
+    """
+    result = dict(spec)
+    for key, value in args.items():
+        if value is None:
+            continue
+        existing = result.get(key)
+        if isinstance(existing, list) and isinstance(value, list):
+            result[key] = existing + list(value)
+        elif isinstance(existing, dict) and isinstance(value, dict):
+            result[key] = {**existing, **value}
+        else:
+            result[key] = value
+    return result
+
+
+def substitute_image(value: Any, image: str) -> Any:
+    """Replaces every string equal to ``{{ image }}`` with ``image``."""
+    if isinstance(value, str):
+        return image if value == IMAGE_PLACEHOLDER else value
+    if isinstance(value, Mapping):
+        return {k: substitute_image(v, image) for k, v in value.items()}
+    if isinstance(value, list):
+        return [substitute_image(v, image) for v in value]
+    return value
+
+
+def load_pod_template(path: str) -> dict[str, Any]:
+    """Reads a Pod, PodTemplate or bare pod template YAML file.
+
+    Args:
+        path: File path (``~`` is expanded; relative to the working dir).
+
+    Returns:
+        ``{"metadata": ..., "spec": ...}`` in camelCase API form, without
+        server-populated metadata and status.
+
+    Raises:
+        ValueError: If the file is unreadable, not exactly one YAML
+            document, of another kind, or has unknown fields.
+    """
+    import yaml
+
+    where = f"{TEMPLATE_FIELD} ({path})"
+    try:
+        with open(os.path.expanduser(path), encoding="utf-8") as handle:
+            documents = [d for d in yaml.safe_load_all(handle) if d is not None]
+    except OSError as err:
+        raise ValueError(f"{where}: cannot read file: {err.strerror}") from err
+    except yaml.YAMLError as err:
+        raise ValueError(f"{where}: invalid YAML: {err}") from err
+    if len(documents) != 1 or not isinstance(documents[0], dict):
+        raise ValueError(
+            f"{where}: expected exactly one YAML mapping (a Pod or "
+            f"PodTemplate), found {len(documents)} document(s)"
+        )
+    document = documents[0]
+    kind = document.get("kind")
+    try:
+        if kind == "Pod":
+            template = to_api_dict(document, "V1Pod", "Pod")
+        elif kind == "PodTemplate":
+            template = to_api_dict(document, "V1PodTemplate", "PodTemplate")
+            template = template.get("template", {})
+        elif kind is None:
+            template = to_api_dict(document, "V1PodTemplateSpec", "template")
+        else:
+            raise ValueError(
+                f"kind: {kind!r} is not allowed; allowed: Pod, PodTemplate"
+            )
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from err
+    metadata = {
+        key: value
+        for key, value in template.get("metadata", {}).items()
+        if key not in _SERVER_METADATA
+    }
+    return {"metadata": metadata, "spec": template.get("spec", {})}
