@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
 from k8s_step_operator.merge import deep_merge
-from k8s_step_operator.names import label_value, pod_name
+from k8s_step_operator.names import label_value, pod_name, text_hash
 from k8s_step_operator.settings import (
     MAIN_CONTAINER_NAME,
     RESERVED_ANNOTATION_PREFIX,
@@ -430,3 +430,25 @@ def load_pod_template(path: str) -> dict[str, Any]:
         if key not in _SERVER_METADATA
     }
     return {"metadata": metadata, "spec": template.get("spec", {})}
+
+
+def mount_claims(pod: dict, claims: Mapping[str, str]) -> dict:
+    """Mount PVCs into the main container: ``claims`` maps mount path -> claim name.
+
+    Returns a new Pod dict; volume names are derived from the mount path
+    (``pvol-<hash>``), so mounting the same claim twice at two paths works.
+    """
+    if not claims:
+        return pod
+    volumes, mounts = [], []
+    for path, claim in claims.items():
+        validate_dns1123_subdomain(claim, f"pvolumes[{path!r}]")
+        name = f"pvol-{text_hash(path)}"
+        volumes.append({"name": name, "persistentVolumeClaim": {"claimName": claim}})
+        mounts.append({"name": name, "mountPath": path})
+    containers = [
+        {**c, "volumeMounts": [*(c.get("volumeMounts") or []), *mounts]} if c.get("name") == MAIN_CONTAINER_NAME else c
+        for c in pod["spec"]["containers"]
+    ]
+    spec = {**pod["spec"], "containers": containers, "volumes": [*(pod["spec"].get("volumes") or []), *volumes]}
+    return {**pod, "spec": spec}

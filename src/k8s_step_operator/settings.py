@@ -629,6 +629,12 @@ class K8sStepOperatorSettings(BaseSettings):
         default=True,
         description="Prefix streamed log lines with the container name.",
     )
+    pvolumes: Dict[str, str] = Field(
+        default_factory=dict,
+        description="Volumes to mount, like KFP's `pvolumes`: mount path -> "
+        "the name of a step input whose value is a PVC name (e.g. a volume "
+        "step's `name` output, which also orders the steps), or a PVC name.",
+    )
     pod_startup_timeout: Optional[int] = Field(
         default=None,
         description="Deprecated and ignored; use `startup_timeout`.",
@@ -684,6 +690,21 @@ class K8sStepOperatorSettings(BaseSettings):
             raise ValueError(
                 f"{info.field_name}: must be >= 0 (got {value})"
             )
+        return value
+
+    @field_validator("pvolumes")
+    @classmethod
+    def _pvolumes(cls, value: Dict[str, str]) -> Dict[str, str]:
+        """Mount paths are absolute; sources are input names or PVC names."""
+        for path, source in value.items():
+            if not isinstance(path, str) or not path.startswith("/"):
+                raise ValueError(
+                    f"pvolumes[{path!r}]: the mount path must be absolute, e.g. '/mnt/data'"
+                )
+            if not isinstance(source, str) or not source.strip():
+                raise ValueError(
+                    f"pvolumes[{path!r}]: must name a step input or a PVC (a non-empty string)"
+                )
         return value
 
     @field_validator("api_request_timeout", mode="before")

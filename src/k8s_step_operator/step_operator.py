@@ -161,6 +161,7 @@ class K8sStepOperator(BaseStepOperator):
         pod = manifest.build_pod(
             settings, identity, info.get_image(key=IMAGE_KEY), list(entrypoint_command), namespace, secret_name
         )
+        pod = manifest.mount_claims(pod, resolve_pvolumes(info, settings.pvolumes))
         secret = manifest.build_env_secret(secret_name, namespace, identity, environment)
         PodWatch.shared(self.api, namespace)  # start watching before the pod exists
         self.create_pod_with_secret(settings, namespace, pod, secret)
@@ -388,3 +389,25 @@ def _record_failure_reason(step_run: "StepRunResponse", reason: str) -> None:
             )
     except Exception as exc:  # noqa: BLE001 - the log line above already told the user
         logger.debug("could not record the failure reason on the step run: %s", exc)
+
+
+def resolve_pvolumes(info: "StepRunInfo", pvolumes: Dict[str, str]) -> Dict[str, str]:
+    """Turn ``pvolumes`` sources into claim names: a step input's value, else the text itself."""
+    claims: Dict[str, str] = {}
+    inputs = info.step_run.regular_inputs if pvolumes else {}
+    parameters = info.config.parameters or {}
+    for path, source in pvolumes.items():
+        if source in inputs:
+            value: Any = inputs[source][0].load()
+        elif source in parameters:
+            value = parameters[source]
+        else:
+            value = source
+        if isinstance(value, dict):  # a manifest output
+            value = (value.get("metadata") or {}).get("name", "")
+        if not isinstance(value, str) or not value:
+            raise ValueError(
+                f"pvolumes[{path!r}]: input {source!r} must hold a PVC name (a string), got {type(value).__name__}"
+            )
+        claims[path] = value
+    return claims

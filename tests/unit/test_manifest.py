@@ -401,3 +401,34 @@ def test_settings_objects_are_not_mutated_by_building():
     main["securityContext"]["runAsUser"] = 2
     pod["spec"]["volumes"].clear()
     assert settings.model_dump() == before
+
+
+def test_mount_claims_adds_pvc_volumes_to_main_only():
+    from k8s_step_operator.manifest import mount_claims
+
+    pod = {"spec": {"containers": [{"name": "main"}, {"name": "side"}], "volumes": [{"name": "x", "emptyDir": {}}]}}
+    out = mount_claims(pod, {"/mnt/a": "vol-1", "/mnt/b": "vol-1"})
+    main, side = out["spec"]["containers"]
+    assert [m["mountPath"] for m in main["volumeMounts"]] == ["/mnt/a", "/mnt/b"]
+    assert "volumeMounts" not in side
+    claims = [v["persistentVolumeClaim"]["claimName"] for v in out["spec"]["volumes"] if "persistentVolumeClaim" in v]
+    assert claims == ["vol-1", "vol-1"]
+    assert len({v["name"] for v in out["spec"]["volumes"]}) == 3
+    assert pod["spec"]["containers"][0] == {"name": "main"}  # input untouched
+
+
+def test_mount_claims_rejects_bad_claim_name():
+    import pytest
+    from k8s_step_operator.manifest import mount_claims
+
+    with pytest.raises(ValueError, match=r"pvolumes\['/mnt/a'\]"):
+        mount_claims({"spec": {"containers": [{"name": "main"}]}}, {"/mnt/a": "Not_A_Name"})
+
+
+def test_pvolumes_setting_requires_absolute_paths():
+    import pytest
+    from k8s_step_operator.settings import K8sStepOperatorSettings
+
+    with pytest.raises(ValueError, match="mount path must be absolute"):
+        K8sStepOperatorSettings(pvolumes={"mnt": "vol"})
+    assert K8sStepOperatorSettings(pvolumes={"/mnt": "vol"}).pvolumes == {"/mnt": "vol"}
