@@ -1,0 +1,82 @@
+"""A ZenML repository in a tmp dir, wired to the local cluster through the `k8s` flavor.
+
+Every ZenML command runs in a subprocess with its own ZENML_CONFIG_PATH, as a user's shell would,
+so these tests never share ZenML state with the test process.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+
+PROJECT = Path(__file__).resolve().parent.parent / "zenml_project"
+OPERATOR = "k8s-local"
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class ZenMLProject:
+    root: Path
+    env: dict[str, str]
+    namespace: str
+
+    def zenml(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+        return self.run([str(BIN / "zenml"), *args], check=check, timeout=timeout)
+
+    def python(self, *args: str, check: bool = False, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+        return self.run([sys.executable, *args], check=check, timeout=timeout, env=env)
+
+    def run(self, argv: list[str], check: bool, timeout: float, env: dict | None = None) -> subprocess.CompletedProcess:
+        proc = subprocess.run(
+            argv, cwd=self.root, env={**self.env, **(env or {})}, capture_output=True, text=True, timeout=timeout
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{' '.join(argv)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def pipeline(self, scenario: str, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
+        return self.python("pipelines.py", scenario, *extra, env=env)
+
+
+@pytest.fixture(scope="session")
+def zenml_namespace(api_client: client.ApiClient) -> str:
+    core = client.CoreV1Api(api_client)
+    name = "zenml-it"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels={"k8sso-test": "true"})))
+    yield name
+    core.delete_namespace(name, propagation_policy="Background")
+
+
+@pytest.fixture(scope="session")
+def zenml_project(tmp_path_factory: pytest.TempPathFactory, local_cluster, zenml_namespace: str) -> ZenMLProject:
+    root = tmp_path_factory.mktemp("zenml-project")
+    shutil.copy(PROJECT / "pipelines.py", root / "pipelines.py")
+    env = {
+        **os.environ,
+        "ZENML_CONFIG_PATH": str(root / ".zenconfig"),
+        "ZENML_ANALYTICS_OPT_IN": "false",
+        "ZENML_LOGGING_COLORS_DISABLED": "true",
+        "ZENML_ENABLE_RICH_TRACEBACK": "false",
+        "K8SSO_OPERATOR": OPERATOR,
+        "K8SSO_NAMESPACE": zenml_namespace,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "COLUMNS": "200",
+    }
+    env.pop("KUBECONFIG", None)
+    project = ZenMLProject(root, env, zenml_namespace)
+    project.zenml("init")
+    project.zenml("step-operator", "flavor", "register", "k8s_step_operator.flavor.K8sStepOperatorFlavor")
+    project.zenml(
+        "step-operator", "register", OPERATOR, "--flavor=k8s",
+        f"--kubernetes_namespace={zenml_namespace}", f"--kubeconfig={local_cluster.kubeconfig}", "--local=True",
+        "--startup_timeout=60",
+    )
+    project.zenml("stack", "register", "k8s-stack", "-o", "default", "-a", "default", "-s", OPERATOR, "--set")
+    return project

@@ -1,0 +1,228 @@
+"""Pipelines the ZenML integration tests run in a subprocess, from a ZenML repo in a tmp dir.
+
+Usage: python pipelines.py SCENARIO [--operator NAME] [--namespace NS] [--config RUN_CONFIG]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from zenml import pipeline, step
+from zenml.config import DockerSettings
+
+from k8s_step_operator.settings import K8sStepOperatorSettings as KubernetesStepOperatorSettings
+from kubernetes.client.models import V1Toleration
+
+IMAGE = os.environ.get("K8SSO_TEST_IMAGE", "local/zenml-step:latest")
+OPERATOR = os.environ.get("K8SSO_OPERATOR", "k8s-local")
+NAMESPACE = os.environ.get("K8SSO_NAMESPACE", "zenml")
+DOCKER = DockerSettings(skip_build=True, parent_image=IMAGE)
+
+
+@step(step_operator=OPERATOR, settings={"docker": DOCKER})
+def hello(n: int) -> int:
+    for i in range(n):
+        print(f"hello line {i}", flush=True)
+    print(f"in-pod={bool(os.environ.get('KUBERNETES_SERVICE_HOST'))}", flush=True)
+    return n * 2
+
+
+@step
+def check_double(value: int, expected: int) -> None:
+    if value != expected:
+        raise AssertionError(f"expected {expected}, got {value}")
+
+
+@pipeline(enable_cache=False)
+def hello_pipeline(n: int = 3) -> None:
+    check_double(hello(n), expected=2 * n)
+
+
+@step(step_operator=OPERATOR, settings={"docker": DOCKER})
+def boom() -> int:
+    print("about to fail", flush=True)
+    raise ValueError("boom: the step itself failed")
+
+
+@pipeline(enable_cache=False)
+def failing_pipeline() -> None:
+    boom()
+
+
+@step(step_operator=OPERATOR, settings={"docker": DockerSettings(skip_build=True, parent_image="registry.invalid/none/such:1")})
+def unpullable() -> int:
+    return 1
+
+
+@pipeline(enable_cache=False)
+def unpullable_pipeline() -> None:
+    unpullable()
+
+
+# The settings example from ZenML's docs, verbatim apart from the import line above
+# and the namespace, which the test chooses.
+kubernetes_settings = KubernetesStepOperatorSettings(
+    pod_settings={
+        "node_selectors": {
+            "cloud.google.com/gke-nodepool": "ml-pool",
+            "kubernetes.io/arch": "amd64"
+        },
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {
+                            "matchExpressions": [
+                                {
+                                    "key": "gpu-type",
+                                    "operator": "In",
+                                    "values": ["nvidia-tesla-v100", "nvidia-tesla-p100"]
+                                }
+                            ]
+                        }
+                    ]
+                }
+            }
+        },
+        "tolerations": [
+            V1Toleration(
+                key="gpu",
+                operator="Equal",
+                value="present",
+                effect="NoSchedule"
+            ),
+            V1Toleration(
+                key="high-priority",
+                operator="Exists",
+                effect="PreferNoSchedule"
+            )
+        ],
+        "resources": {
+            "requests": {
+                "cpu": "2",
+                "memory": "4Gi",
+                "nvidia.com/gpu": "1"
+            },
+            "limits": {
+                "cpu": "4",
+                "memory": "8Gi",
+                "nvidia.com/gpu": "1"
+            }
+        },
+        "annotations": {
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": "8080"
+        },
+        "volumes": [
+            {
+                "name": "data-volume",
+                "persistentVolumeClaim": {
+                    "claimName": "ml-data-pvc"
+                }
+            },
+            {
+                "name": "config-volume",
+                "configMap": {
+                    "name": "ml-config"
+                }
+            }
+        ],
+        "volume_mounts": [
+            {
+                "name": "data-volume",
+                "mountPath": "/mnt/data"
+            },
+            {
+                "name": "config-volume",
+                "mountPath": "/etc/ml-config",
+                "readOnly": True
+            }
+        ],
+        "host_ipc": True,
+        "image_pull_secrets": ["regcred", "gcr-secret"],
+        "labels": {
+            "app": "ml-pipeline",
+            "environment": "production",
+            "team": "data-science"
+        }
+    },
+    kubernetes_namespace=NAMESPACE,
+    service_account_name="zenml-pipeline-runner"
+)
+
+
+@step(step_operator=OPERATOR, settings={"step_operator": kubernetes_settings, "docker": DOCKER})
+def train_on_gpu() -> str:
+    with open("/etc/ml-config/learning_rate") as f:
+        lr = f.read().strip()
+    with open("/mnt/data/model.txt", "w") as f:
+        f.write(f"trained with lr={lr}\n")
+    print(f"trained with lr={lr}", flush=True)
+    return lr
+
+
+@pipeline(enable_cache=False)
+def seed_pipeline() -> None:
+    train_on_gpu()
+
+
+@step(step_operator=OPERATOR, settings={"step_operator": {"pod_settings": {"labels": {"settings-key": "plain"}}}, "docker": DOCKER})
+def keyed_plain() -> int:
+    return 1
+
+
+@step(step_operator=OPERATOR, settings={"step_operator.k8s": {"pod_settings": {"labels": {"settings-key": "flavor"}}}, "docker": DOCKER})
+def keyed_flavor() -> int:
+    return 2
+
+
+@step(step_operator=OPERATOR, settings={f"step_operator:{OPERATOR}": {"pod_settings": {"labels": {"settings-key": "component"}}}, "docker": DOCKER})
+def keyed_component() -> int:
+    return 3
+
+
+@pipeline(enable_cache=False)
+def settings_keys_pipeline() -> None:
+    keyed_plain()
+    keyed_flavor()
+    keyed_component()
+
+
+@step(settings={"docker": DOCKER})
+def from_config() -> int:
+    print(f"in-pod={bool(os.environ.get('KUBERNETES_SERVICE_HOST'))}", flush=True)
+    return 7
+
+
+@pipeline(enable_cache=False)
+def config_pipeline() -> None:
+    from_config()
+
+
+SCENARIOS = {
+    "hello": hello_pipeline,
+    "failing": failing_pipeline,
+    "unpullable": unpullable_pipeline,
+    "seed": seed_pipeline,
+    "settings-keys": settings_keys_pipeline,
+    "config": config_pipeline,
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("scenario", choices=sorted(SCENARIOS))
+    parser.add_argument("--config", help="run-config YAML")
+    args = parser.parse_args()
+    pipe = SCENARIOS[args.scenario]
+    if args.config:
+        pipe = pipe.with_options(config_path=args.config)
+    run = pipe()
+    print(f"RUN-STATUS {run.status.value} {run.name}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
