@@ -188,6 +188,7 @@ class LocalCluster:
         self._start_storage()
         processes.wait_until(self._nodes_ready, timeout, interval=0.25, what="nodes Ready and untainted")
         processes.wait_until(self._default_sa_exists, timeout, interval=0.25, what="default ServiceAccount")
+        processes.wait_until(self._storage_ready, timeout, interval=0.1, what="storage ready (volumes/ready)")
         return self
 
     def stop(self) -> None:
@@ -302,7 +303,7 @@ class LocalCluster:
                 "--kubeconfig",
                 str(self.kubeconfig),
                 "--state-dir",
-                str(self.root / "volumes"),
+                str(self.storage_dir),
             ],
             env=self._python_env(),
         )
@@ -348,6 +349,14 @@ class LocalCluster:
             if any(t["key"].startswith("node.kubernetes.io/") for t in node["spec"].get("taints", [])):
                 return False
         return True
+
+    @property
+    def storage_dir(self) -> Path:
+        return self.root / "volumes"
+
+    def _storage_ready(self) -> bool:
+        self._ready()  # raises if storage (or any component) died
+        return (self.storage_dir / "ready").exists()
 
     def _default_sa_exists(self) -> bool:
         self._json("/api/v1/namespaces/default/serviceaccounts/default")
