@@ -118,10 +118,12 @@ class K8sStepOperator(BaseStepOperator):
 
     @staticmethod
     def _policy(settings: K8sStepOperatorSettings) -> retry.RetryPolicy:
-        return retry.RetryPolicy(
-            max_retries=settings.max_api_retries,
-            request_timeout=float(settings.api_request_timeout or 30),
-        )
+        # rest.request takes its own timeout argument; the policy must not inject the client's
+        return retry.RetryPolicy(max_retries=settings.max_api_retries, request_timeout=None)
+
+    @staticmethod
+    def _timeout(settings: K8sStepOperatorSettings) -> float:
+        return float(settings.api_request_timeout or 30)
 
     # ---------------------------------------------------------------- client
     @property
@@ -139,8 +141,9 @@ class K8sStepOperator(BaseStepOperator):
         return self._api
 
     def _call(self, settings: K8sStepOperatorSettings, method: str, path: str, **kwargs: Any) -> Any:
-        policy = self._policy(settings)
-        return retry.call(rest.request, self.api, method, path, policy=policy, timeout=policy.request_timeout, **kwargs)
+        return retry.call(
+            rest.request, self.api, method, path, policy=self._policy(settings), timeout=self._timeout(settings), **kwargs
+        )
 
     # ---------------------------------------------------------------- submit
     def submit(self, info: "StepRunInfo", entrypoint_command: List[str], environment: Dict[str, str]) -> None:
@@ -162,6 +165,8 @@ class K8sStepOperator(BaseStepOperator):
             settings, identity, info.get_image(key=IMAGE_KEY), list(entrypoint_command), namespace, secret_name
         )
         pod = manifest.mount_claims(pod, resolve_pvolumes(info, settings.pvolumes))
+        if self.config.local:
+            environment = {**local_environment(), **environment}
         secret = manifest.build_env_secret(secret_name, namespace, identity, environment)
         PodWatch.shared(self.api, namespace)  # start watching before the pod exists
         self.create_pod_with_secret(settings, namespace, pod, secret)
@@ -411,3 +416,11 @@ def resolve_pvolumes(info: "StepRunInfo", pvolumes: Dict[str, str]) -> Dict[str,
             )
         claims[path] = value
     return claims
+
+
+def local_environment() -> Dict[str, str]:
+    """With ``local=True`` the pods share this machine: point them at the same ZenML config
+    directory, so local stores (SQLite, local artifact store) resolve to the same paths."""
+    from zenml.config.global_config import GlobalConfiguration
+
+    return {"ZENML_CONFIG_PATH": GlobalConfiguration().config_directory}
