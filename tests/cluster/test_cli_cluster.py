@@ -1,0 +1,436 @@
+"""The CLI against a real control plane: `rbac` output applied, `doctor`, the RBAC really
+being sufficient (and no more) for the operator's calls, `local-cluster` and `register`.
+
+`rbac`/`doctor` run in-process (CliRunner) against the session cluster; `local-cluster`
+and `register` run the installed console script in a subprocess, the way users do.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import yaml
+from click.testing import CliRunner, Result
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from k8s_step_operator import rbac
+from k8s_step_operator.cli import FLAVOR_SOURCE, main
+from k8s_step_operator.localcluster import cli_state
+
+KUBECTL = "/usr/bin/kubectl"
+SA = "zenml-runner"
+CLI = str(Path(sys.executable).with_name("k8s-step-operator"))
+RESOURCE_KINDS = ["jobs.batch", "persistentvolumeclaims", "volumesnapshots.snapshot.storage.k8s.io"]
+
+
+def _cli(*args: str) -> Result:
+    return CliRunner().invoke(main, list(args))
+
+
+def _kubectl_apply(kubeconfig: Path, text: str) -> None:
+    proc = subprocess.run(
+        [KUBECTL, "--kubeconfig", str(kubeconfig), "apply", "-f", "-"],
+        input=text,
+        text=True,
+        capture_output=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def _doctor(kubeconfig: Path, namespace: str, *extra: str) -> Result:
+    return _cli("doctor", "--kubeconfig", str(kubeconfig), "--namespace", namespace, *extra)
+
+
+def _subject(namespace: str, name: str = SA) -> str:
+    return f"system:serviceaccount:{namespace}:{name}"
+
+
+@pytest.fixture
+def as_service_account(local_cluster: Any, namespace: str) -> Iterator[client.ApiClient]:
+    """An ApiClient that acts as the service account (admin credential + Impersonate-User)."""
+    api = config.new_client_from_config(config_file=str(local_cluster.kubeconfig))
+    api.set_default_header("Impersonate-User", _subject(namespace))
+    yield api
+    api.close()
+
+
+def _status(call: Any) -> int:
+    """HTTP status of an API call: 200 on success, the error status otherwise."""
+    try:
+        call()
+        return 200
+    except ApiException as exc:
+        return exc.status
+
+
+# --------------------------------------------------------------- rbac + doctor
+def test_rbac_output_applied_then_doctor_passes(local_cluster: Any, namespace: str) -> None:
+    printed = _cli("rbac", "--namespace", namespace, "--service-account", SA)
+    assert printed.exit_code == 0
+    _kubectl_apply(local_cluster.kubeconfig, printed.stdout)
+
+    result = _doctor(local_cluster.kubeconfig, namespace, "--as", _subject(namespace))
+    assert result.exit_code == 0, result.output
+    assert f"service account {namespace}/{SA} exists" in result.stdout
+    assert "All 9 permissions are granted" in result.stdout
+    assert "✗" not in result.stdout and result.stderr == ""
+
+
+def test_doctor_names_the_missing_permission(local_cluster: Any, api_client: client.ApiClient, namespace: str) -> None:
+    docs = rbac.manifests(namespace, SA)
+    role = docs[1]
+    for rule in role["rules"]:
+        if rule["resources"] == ["secrets"]:
+            rule["verbs"].remove("delete")
+    _kubectl_apply(local_cluster.kubeconfig, yaml.safe_dump_all(docs))
+
+    result = _doctor(local_cluster.kubeconfig, namespace, "--as", _subject(namespace))
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [f"forbidden: needs delete on secrets in {namespace}"]
+    assert "✗ delete  secrets" in result.stdout
+
+
+def test_doctor_without_any_rbac_lists_everything_missing(local_cluster: Any, namespace: str) -> None:
+    result = _doctor(local_cluster.kubeconfig, namespace, "--as", _subject(namespace, "ghost"))
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines[0] == f"error: service account {namespace}/ghost does not exist"
+    assert f"forbidden: needs get on pods/log in {namespace}" in lines
+    assert len([line for line in lines if line.startswith("forbidden:")]) == 9
+
+
+def test_doctor_as_admin_and_missing_namespace(local_cluster: Any, namespace: str) -> None:
+    assert _doctor(local_cluster.kubeconfig, namespace).exit_code == 0
+    missing = _doctor(local_cluster.kubeconfig, "no-such-namespace-" + uuid.uuid4().hex[:6])
+    assert missing.exit_code == 1
+    assert "does not exist" in missing.stderr
+
+
+def test_doctor_with_a_bogus_context_fails_clearly(local_cluster: Any) -> None:
+    result = _cli("doctor", "--kubeconfig", str(local_cluster.kubeconfig), "--context", "bogus", "-n", "x")
+    assert result.exit_code == 1
+    assert "context `bogus` does not exist in kubeconfig" in result.stdout
+    assert "available: k8s-step-operator-local" in result.stdout
+    assert "context `bogus` not found" in result.stderr
+    missing_file = _cli("doctor", "--kubeconfig", "/nonexistent/kubeconfig")
+    assert missing_file.exit_code == 1 and "does not exist" in missing_file.stderr
+
+
+def test_doctor_unreachable_server(tmp_path: Path, local_cluster: Any) -> None:
+    kubeconfig = yaml.safe_load(Path(local_cluster.kubeconfig).read_text())
+    kubeconfig["clusters"][0]["cluster"]["server"] = "https://127.0.0.1:1"
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump(kubeconfig))
+    result = _cli("doctor", "--kubeconfig", str(path))
+    assert result.exit_code == 1
+    assert "cannot reach the API server at https://127.0.0.1:1" in result.stderr
+
+
+# --------------------------------------- the printed RBAC is really sufficient
+def _submit_like_the_operator(api: client.ApiClient, namespace: str, pod: dict, secret: dict) -> dict:
+    """The requests of ``K8sStepOperator.create_pod_with_secret``: POST secret, POST pod, PATCH secret."""
+    from k8s_step_operator.kube import rest
+
+    base = f"/api/v1/namespaces/{namespace}"
+    rest.request(api, "POST", f"{base}/secrets", body=secret, timeout=30)
+    created = rest.request(api, "POST", f"{base}/pods", body=pod, timeout=30)
+    owner = {"apiVersion": "v1", "kind": "Pod", "name": created["metadata"]["name"], "uid": created["metadata"]["uid"]}
+    rest.request(
+        api,
+        "PATCH",
+        f"{base}/secrets/{secret['metadata']['name']}",
+        body={"metadata": {"ownerReferences": [owner]}},
+        content_type="application/merge-patch+json",
+        timeout=30,
+    )
+    return created
+
+
+def _delete_like_the_operator(api: client.ApiClient, path: str, grace: int | None = None) -> int:
+    """The request of ``K8sStepOperator._delete`` (cancel / clean-up); returns the HTTP status."""
+    from k8s_step_operator.kube import rest
+
+    body: dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
+    if grace is not None:
+        body["gracePeriodSeconds"] = grace
+    return _status(lambda: rest.request(api, "DELETE", path, body=body, timeout=30))
+
+
+def test_printed_rbac_allows_exactly_the_operators_calls(
+    local_cluster: Any, api_client: client.ApiClient, namespace: str, as_service_account: client.ApiClient
+) -> None:
+    """As the service account, make the operator's requests; then try what is not granted."""
+    from k8s_step_operator import manifest
+    from k8s_step_operator.kube import rest
+    from k8s_step_operator.kube.logs import LogFollower
+    from k8s_step_operator.kube.podwatch import PodWatch
+    from k8s_step_operator.settings import K8sStepOperatorSettings
+
+    _kubectl_apply(local_cluster.kubeconfig, _cli("rbac", "-n", namespace, "--service-account", SA).stdout)
+    api = as_service_account
+    settings = K8sStepOperatorSettings()
+    identity = manifest.StepIdentity("run-1", "pipe", "train", str(uuid.uuid4()))
+    pod = manifest.build_pod(settings, identity, "busybox", ["sh", "-c", "echo hello"], namespace, "train-env")
+    name = pod["metadata"]["name"]
+    secret = manifest.build_env_secret("train-env", namespace, identity, {"ZENML_STORE_URL": "sqlite://"})
+    core = client.CoreV1Api(api_client)
+
+    # submit: POST secret, POST pod, PATCH secret (owner reference).
+    created = _submit_like_the_operator(api, namespace, pod, secret)
+    stored = core.read_namespaced_secret("train-env", namespace)
+    assert stored.metadata.owner_references[0].uid == created["metadata"]["uid"]
+
+    # get_status / wait: the operator's shared watch (LIST + WATCH by label selector).
+    has_nodes = bool(core.list_node().items)
+    watch = PodWatch(api, namespace)
+    try:
+        assert watch.wait_synced(timeout=15), watch.last_error
+        assert watch.lookup(name)[0] is not None
+        deadline = time.monotonic() + 10
+        while watch.watch_requests == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if has_nodes:  # the watch must also see the pod finish
+
+            def finished(pod_seen: dict | None, _gone: bool) -> str | None:
+                phase = ((pod_seen or {}).get("status") or {}).get("phase")
+                return phase if phase in ("Succeeded", "Failed") else None
+
+            assert watch.wait_for(name, finished, timeout=90) == "Succeeded", watch.last_error
+        time.sleep(0.5)
+        assert "403" not in watch.last_error and "Forbidden" not in watch.last_error, watch.last_error
+    finally:
+        watch.close()
+
+    # logs: GET pods/log with follow, through the operator's LogFollower when a node ran the pod.
+    log_path = f"/api/v1/namespaces/{namespace}/pods/{name}/log"
+    if has_nodes:
+        lines: list[str] = []
+        follower = LogFollower(api, namespace, name, "main", lines.append).start()
+        assert follower.join(30)
+        assert lines == ["hello"]
+    else:  # no node ran it: the log is empty or refused for lack of a host, but never forbidden
+        status = _status(lambda: rest.request(api, "GET", log_path, {"container": "main"}, stream=True).release_conn())
+        assert status != 403
+
+    # cancel / clean-up: DELETE pod and secret (a second delete is a 404, which the operator ignores).
+    base = f"/api/v1/namespaces/{namespace}"
+    assert _delete_like_the_operator(api, f"{base}/pods/{name}", grace=0) == 200
+    assert _delete_like_the_operator(api, f"{base}/secrets/train-env") == 200
+    assert _delete_like_the_operator(api, f"{base}/secrets/train-env") == 404
+
+    # ... and nothing else.
+    impersonated = client.CoreV1Api(api)
+    other = "default"
+    assert _status(lambda: impersonated.read_namespaced_secret("anything", namespace)) == 403
+    assert _status(lambda: impersonated.list_namespaced_secret(namespace)) == 403
+    assert _status(lambda: impersonated.list_namespaced_config_map(namespace)) == 403
+    assert _status(lambda: impersonated.create_namespaced_pod(other, {**pod, "metadata": {"name": name}})) == 403
+    assert _status(lambda: impersonated.list_namespaced_pod(other)) == 403
+    assert _status(lambda: impersonated.create_namespaced_secret(other, {**secret, "metadata": {"name": "x"}})) == 403
+    assert _status(lambda: impersonated.replace_namespaced_pod(name, namespace, pod)) == 403
+    assert _status(lambda: impersonated.list_namespace()) == 403
+
+
+def test_resource_steps_rbac_with_cluster_role(
+    local_cluster: Any, api_client: client.ApiClient, namespace: str, as_service_account: client.ApiClient
+) -> None:
+    kind_args = [x for kind in RESOURCE_KINDS for x in ("--kind", kind)] + ["--action", "create", "--action", "delete"]
+    printed = _cli("rbac", "-n", namespace, "--service-account", SA, *kind_args)
+    assert printed.exit_code == 0
+    docs = list(yaml.safe_load_all(printed.stdout))
+    assert [d["kind"] for d in docs][-2:] == ["ClusterRole", "ClusterRoleBinding"]
+    name = rbac.cluster_role_name(namespace, SA)
+    _kubectl_apply(local_cluster.kubeconfig, printed.stdout)
+    rbac_api = client.RbacAuthorizationV1Api(api_client)
+    try:
+        result = _doctor(local_cluster.kubeconfig, namespace, "--as", _subject(namespace), *kind_args)
+        assert result.exit_code == 0, result.output
+        assert "get     storageclasses.storage.k8s.io" in result.stdout
+
+        narrower = _doctor(
+            local_cluster.kubeconfig, namespace, "--as", _subject(namespace), "--kind", "jobs.batch", "--action", "patch"
+        )
+        assert narrower.exit_code == 1
+        assert narrower.stderr.strip().splitlines() == [f"forbidden: needs patch on jobs.batch in {namespace}"]
+
+        core, batch = client.CoreV1Api(as_service_account), client.BatchV1Api(as_service_account)
+        storage = client.StorageV1Api(as_service_account)
+        claim = {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "data"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Mi"}}},
+        }
+        job = {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": "j"},
+            "spec": {
+                "template": {
+                    "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}
+                }
+            },
+        }
+        assert _status(lambda: core.create_namespaced_persistent_volume_claim(namespace, claim)) == 200
+        assert _status(lambda: core.read_namespaced_persistent_volume_claim("data", namespace)) == 200
+        assert _status(lambda: batch.create_namespaced_job(namespace, job)) == 200
+        assert _status(lambda: batch.list_namespaced_job(namespace, field_selector="metadata.name=j")) == 200
+        assert _status(lambda: storage.read_storage_class("no-such-class")) == 404  # allowed, just absent
+        assert _status(lambda: storage.list_storage_class()) == 403  # only get
+        assert _status(lambda: batch.patch_namespaced_job("j", namespace, {"metadata": {"labels": {"a": "b"}}})) == 403
+        assert _status(lambda: core.patch_namespaced_persistent_volume_claim("data", namespace, {})) == 403
+        assert _status(lambda: client.AppsV1Api(as_service_account).list_namespaced_deployment(namespace)) == 403
+        assert _status(lambda: batch.delete_namespaced_job("j", namespace, propagation_policy="Background")) == 200
+        assert _status(lambda: core.delete_namespaced_persistent_volume_claim("data", namespace)) == 200
+    finally:
+        for call in (rbac_api.delete_cluster_role_binding, rbac_api.delete_cluster_role):
+            try:
+                call(name)
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+
+
+# -------------------------------------------------------------- local-cluster
+def _run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([CLI, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout)
+
+
+def test_local_cluster_up_status_down(tmp_path: Path) -> None:
+    """A second cluster under a temporary root: up (twice), status, down, nothing left."""
+    root = tmp_path / "lc"
+    nodes = importlib.util.find_spec("k8s_step_operator.localcluster.node") is not None
+    up_args = ["local-cluster", "up", "--root", str(root), "--timeout", "180"] + ([] if nodes else ["--no-nodes"])
+
+    stopped = _run("local-cluster", "status", "--root", str(root))
+    assert stopped.returncode == 1 and "not running" in stopped.stdout
+    try:
+        up = _run(*up_args)
+        assert up.returncode == 0, up.stdout + up.stderr
+        kubeconfig = root / "kubeconfig"
+        assert f"export KUBECONFIG={kubeconfig}" in up.stdout
+        again = _run(*up_args)
+        assert again.returncode == 0 and "already up" in again.stdout
+
+        status = _run("local-cluster", "status", "--root", str(root))
+        assert status.returncode == 0, status.stdout + status.stderr
+        for component in ("etcd", "apiserver", "controller-manager", "scheduler"):
+            assert component in status.stdout
+        if nodes:
+            assert "local-cpu" in status.stdout and "Ready" in status.stdout
+        pids = [int(c["pid"]) for c in json.loads((root / "status.json").read_text())["components"].values()]
+        supervisor = int((root / "supervisor.pid").read_text())
+        api = config.new_client_from_config(config_file=str(kubeconfig))
+        try:
+            assert client.CoreV1Api(api).read_namespace("default").metadata.name == "default"
+        finally:
+            api.close()
+    finally:
+        down = _run("local-cluster", "down", "--root", str(root))
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert "stopped" in down.stdout
+    assert not [pid for pid in [supervisor, *pids] if cli_state.alive(pid)]
+    assert cli_state.leftover_processes(cli_state.ClusterDir.at(root)) == []
+    assert sorted(p.name for p in root.iterdir()) == ["logs", "supervisor.log"]
+
+    after = _run("local-cluster", "status", "--root", str(root))
+    assert after.returncode == 1 and "not running" in after.stdout
+    assert _run("local-cluster", "down", "--root", str(root)).returncode == 0  # idempotent
+
+
+# ------------------------------------------------------------------- register
+def _zenml_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ZENML_")}
+    env.update(
+        ZENML_CONFIG_PATH=str(tmp_path / "zenml-config"),
+        ZENML_ANALYTICS_OPT_IN="false",
+        ZENML_LOGGING_VERBOSITY="WARN",
+        ZENML_ENABLE_RICH_TRACEBACK="false",
+    )
+    return env
+
+
+def _zenml_python(code: str, env: dict[str, str], cwd: Path) -> Any:
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+READ_STATE = """
+import json
+from zenml.client import Client
+c = Client()
+flavors = [f.source for f in c.list_flavors(name="k8s", hydrate=True).items]
+comp = c.get_stack_component("step_operator", "k8s-local")
+stack = c.active_stack_model
+print(json.dumps({"flavors": flavors, "config": comp.configuration, "stack": stack.name,
+                  "operator": [x.name for x in stack.components.get("step_operator", [])]}))
+"""
+
+
+def test_register_stores_the_installed_module_path(tmp_path: Path, local_cluster: Any) -> None:
+    env = _zenml_env(tmp_path)
+    usage = _run("register", "--stack", "s", env=env, cwd=tmp_path)
+    assert usage.returncode == 2 and "--stack needs --component" in usage.stderr
+
+    args = ["register", "--component", "k8s-local", "--namespace", "zenml", "--kubeconfig", str(local_cluster.kubeconfig)]
+    first = _run(*args, "--local", "--stack", "k8s-stack", env=env, cwd=tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert f"registered flavor `k8s` ({FLAVOR_SOURCE})" in first.stdout
+    assert "registered step operator `k8s-local`" in first.stdout
+    assert "`k8s-stack` is the active stack" in first.stdout
+
+    state = _zenml_python(READ_STATE, env, tmp_path)
+    assert state["flavors"] == [FLAVOR_SOURCE]
+    assert state["config"]["kubernetes_namespace"] == "zenml" and state["config"]["local"] is True
+    assert state["config"]["kubeconfig"] == str(Path(local_cluster.kubeconfig).resolve())
+    assert state["stack"] == "k8s-stack" and state["operator"] == ["k8s-local"]
+
+    again = _run(*args, "--local", "--stack", "k8s-stack", env=env, cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"flavor `k8s` is already registered ({FLAVOR_SOURCE})" in again.stdout
+    assert "step operator `k8s-local` is already registered with this configuration" in again.stdout
+    assert "stack `k8s-stack` already has step operator `k8s-local`" in again.stdout
+
+    # The registered component feeds doctor (kubeconfig + namespace) and render (configuration overlay).
+    doctor = _run("doctor", "--component", "k8s-local", env=env, cwd=tmp_path)
+    assert "component `k8s-local` (flavor k8s)" in doctor.stdout
+    assert "(namespace zenml)" in doctor.stdout
+    settings = tmp_path / "s.yaml"
+    settings.write_text("pod_settings: {labels: {team: ml}}\n")
+    rendered = _run("render", "--settings", str(settings), "--component", "k8s-local", env=env, cwd=tmp_path)
+    assert rendered.returncode == 0, rendered.stderr
+    assert yaml.safe_load(rendered.stdout)["metadata"]["namespace"] == "zenml"
+
+
+REGISTER_SRC_PREFIXED = """
+import json
+from zenml.client import Client
+from zenml.utils import source_utils
+from k8s_step_operator.flavor import K8sStepOperatorFlavor
+source_utils.set_custom_source_root("/")
+request = K8sStepOperatorFlavor().to_model(integration="custom", is_custom=True)
+request = request.model_copy(update={"source": "src.k8s_step_operator.flavor.K8sStepOperatorFlavor"})
+Client().zen_store.create_flavor(flavor=request)
+print(json.dumps("ok"))
+"""
+
+
+def test_register_refuses_a_flavor_stored_with_another_source(tmp_path: Path) -> None:
+    env = _zenml_env(tmp_path)
+    _zenml_python(REGISTER_SRC_PREFIXED, env, tmp_path)
+    result = _run("register", env=env, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "already registered with source `src.k8s_step_operator.flavor.K8sStepOperatorFlavor`" in result.stderr
+    assert "`src.` prefix" in result.stderr and "zenml step-operator flavor delete k8s" in result.stderr
