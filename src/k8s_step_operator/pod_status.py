@@ -180,7 +180,7 @@ def progress(prev: dict | None, cur: dict) -> list[str]:
     before_node = ((prev or {}).get("spec") or {}).get("nodeName")
     node = (cur.get("spec") or {}).get("nodeName")
     if prev is None:
-        lines.append("pod created")
+        lines.append("created")
     if node and node != before_node:
         lines.append(f"scheduled on node {node}")
     prev_phase = ((prev or {}).get("status") or {}).get("phase")

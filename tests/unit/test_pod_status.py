@@ -105,7 +105,7 @@ def test_progress_lines_follow_transitions():
     scheduled = pod("Pending", "local-gpu", main_state(waiting={"reason": "ContainerCreating"}))
     running = pod("Running", "local-gpu", main_state(running={}))
     done = pod("Succeeded", "local-gpu", main_state(terminated={"exitCode": 0}))
-    assert progress(None, created) == ["pod created"]
+    assert progress(None, created) == ["created"]
     assert "scheduled on node local-gpu" in progress(created, scheduled)
     assert progress(scheduled, running) == ["phase Running"]
     assert progress(running, done) == ["phase Succeeded"]
