@@ -1,0 +1,85 @@
+"""Errors raised by resource, volume and snapshot steps at run time, and API-error translation."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+__all__ = [
+    "ConditionFailed",
+    "Forbidden",
+    "ObjectDeleted",
+    "ResourceStepError",
+    "WaitTimeout",
+    "api_message",
+    "describe_status",
+    "translate_api_error",
+]
+
+_USER_RE = re.compile(r'User "([^"]+)"')
+_STATUS_LIMIT = 2000
+
+
+class ResourceStepError(RuntimeError):
+    """A resource, volume or snapshot step failed on the cluster."""
+
+
+class Forbidden(ResourceStepError):
+    """The credentials lack an RBAC permission (HTTP 403)."""
+
+
+class ConditionFailed(ResourceStepError):
+    """The failure condition matched, or a fail-fast Warning event arrived."""
+
+
+class WaitTimeout(ResourceStepError):
+    """The success condition did not match before the timeout."""
+
+
+class ObjectDeleted(ResourceStepError):
+    """The object was deleted while the step waited on it."""
+
+
+def api_message(exc: ApiException) -> str:
+    """The server's ``Status.message`` (or the reason) of an API error."""
+    body = getattr(exc, "body", None)
+    if body:
+        try:
+            data = json.loads(body)
+            if isinstance(data, dict) and data.get("message"):
+                return str(data["message"])
+        except (TypeError, ValueError):
+            text = body.decode() if isinstance(body, bytes) else str(body)
+            return text.strip()[:500]
+    return str(exc.reason or f"HTTP {exc.status}")
+
+
+def translate_api_error(exc: ApiException, verb: str, resource: str, namespace: str | None, what: str) -> ResourceStepError:
+    """A step error for an API failure; 403 says which permission is missing and for whom."""
+    message = api_message(exc)
+    if exc.status == 403:
+        where = f"in namespace {namespace}" if namespace else "(cluster-scoped)"
+        user = _USER_RE.search(message)
+        who = f" for {user.group(1)}" if user else ""
+        return Forbidden(
+            f"forbidden: needs {verb} on {resource} {where}{who} — grant it with a Role/ClusterRole "
+            f"binding. Server said: {message}"
+        )
+    return ResourceStepError(f"{what}: {verb} failed (HTTP {exc.status}): {message}")
+
+
+def describe_status(obj: Any) -> str:
+    """The last-seen ``.status`` as compact JSON (or the object when it has no status), shortened."""
+    if not isinstance(obj, dict):
+        return "nothing seen"
+    if "status" in obj:
+        text = "status: " + json.dumps(obj.get("status"), sort_keys=True, default=str)
+    else:
+        shown = {k: v for k, v in obj.items() if k not in ("metadata", "apiVersion", "kind")}
+        text = "object has no status; last-seen content: " + json.dumps(shown, sort_keys=True, default=str)
+    if len(text) > _STATUS_LIMIT:
+        text = text[:_STATUS_LIMIT] + "…"
+    return text

@@ -1,0 +1,404 @@
+"""Public factories returning ZenML steps: ``resource_step``, ``volume_step``, ``snapshot_step``, ``delete_step``.
+
+Every option is validated when the factory is called (pipeline definition
+time), so bad input never reaches the cluster. Inputs that may come from
+earlier steps are step inputs, bound when the step is called in the pipeline::
+
+    from k8s_step_operator.steps import (
+        VOLUME_MODE_RWO, cleanup_run_resources, resource_step, snapshot_step, volume_step,
+    )
+
+    make_volume = volume_step("data", size="1Gi", storage_class="standard")
+    take_snapshot = snapshot_step("snap")
+    restore = volume_step("restored", storage_class="standard")
+
+    @pipeline(on_success=cleanup_run_resources, on_failure=cleanup_run_resources)
+    def p():
+        name, manifest, size = make_volume()
+        snap, _, _ = take_snapshot(volume=name)        # runs after make_volume
+        restore(data_source=snap)                      # restores the snapshot
+
+Outputs are ZenML artifacts: ``name`` (str), ``manifest`` (dict), then the
+attribute outputs (resource steps) or ``size`` (volume: bound capacity;
+snapshot: restoreSize). The steps run in the orchestrator's process and talk
+to the cluster of the stack's ``k8s`` step operator (see :mod:`.cluster`).
+
+The whole configuration (``k8s_resource`` included) is stored as the step's
+``spec`` parameter in ZenML, visible to anyone who can read the run: reference
+Secrets from manifests instead of inlining secret values.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+from zenml.steps import BaseStep
+from zenml.utils import source_utils
+
+from . import entrypoints
+from .resource_spec import ResourceSpec, ResourceSpecError, build_resource_spec
+from .volume_spec import (
+    DEFAULT_VOLUME_TIMEOUT,
+    SNAPSHOT_SUCCESS,
+    VOLUME_MODE_RWO,
+    SnapshotSpec,
+    VolumeSpec,
+    build_snapshot_spec,
+    build_volume_spec,
+    parse_data_source,
+)
+
+__all__ = ["KubeApiStep", "delete_step", "resource_step", "snapshot_step", "volume_step"]
+
+_RESERVED_CALL_ARGS = ("id", "after", "start_after")
+CallCheck = Callable[[Mapping[str, Any]], None]
+
+
+class KubeApiStep(BaseStep):
+    """A ZenML step built by this package's factories (function entrypoint + a ``spec`` parameter)."""
+
+    _call_check: Optional[CallCheck] = None
+
+    @property
+    def source_object(self) -> Any:
+        """The entrypoint function (what ZenML shows and hashes)."""
+        return self.entrypoint
+
+    def resolve(self) -> Any:
+        """Resolve to the entrypoint function, which ZenML loads at run time."""
+        return source_utils.resolve(self.entrypoint, skip_validation=True)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Check the inputs bound at pipeline definition time, then invoke as usual."""
+        if self._call_check is not None:
+            plain = {k: v for k, v in kwargs.items() if k not in _RESERVED_CALL_ARGS}
+            try:
+                bound = inspect.signature(self.entrypoint).bind_partial(*args, **plain).arguments
+            except TypeError:
+                bound = {}
+            self._call_check(bound)
+        return super().__call__(*args, **kwargs)
+
+
+def _make_step(
+    func: Callable[..., Any],
+    spec: ResourceSpec | VolumeSpec | SnapshotSpec,
+    name: str,
+    check: Optional[CallCheck],
+    step_options: Optional[Mapping[str, Any]],
+) -> KubeApiStep:
+    options = dict(step_options or {})
+    for key in ("name", "enable_cache", "parameters"):
+        if key in options:
+            raise ResourceSpecError(f"step_options: {key!r} is set by the factory; allowed: other zenml.step options")
+    cls = type(func.__name__, (KubeApiStep,), {"entrypoint": staticmethod(func), "__module__": func.__module__})
+    instance = cls(name=name, enable_cache=False, **options)
+    instance.configure(parameters={"spec": spec.to_dict()})
+    instance._call_check = check
+    return instance
+
+
+def _given(bound: Mapping[str, Any], key: str) -> bool:
+    return bound.get(key) is not None
+
+
+def resource_step(
+    k8s_resource: Any = None,
+    *,
+    action: str = "create",
+    name: Optional[str] = None,
+    merge_strategy: Optional[str] = None,
+    api_version: Optional[str] = None,
+    kind: Optional[str] = None,
+    resource_name: Optional[str] = None,
+    namespace: Optional[str] = None,
+    success_condition: Optional[str] = None,
+    failure_condition: Optional[str] = None,
+    timeout: Optional[float] = 3600.0,
+    attribute_outputs: Optional[Mapping[str, str]] = None,
+    fail_on_events: Optional[Sequence[str]] = None,
+    force: bool = False,
+    cleanup: str = "never",
+    set_owner_reference: Any = None,
+    block_owner_deletion: bool = False,
+    propagation_policy: str = "Background",
+    wait_for_deletion: bool = False,
+    kubeconfig: Optional[str] = None,
+    context: Optional[str] = None,
+    step_options: Optional[Mapping[str, Any]] = None,
+) -> BaseStep:
+    """A step doing ``action`` (get/create/apply/delete/replace/patch) on any kind (KFP ``ResourceOp``).
+
+    Args:
+        k8s_resource: The object: dict, YAML/JSON text, file path or client model;
+            JSON-patch operations with ``merge_strategy="json"``.
+        action: ``get``, ``create`` (``generateName`` allowed), ``apply`` (server-side,
+            field manager ``k8s-step-operator``), ``replace``, ``patch`` or ``delete``.
+        name: The ZenML step name (default ``<action>_<kind>``).
+        merge_strategy: For ``patch``: ``strategic`` (default; not for custom resources),
+            ``merge`` or ``json``.
+        api_version, kind, resource_name: Name the target without a manifest (needed
+            with ``json``). The step input ``resource_name`` can also be bound to an
+            upstream output at call time.
+        namespace: Default: the ``k8s`` step operator's namespace, else the kubeconfig's.
+        success_condition, failure_condition: Argo grammar (``status.succeeded>0``) or
+            CEL over ``object``; evaluated on watch events. A failure condition's
+            comma-separated requirements are OR'ed (Argo's behaviour); success ones AND'ed.
+        timeout: Seconds to wait for the conditions (None: forever). The error shows
+            the last-seen status.
+        attribute_outputs: Output name → kubectl JSONPath, each a named step output.
+        fail_on_events: Warning-event reasons on the object that fail the wait at once.
+        force: Server-side apply takes conflicting fields over.
+        cleanup: ``never`` (default), ``on-run-end`` or ``on-success`` (with
+            :func:`cleanup_run_resources` as the pipeline hook).
+        set_owner_reference: An owner object (apiVersion, kind, name) in the same
+            namespace; the created object is garbage-collected with it.
+        propagation_policy, wait_for_deletion: For ``delete``.
+        kubeconfig, context: Use this kubeconfig instead of the stack's step operator.
+        step_options: Extra ``zenml.step`` options (settings, retry, hooks...).
+    """
+    spec = build_resource_spec(
+        k8s_resource,
+        action=action,
+        merge_strategy=merge_strategy,
+        api_version=api_version,
+        kind=kind,
+        resource_name=resource_name,
+        namespace=namespace,
+        success_condition=success_condition,
+        failure_condition=failure_condition,
+        timeout=timeout,
+        attribute_outputs=attribute_outputs,
+        fail_on_events=fail_on_events,
+        force=force,
+        cleanup=cleanup,
+        set_owner_reference=set_owner_reference,
+        block_owner_deletion=block_owner_deletion,
+        propagation_policy=propagation_policy,
+        wait_for_deletion=wait_for_deletion,
+        kubeconfig=kubeconfig,
+        context=context,
+        name_from_input=True,
+    )
+    if spec.action == "delete":
+        func: Callable[..., Any] = entrypoints.delete_entrypoint
+    else:
+        func = entrypoints.resource_entrypoint_for(spec.output_names[2:])
+
+    def check(bound: Mapping[str, Any]) -> None:
+        if not spec.name and not spec.generate_name and not _given(bound, "resource_name"):
+            raise ResourceSpecError(
+                "resource_name: the step has no object name; give metadata.name, resource_name=... to the "
+                "factory, or bind the step's resource_name input"
+            )
+
+    step_name = name or f"{spec.action}_{spec.kind.lower()}"
+    return _make_step(func, spec, step_name, check, step_options)
+
+
+def delete_step(
+    k8s_resource: Any = None,
+    *,
+    api_version: Optional[str] = None,
+    kind: Optional[str] = None,
+    resource_name: Optional[str] = None,
+    name: Optional[str] = None,
+    namespace: Optional[str] = None,
+    propagation_policy: str = "Background",
+    wait_for_deletion: bool = False,
+    timeout: Optional[float] = 600.0,
+    kubeconfig: Optional[str] = None,
+    context: Optional[str] = None,
+    step_options: Optional[Mapping[str, Any]] = None,
+) -> BaseStep:
+    """A step deleting one object (not-found is fine); its only output is ``name``.
+
+    The object's name may be bound at call time: ``delete_step(api_version="v1",
+    kind="PersistentVolumeClaim")(resource_name=volume_name_output)``.
+    ``wait_for_deletion`` watches until it is gone (finalizers such as
+    ``kubernetes.io/pvc-protection`` keep a PVC while a pod mounts it — the
+    timeout then says so).
+    """
+    return resource_step(
+        k8s_resource,
+        action="delete",
+        api_version=api_version,
+        kind=kind,
+        resource_name=resource_name,
+        name=name,
+        namespace=namespace,
+        propagation_policy=propagation_policy,
+        wait_for_deletion=wait_for_deletion,
+        timeout=timeout,
+        kubeconfig=kubeconfig,
+        context=context,
+        step_options=step_options,
+    )
+
+
+def volume_step(
+    resource_name: Optional[str] = None,
+    size: Any = None,
+    *,
+    name: Optional[str] = None,
+    storage_class: Optional[str] = None,
+    modes: Any = VOLUME_MODE_RWO,
+    annotations: Optional[Mapping[str, str]] = None,
+    data_source: Any = None,
+    data_source_kind: str = "VolumeSnapshot",
+    volume_name: Optional[str] = None,
+    volume_mode: Optional[str] = None,
+    k8s_resource: Any = None,
+    generate_unique_name: bool = True,
+    namespace: Optional[str] = None,
+    success_condition: Optional[str] = None,
+    failure_condition: Optional[str] = None,
+    timeout: Optional[float] = DEFAULT_VOLUME_TIMEOUT,
+    fail_on_events: Optional[Sequence[str]] = ("ProvisioningFailed",),
+    cleanup: str = "on-run-end",
+    kubeconfig: Optional[str] = None,
+    context: Optional[str] = None,
+    step_options: Optional[Mapping[str, Any]] = None,
+) -> BaseStep:
+    """A step creating a PersistentVolumeClaim (KFP ``VolumeOp``); outputs ``name``, ``manifest``, ``size``.
+
+    Args:
+        resource_name: Base name, DNS-1123 sanitized and prefixed with the run name
+            unless ``generate_unique_name=False``.
+        size: A Kubernetes quantity (``1Gi``, ``1.5Gi``, ``500M``...). May be left out
+            with a data source: the snapshot's restoreSize (or the source claim's size).
+        storage_class: StorageClass name (default: the cluster's default class;
+            ``""``: none). Checked up front, including its ``accessModes`` parameter.
+        modes: Access modes: ``VOLUME_MODE_RWO`` (default), ``VOLUME_MODE_RWM``,
+            ``VOLUME_MODE_ROM`` or names/short forms (RWO, RWX, ROX, RWOP).
+        annotations: Annotations on the claim.
+        data_source: A VolumeSnapshot name (e.g. a snapshot step's ``name`` output),
+            ``pvc/<name>`` to clone a claim, or a typed reference. Also a step input.
+        data_source_kind: Kind a bare data_source name refers to (``VolumeSnapshot``
+            or ``PersistentVolumeClaim``).
+        volume_name: Bind to this PersistentVolume.
+        k8s_resource: A whole PVC manifest instead of the options above (never both).
+        success_condition, failure_condition: Default ``status.phase==Bound`` /
+            ``status.phase==Lost``; no wait with a WaitForFirstConsumer class (the
+            ``size`` output is then the requested size).
+        fail_on_events: Warning-event reasons that fail at once (default ProvisioningFailed).
+        cleanup: ``on-run-end`` (default), ``on-success`` or ``never``.
+    """
+    spec = build_volume_spec(
+        resource_name,
+        size,
+        storage_class=storage_class,
+        modes=modes,
+        annotations=annotations,
+        data_source=data_source,
+        data_source_kind=data_source_kind,
+        volume_name=volume_name,
+        volume_mode=volume_mode,
+        k8s_resource=k8s_resource,
+        generate_unique_name=generate_unique_name,
+        namespace=namespace,
+        success_condition=success_condition,
+        failure_condition=failure_condition,
+        timeout=timeout,
+        fail_on_events=fail_on_events,
+        cleanup=cleanup,
+        kubeconfig=kubeconfig,
+        context=context,
+        data_source_from_input=True,
+    )
+
+    def check(bound: Mapping[str, Any]) -> None:
+        given = bound.get("data_source")
+        if given is None:
+            if spec.k8s_resource is None and spec.size is None and spec.data_source is None:
+                raise ResourceSpecError(
+                    "size: required (a Kubernetes quantity such as '1Gi'); it may only be left out with a data_source"
+                )
+            return
+        if spec.k8s_resource is not None:
+            raise ResourceSpecError("data_source: not allowed with k8s_resource (put spec.dataSource in the manifest)")
+        if spec.data_source is not None:
+            raise ResourceSpecError(
+                "data_source: given both to volume_step(...) and as a step input; give it in one place"
+            )
+        if isinstance(given, str):
+            parse_data_source(given, default_kind=spec.data_source_kind)
+
+    step_name = name or f"volume_{(spec.resource_name or 'pvc')}"
+    return _make_step(entrypoints.volume_entrypoint, spec, _identifier(step_name), check, step_options)
+
+
+def snapshot_step(
+    resource_name: Optional[str] = None,
+    *,
+    name: Optional[str] = None,
+    pvc: Optional[str] = None,
+    volume: Any = None,
+    snapshot_class: Optional[str] = None,
+    annotations: Optional[Mapping[str, str]] = None,
+    k8s_resource: Any = None,
+    generate_unique_name: bool = True,
+    namespace: Optional[str] = None,
+    success_condition: Optional[str] = SNAPSHOT_SUCCESS,
+    failure_condition: Optional[str] = None,
+    timeout: Optional[float] = DEFAULT_VOLUME_TIMEOUT,
+    fail_on_events: Optional[Sequence[str]] = None,
+    cleanup: str = "on-run-end",
+    kubeconfig: Optional[str] = None,
+    context: Optional[str] = None,
+    step_options: Optional[Mapping[str, Any]] = None,
+) -> BaseStep:
+    """A step creating a ``snapshot.storage.k8s.io/v1`` VolumeSnapshot (KFP ``VolumeSnapshotOp``).
+
+    Exactly one source: ``pvc`` (a claim name) or ``volume`` (a volume step's
+    ``name`` output or a V1Volume), given here or bound as step inputs
+    (``snapshot_step("snap")(volume=vol_name)``). Waits for
+    ``status.readyToUse==true``; outputs ``name``, ``manifest`` and ``size``
+    (``status.restoreSize``). Restore with ``volume_step(data_source=<name output>)``.
+    """
+    spec = build_snapshot_spec(
+        resource_name,
+        pvc=pvc,
+        volume=volume,
+        snapshot_class=snapshot_class,
+        annotations=annotations,
+        k8s_resource=k8s_resource,
+        generate_unique_name=generate_unique_name,
+        namespace=namespace,
+        success_condition=success_condition,
+        failure_condition=failure_condition,
+        timeout=timeout,
+        fail_on_events=fail_on_events,
+        cleanup=cleanup,
+        kubeconfig=kubeconfig,
+        context=context,
+        source_from_input=True,
+    )
+
+    def check(bound: Mapping[str, Any]) -> None:
+        inputs = [key for key in ("pvc", "volume") if _given(bound, key)]
+        if len(inputs) == 2:
+            raise ResourceSpecError("pvc, volume: give exactly one of them, not both")
+        if spec.k8s_resource is not None:
+            if inputs:
+                raise ResourceSpecError(f"{inputs[0]}: not allowed with k8s_resource (put spec.source in the manifest)")
+            return
+        if inputs and spec.pvc is not None:
+            raise ResourceSpecError(
+                f"pvc, volume: the source was given to snapshot_step(...) ({spec.pvc!r}) and as the step input "
+                f"{inputs[0]!r}; give exactly one"
+            )
+        if not inputs and spec.pvc is None:
+            raise ResourceSpecError(
+                "pvc, volume: the snapshot step has no source; give pvc=... or volume=... (e.g. a volume step's "
+                "name output)"
+            )
+
+    step_name = name or f"snapshot_{(spec.resource_name or 'volume')}"
+    return _make_step(entrypoints.snapshot_entrypoint, spec, _identifier(step_name), check, step_options)
+
+
+def _identifier(text: str) -> str:
+    """A readable step name from a resource name (``my-pvc`` → ``volume_my_pvc``)."""
+    return "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in text)

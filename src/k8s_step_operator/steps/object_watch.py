@@ -1,0 +1,357 @@
+"""Wait on one object with a WATCH (never a poll) and judge it with the step's conditions.
+
+One thread watches the object (``fieldSelector=metadata.name=<name>`` on its
+list path, resuming from the last resourceVersion and relisting on HTTP 410);
+an optional second thread watches the object's Warning Events so that e.g. a
+``ProvisioningFailed`` event ends the wait at once. Both feed a queue that the
+caller's thread reads with the remaining time as its timeout, so the deadline
+is exact. Watch connections are shut down when the wait ends.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from ..kube import rest, retry
+from .conditions import Condition, ConditionError, Verdict, evaluate
+from .errors import (
+    ConditionFailed,
+    ObjectDeleted,
+    ResourceStepError,
+    WaitTimeout,
+    describe_status,
+    translate_api_error,
+)
+
+__all__ = ["Stream", "WaitTarget", "wait_for_conditions", "wait_until_deleted"]
+
+log = logging.getLogger(__name__)
+
+_MAX_WATCH_SECONDS = 300
+_MAX_TRANSPORT_FAILURES = 8
+
+
+@dataclass(frozen=True)
+class WaitTarget:
+    """The object to watch: its list path (namespace-scoped or cluster-wide) and name."""
+
+    list_path: str
+    name: str
+    what: str  # e.g. "PersistentVolumeClaim ns/name", for messages
+    resource: str = ""  # plural[.group], for permission errors
+    namespace: str | None = None
+
+    def watch_failed(self, exc: BaseException) -> ResourceStepError:
+        """The error for a watch that cannot go on (403 names the missing permission)."""
+        if isinstance(exc, ApiException):
+            return translate_api_error(exc, "watch", self.resource or self.what, self.namespace, self.what)
+        return ResourceStepError(f"watching {self.what} failed: {exc}")
+
+
+class Stream(threading.Thread):
+    """List+watch one collection with a field selector; puts (tag, type, payload) on a queue.
+
+    Types: ``LIST`` (payload: items), ``ADDED``/``MODIFIED``/``DELETED`` (payload:
+    object), ``FATAL`` (payload: exception). ``start_rv`` skips the first list.
+    """
+
+    def __init__(
+        self,
+        api: client.ApiClient,
+        tag: str,
+        list_path: str,
+        field_selector: str,
+        out: "queue.Queue[tuple[str, str, Any]]",
+        start_rv: str | None = None,
+    ) -> None:
+        super().__init__(name=f"k8s-step-watch-{tag}", daemon=True)
+        self.api = api
+        self.tag = tag
+        self.list_path = list_path
+        self.field_selector = field_selector
+        self.out = out
+        self.rv = start_rv
+        self._stop = threading.Event()
+        self._resp: Any = None
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        """Stop the thread and shut its open watch connection down."""
+        self._stop.set()
+        with self._lock:
+            resp = self._resp
+        if resp is not None:
+            try:
+                resp.shutdown()
+            except Exception:  # noqa: BLE001 - best effort
+                pass
+
+    def _open(self, resource_version: str) -> Any:
+        params = {
+            "fieldSelector": self.field_selector,
+            "watch": True,
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": True,
+            "timeoutSeconds": _MAX_WATCH_SECONDS,
+        }
+        return rest.request(self.api, "GET", self.list_path, params, timeout=(10.0, _MAX_WATCH_SECONDS + 30), stream=True)
+
+    def _relist(self) -> None:
+        items, self.rv = rest.list_objects(self.api, self.list_path, {"fieldSelector": self.field_selector})
+        self.out.put((self.tag, "LIST", items))
+
+    def _watch_once(self) -> None:
+        assert self.rv is not None
+        resp = self._open(self.rv)
+        with self._lock:
+            self._resp = resp
+        if self._stop.is_set():
+            resp.shutdown()
+        try:
+            for line in rest.iter_lines(resp):
+                if self._stop.is_set():
+                    return
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                kind = event.get("type")
+                obj = event.get("object") or {}
+                if kind == "ERROR":
+                    if obj.get("code") == 410:
+                        raise rest.Gone(obj.get("message", "too old resource version"))
+                    raise ApiException(status=obj.get("code", 500), reason=obj.get("message", "watch error"))
+                rv = (obj.get("metadata") or {}).get("resourceVersion")
+                if rv:
+                    self.rv = rv
+                if kind != "BOOKMARK":
+                    self.out.put((self.tag, kind, obj))
+        finally:
+            with self._lock:
+                self._resp = None
+
+    def run(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                if self.rv is None:
+                    self._relist()
+                self._watch_once()
+                failures = 0
+            except rest.Gone:
+                self.rv = None
+            except ApiException as exc:
+                if self._stop.is_set():
+                    return
+                if exc.status == 410:
+                    self.rv = None
+                    continue
+                if not retry.is_retryable(exc) or failures >= _MAX_TRANSPORT_FAILURES:
+                    self.out.put((self.tag, "FATAL", exc))
+                    return
+                failures += 1
+                self._stop.wait(retry.RetryPolicy().delay(failures, retry.retry_after_seconds(exc)))
+            except Exception as exc:  # noqa: BLE001 - dropped connections and the like
+                if self._stop.is_set():
+                    return
+                failures += 1
+                if failures > _MAX_TRANSPORT_FAILURES:
+                    self.out.put((self.tag, "FATAL", exc))
+                    return
+                log.debug("watch %s dropped (%s); resuming", self.list_path, exc)
+                self._stop.wait(retry.RetryPolicy().delay(failures))
+
+
+def without_nulls(value: Any) -> Any:
+    """Drop ``null`` map entries (the API server treats them as unset; CEL macros fail on them)."""
+    if isinstance(value, dict):
+        return {k: without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [without_nulls(v) for v in value]
+    return value
+
+
+class _NullTolerant:
+    """A CEL condition evaluated on the object without its ``null`` fields.
+
+    ``status.conditions: null`` (common right after creation) then reads as
+    absent -- the condition is false -- instead of a type error.
+    """
+
+    def __init__(self, inner: Condition) -> None:
+        self.inner = inner
+        self.text = inner.text
+        self.kind = inner.kind
+        self.field = inner.field
+
+    def matches(self, obj: Any) -> bool:
+        return self.check(obj)[0]
+
+    def check(self, obj: Any) -> tuple[bool, str]:
+        return self.inner.check(without_nulls(obj))
+
+
+def _tolerant(condition: Condition | None) -> Condition | None:
+    if condition is None or condition.kind != "cel":
+        return condition
+    return _NullTolerant(condition)  # type: ignore[return-value]
+
+
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else deadline - time.monotonic()
+
+
+def _timeout_error(target: WaitTarget, timeout: float | None, reason: str, last: Any) -> WaitTimeout:
+    return WaitTimeout(
+        f"timed out after {timeout:g}s waiting for {target.what}: {reason}; last-seen {describe_status(last)}"
+    )
+
+
+def wait_for_conditions(
+    api: client.ApiClient,
+    target: WaitTarget,
+    initial: dict[str, Any],
+    success: Condition | None,
+    failure: Condition | None,
+    timeout: float | None,
+    *,
+    fail_on_events: tuple[str, ...] = (),
+    events_path: str | None = None,
+    on_progress: Callable[[dict[str, Any], str], None] | None = None,
+) -> tuple[dict[str, Any], str]:
+    """Watch ``target`` from ``initial`` until the conditions decide; returns (object, reason).
+
+    Raises :class:`ConditionFailed` (failure condition or a Warning event whose
+    reason is in ``fail_on_events``), :class:`ObjectDeleted`, or
+    :class:`WaitTimeout` with the last-seen ``.status``.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    last = initial
+    uid = (initial.get("metadata") or {}).get("uid")
+    success, failure = _tolerant(success), _tolerant(failure)
+
+    def judge(obj: dict[str, Any]) -> tuple[Verdict, str]:
+        try:
+            verdict, why = evaluate(obj, success, failure)
+        except ConditionError as exc:
+            raise ResourceStepError(f"{target.what}: {exc}") from None
+        if verdict is Verdict.FAILED:
+            raise ConditionFailed(f"{target.what}: {why}; {describe_status(obj)}")
+        return verdict, why
+
+    verdict, reason = judge(initial)
+    if verdict is Verdict.SUCCEEDED:
+        return initial, reason
+    events: "queue.Queue[tuple[str, str, Any]]" = queue.Queue()
+    streams = [
+        Stream(
+            api,
+            "object",
+            target.list_path,
+            f"metadata.name={target.name}",
+            events,
+            start_rv=(initial.get("metadata") or {}).get("resourceVersion"),
+        )
+    ]
+    if fail_on_events and events_path and uid:
+        streams.append(Stream(api, "events", events_path, f"involvedObject.uid={uid},type=Warning", events))
+    for stream in streams:
+        stream.start()
+    try:
+        while True:
+            remaining = _remaining(deadline)
+            if remaining is not None and remaining <= 0:
+                raise _timeout_error(target, timeout, reason, last)
+            try:
+                tag, kind, payload = events.get(timeout=remaining)
+            except queue.Empty:
+                raise _timeout_error(target, timeout, reason, last) from None
+            if kind == "FATAL":
+                if tag == "events":
+                    log.warning("cannot watch events of %s (%s); relying on conditions only", target.what, payload)
+                    continue
+                raise target.watch_failed(payload) from payload
+            if tag == "events":
+                for event in payload if kind == "LIST" else [payload]:
+                    if kind != "DELETED" and event.get("reason") in fail_on_events:
+                        raise ConditionFailed(
+                            f"{target.what}: Warning event {event.get('reason')}: {event.get('message', '')}"
+                        )
+                continue
+            if kind == "LIST":
+                matching = [o for o in payload if (o.get("metadata") or {}).get("name") == target.name]
+                if not matching:
+                    raise ObjectDeleted(
+                        f"{target.what} was deleted while waiting ({reason}); last-seen {describe_status(last)}"
+                    )
+                obj = matching[0]
+            elif kind == "DELETED":
+                raise ObjectDeleted(
+                    f"{target.what} was deleted while waiting ({reason}); last-seen {describe_status(payload)}"
+                )
+            else:
+                obj = payload
+            if uid and (obj.get("metadata") or {}).get("uid") not in (None, uid):
+                raise ObjectDeleted(
+                    f"{target.what} was deleted and re-created while waiting ({reason}); last-seen {describe_status(last)}"
+                )
+            last = obj
+            verdict, reason = judge(obj)
+            if on_progress is not None:
+                on_progress(obj, reason)
+            if verdict is Verdict.SUCCEEDED:
+                return obj, reason
+            if (obj.get("metadata") or {}).get("deletionTimestamp"):
+                raise ObjectDeleted(
+                    f"{target.what} is being deleted while waiting ({reason}); last-seen {describe_status(obj)}"
+                )
+    finally:
+        for stream in streams:
+            stream.close()
+
+
+def wait_until_deleted(
+    api: client.ApiClient, target: WaitTarget, timeout: float | None, last: dict[str, Any] | None = None
+) -> None:
+    """Watch until ``target`` is gone (a DELETED event or absent on relist)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    events: "queue.Queue[tuple[str, str, Any]]" = queue.Queue()
+    stream = Stream(api, "object", target.list_path, f"metadata.name={target.name}", events)
+    stream.start()
+    try:
+        while True:
+            remaining = _remaining(deadline)
+            if remaining is not None and remaining <= 0:
+                raise _timeout_error(target, timeout, "waiting for deletion", last)
+            try:
+                _tag, kind, payload = events.get(timeout=remaining)
+            except queue.Empty:
+                finalizers = ((last or {}).get("metadata") or {}).get("finalizers") or []
+                why = (
+                    f"still has finalizers {finalizers} (e.g. kubernetes.io/pvc-protection keeps a PVC while a pod "
+                    "mounts it)"
+                    if finalizers
+                    else "waiting for deletion"
+                )
+                raise _timeout_error(target, timeout, why, last) from None
+            if kind == "FATAL":
+                raise target.watch_failed(payload) from payload
+            if kind == "DELETED":
+                return
+            if kind == "LIST":
+                matching = [o for o in payload if (o.get("metadata") or {}).get("name") == target.name]
+                if not matching:
+                    return
+                last = matching[0]
+            else:
+                last = payload
+    finally:
+        stream.close()

@@ -1,0 +1,500 @@
+"""Run a resource step: resolve the kind, perform the action, wait on conditions, build outputs.
+
+This is the shell around :mod:`resource_spec` (pure). Every API call goes
+through :class:`Executor`, which retries transient failures (429/5xx/dropped
+connections, :mod:`k8s_step_operator.kube.retry`) for idempotent requests and
+turns API errors into :class:`~k8s_step_operator.steps.errors.ResourceStepError`
+with a message naming the object — a 403 says which verb on which resource
+in which namespace is missing, and for whom.
+
+:func:`run_resource` is what the ZenML step calls; tests call it directly.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from kubernetes.client.exceptions import ApiException
+
+from ..kube import rest, retry
+from . import discovery
+from .cluster import Cluster, connect
+from .conditions import parse_conditions
+from .discovery import ApiResource
+from .errors import ResourceStepError, translate_api_error
+from .jsonpath import extract
+from .object_watch import WaitTarget, wait_for_conditions, wait_until_deleted
+from .resource_spec import (
+    CLEANUP_LABEL,
+    FIELD_MANAGER,
+    MANAGED_BY_LABEL,
+    MANAGED_BY_VALUE,
+    RUN_ID_LABEL,
+    Action,
+    Cleanup,
+    MergeStrategy,
+    ResourceSpec,
+    ResourceSpecError,
+    validate_object_name,
+)
+
+__all__ = ["Executor", "RunInfo", "StepResult", "run_resource"]
+
+log = logging.getLogger(__name__)
+
+_CONTENT_TYPES = {
+    MergeStrategy.STRATEGIC.value: "application/strategic-merge-patch+json",
+    MergeStrategy.MERGE.value: "application/merge-patch+json",
+    MergeStrategy.JSON.value: "application/json-patch+json",
+}
+_APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
+_NO_RETRY = retry.RetryPolicy(max_retries=0, request_timeout=None)
+_RETRY = retry.RetryPolicy(request_timeout=None)
+_REQUEST_TIMEOUT = 30.0
+
+
+@dataclass
+class RunInfo:
+    """The pipeline run a step belongs to (labels, names, and where to record created objects)."""
+
+    run_id: str | None = None
+    run_name: str | None = None
+    step_name: str | None = None
+    record: Callable[[dict[str, Any]], None] | None = None
+
+    @classmethod
+    def from_step_context(cls) -> RunInfo:
+        """Read the current ZenML step context; empty outside a step."""
+        try:
+            from zenml import get_step_context
+
+            ctx = get_step_context()
+        except Exception:  # noqa: BLE001 - not inside a ZenML step
+            return cls()
+        from .cleanup import record_created
+
+        return cls(
+            run_id=str(ctx.pipeline_run.id),
+            run_name=ctx.pipeline_run.name,
+            step_name=ctx.step_run.name,
+            record=record_created,
+        )
+
+
+@dataclass
+class StepResult:
+    """What a step returns: the object's name, its manifest and the named outputs."""
+
+    name: str
+    manifest: dict[str, Any] | None
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    def values(self, names: tuple[str, ...]) -> Any:
+        """The step's return value for ``names`` (one value, or a tuple in order)."""
+        table = {"name": self.name, "manifest": self.manifest, **self.outputs}
+        result = tuple(table[n] for n in names)
+        return result[0] if len(result) == 1 else result
+
+
+def clean_manifest(obj: dict[str, Any]) -> dict[str, Any]:
+    """The object as ``kubectl get -o json`` shows it (no managedFields)."""
+    result = copy.deepcopy(obj)
+    (result.get("metadata") or {}).pop("managedFields", None)
+    return result
+
+
+def describe(res: ApiResource, namespace: str | None, name: str | None) -> str:
+    """``Kind ns/name`` or ``Kind name`` for messages."""
+    shown = name or "(generated name)"
+    return f"{res.kind} {namespace}/{shown}" if res.namespaced else f"{res.kind} {shown}"
+
+
+class Executor:
+    """API calls for one step: retries, error translation, discovery."""
+
+    def __init__(self, cluster: Cluster, run: RunInfo | None = None) -> None:
+        self.cluster = cluster
+        self.run = run or RunInfo()
+
+    # ------------------------------------------------------------------ basics
+    def fetch_discovery(self, path: str) -> Mapping[str, Any] | None:
+        """GET a discovery document; None on 404."""
+        try:
+            return retry.call(
+                lambda: rest.request(self.cluster.api, "GET", path, timeout=_REQUEST_TIMEOUT), policy=_RETRY
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise translate_api_error(exc, "get", f"discovery {path}", None, "API discovery") from None
+
+    def resolve(self, api_version: str, kind: str, field_name: str = "k8s_resource.kind") -> ApiResource:
+        """Plural and scope of ``kind`` (cached discovery)."""
+        return discovery.CACHE.resolve(self.cluster.server, api_version, kind, self.fetch_discovery, field_name)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        verb: str,
+        res: ApiResource,
+        namespace: str | None,
+        what: str,
+        query: dict[str, Any] | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+        idempotent: bool = True,
+        missing_ok: bool = False,
+    ) -> Any:
+        """One API request; None on 404 when ``missing_ok``; errors translated."""
+        try:
+            return retry.call(
+                lambda: rest.request(
+                    self.cluster.api, method, path, query, body=body, content_type=content_type, timeout=_REQUEST_TIMEOUT
+                ),
+                policy=_RETRY if idempotent else _NO_RETRY,
+            )
+        except ApiException as exc:
+            if missing_ok and exc.status == 404:
+                return None
+            raise translate_api_error(exc, verb, res.display, namespace if res.namespaced else None, what) from None
+
+    # ----------------------------------------------------------------- actions
+    def get(self, res: ApiResource, namespace: str | None, name: str) -> dict[str, Any]:
+        """GET the object; a clear error when it does not exist."""
+        what = describe(res, namespace, name)
+        obj = self.request(
+            "GET", res.object_path(namespace, name), verb="get", res=res, namespace=namespace, what=what, missing_ok=True
+        )
+        if obj is None:
+            raise ResourceStepError(f"{what} not found")
+        return obj
+
+    def create(self, res: ApiResource, namespace: str | None, body: dict[str, Any]) -> dict[str, Any]:
+        """POST; a retried create that finds its own object (same run-id label) accepts it."""
+        name = (body.get("metadata") or {}).get("name")
+        what = describe(res, namespace, name)
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                return rest.request(
+                    self.cluster.api, "POST", res.collection_path(namespace), body=body, timeout=_REQUEST_TIMEOUT
+                )
+            except ApiException as exc:
+                if exc.status == 409 and attempts > 1 and name:
+                    existing = self.get(res, namespace, name)
+                    labels = (existing.get("metadata") or {}).get("labels") or {}
+                    mine = labels.get(RUN_ID_LABEL) == ((body.get("metadata") or {}).get("labels") or {}).get(RUN_ID_LABEL)
+                    if mine and labels.get(RUN_ID_LABEL):
+                        return existing
+                if exc.status == 409:
+                    raise ResourceStepError(
+                        f"{what} already exists; use action='apply' to update it, or another name"
+                    ) from None
+                if retry.is_retryable(exc) and attempts <= _RETRY.max_retries:
+                    time.sleep(_RETRY.delay(attempts, retry.retry_after_seconds(exc)))
+                    continue
+                raise translate_api_error(exc, "create", res.display, namespace if res.namespaced else None, what) from None
+
+    def apply(self, res: ApiResource, namespace: str | None, body: dict[str, Any], force: bool) -> dict[str, Any]:
+        """Server-side apply with field manager ``k8s-step-operator``."""
+        name = body["metadata"]["name"]
+        what = describe(res, namespace, name)
+        try:
+            return retry.call(
+                lambda: rest.request(
+                    self.cluster.api,
+                    "PATCH",
+                    res.object_path(namespace, name),
+                    {"fieldManager": FIELD_MANAGER, "force": force},
+                    body=body,
+                    content_type=_APPLY_CONTENT_TYPE,
+                    timeout=_REQUEST_TIMEOUT,
+                ),
+                policy=_RETRY,
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                raise ResourceStepError(
+                    f"{what}: server-side apply conflicts with other field managers; set force=True to take "
+                    f"the fields over. Server said: {_message(exc)}"
+                ) from None
+            raise translate_api_error(exc, "patch", res.display, namespace if res.namespaced else None, what) from None
+
+    def replace(self, res: ApiResource, namespace: str | None, body: dict[str, Any]) -> dict[str, Any]:
+        """PUT with the current resourceVersion (re-read on a conflict, up to 3 times)."""
+        name = body["metadata"]["name"]
+        what = describe(res, namespace, name)
+        for attempt in range(3):
+            current = self.request(
+                "GET", res.object_path(namespace, name), verb="get", res=res, namespace=namespace, what=what, missing_ok=True
+            )
+            if current is None:
+                raise ResourceStepError(f"{what} not found; replace needs an existing object (use create or apply)")
+            body.setdefault("metadata", {})["resourceVersion"] = current["metadata"]["resourceVersion"]
+            try:
+                return rest.request(
+                    self.cluster.api, "PUT", res.object_path(namespace, name), body=body, timeout=_REQUEST_TIMEOUT
+                )
+            except ApiException as exc:
+                if exc.status == 409 and attempt < 2:
+                    continue
+                raise translate_api_error(exc, "update", res.display, namespace if res.namespaced else None, what) from None
+        raise AssertionError("unreachable")
+
+    def is_custom_resource(self, res: ApiResource) -> bool | None:
+        """Whether a CRD serves ``res`` (True/False), None when that cannot be read."""
+        if not res.group:
+            return False
+        path = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{res.plural}.{res.group}"
+        try:
+            rest.request(self.cluster.api, "GET", path, timeout=_REQUEST_TIMEOUT)
+            return True
+        except ApiException as exc:
+            return False if exc.status == 404 else None
+
+    def patch(
+        self, res: ApiResource, namespace: str | None, name: str, body: Any, strategy: str
+    ) -> dict[str, Any]:
+        """PATCH with the strategy's content type; strategic merge is refused for custom resources."""
+        what = describe(res, namespace, name)
+        if strategy == MergeStrategy.STRATEGIC.value and self.is_custom_resource(res):
+            raise ResourceStepError(
+                f"merge_strategy: 'strategic' is not supported for the custom resource {res.kind} "
+                f"({res.display}); allowed for custom resources: merge, json"
+            )
+        try:
+            return self.request(
+                "PATCH",
+                res.object_path(namespace, name),
+                verb="patch",
+                res=res,
+                namespace=namespace,
+                what=what,
+                body=body,
+                content_type=_CONTENT_TYPES[strategy],
+                idempotent=strategy != MergeStrategy.JSON.value,
+            )
+        except ResourceStepError as exc:
+            text = str(exc)
+            if "HTTP 404" in text:
+                raise ResourceStepError(f"{what} not found; patch needs an existing object") from None
+            if "HTTP 415" in text:
+                raise ResourceStepError(
+                    f"merge_strategy: {strategy!r} is not supported for {res.kind} ({res.display}) by this server; "
+                    "allowed for custom resources: merge, json"
+                ) from None
+            raise
+
+    def delete(
+        self, res: ApiResource, namespace: str | None, name: str, propagation: str, uid: str | None = None
+    ) -> dict[str, Any] | None:
+        """DELETE (not-found ignored → None); ``uid`` adds a precondition."""
+        what = describe(res, namespace, name)
+        options: dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation}
+        if uid:
+            options["preconditions"] = {"uid": uid}
+        try:
+            return self.request(
+                "DELETE",
+                res.object_path(namespace, name),
+                verb="delete",
+                res=res,
+                namespace=namespace,
+                what=what,
+                body=options,
+                missing_ok=True,
+            )
+        except ResourceStepError as exc:
+            if uid and "HTTP 409" in str(exc):
+                log.info("%s was replaced by another object of the same name; not deleting it", what)
+                return None
+            raise
+
+
+def _message(exc: ApiException) -> str:
+    from .errors import api_message
+
+    return api_message(exc)
+
+
+def _prepare_body(
+    spec: ResourceSpec, res: ApiResource, name: str | None, namespace: str | None, run: RunInfo
+) -> dict[str, Any]:
+    body = copy.deepcopy(spec.body) if isinstance(spec.body, dict) else {}
+    body["apiVersion"] = spec.api_version
+    body["kind"] = spec.kind
+    metadata = body.setdefault("metadata", {})
+    if name:
+        metadata["name"] = name
+        metadata.pop("generateName", None)
+    if res.namespaced:
+        metadata["namespace"] = namespace
+    else:
+        metadata.pop("namespace", None)
+    if spec.action in (Action.CREATE.value, Action.APPLY.value):
+        labels = metadata.setdefault("labels", {})
+        labels.setdefault(MANAGED_BY_LABEL, MANAGED_BY_VALUE)
+        if run.run_id:
+            labels[RUN_ID_LABEL] = run.run_id
+        if spec.cleanup != Cleanup.NEVER.value:
+            labels[CLEANUP_LABEL] = spec.cleanup
+    return body
+
+
+def _add_owner(executor: Executor, spec: ResourceSpec, res: ApiResource, namespace: str | None, body: dict) -> None:
+    owner = spec.owner
+    assert owner is not None
+    owner_res = executor.resolve(owner["apiVersion"], owner["kind"], "set_owner_reference.kind")
+    if owner_res.namespaced and not res.namespaced:
+        raise ResourceSpecError(
+            f"set_owner_reference: a cluster-scoped {res.kind} cannot be owned by the namespaced "
+            f"{owner_res.kind}; allowed owners: cluster-scoped kinds"
+        )
+    owner_obj = executor.get(owner_res, namespace, owner["name"])
+    ref = {
+        "apiVersion": owner["apiVersion"],
+        "kind": owner["kind"],
+        "name": owner["name"],
+        "uid": owner_obj["metadata"]["uid"],
+    }
+    if spec.block_owner_deletion:
+        ref["blockOwnerDeletion"] = True
+    refs = body["metadata"].setdefault("ownerReferences", [])
+    if not any(r.get("uid") == ref["uid"] for r in refs):
+        refs.append(ref)
+
+
+def attribute_values(obj: dict[str, Any], attribute_outputs: Mapping[str, str]) -> dict[str, Any]:
+    """Evaluate each JSONPath; a missing field gives ``""`` (as kubectl/Argo) and a warning."""
+    values: dict[str, Any] = {}
+    for key, expr in attribute_outputs.items():
+        value = extract(obj, expr, f"attribute_outputs[{key!r}]", default=None)
+        if value is None:
+            log.warning("attribute_outputs[%r]: JSONPath %r matched nothing; the output is ''", key, expr)
+            value = ""
+        values[key] = value
+    return values
+
+
+def record(executor: Executor, spec: ResourceSpec, res: ApiResource, namespace: str | None, obj: dict) -> None:
+    """Tell the run what this step created (for the clean-up hook)."""
+    if executor.run.record is None:
+        return
+    meta = obj.get("metadata") or {}
+    executor.run.record(
+        {
+            "apiVersion": spec.api_version,
+            "kind": spec.kind,
+            "name": meta.get("name"),
+            "namespace": namespace if res.namespaced else None,
+            "uid": meta.get("uid"),
+            "path": res.object_path(namespace, meta["name"]),
+            "cleanup": spec.cleanup,
+            "cluster": executor.cluster.recorded(),
+        }
+    )
+
+
+def run_resource(
+    spec: ResourceSpec | Mapping[str, Any],
+    *,
+    cluster: Cluster | None = None,
+    run: RunInfo | None = None,
+    resource_name: str | None = None,
+    events_fail_fast: bool = True,
+) -> StepResult:
+    """Perform a resource step; see the module docstring."""
+    if not isinstance(spec, ResourceSpec):
+        spec = ResourceSpec.from_dict(spec)
+    if resource_name is not None:
+        validate_object_name(resource_name, "resource_name")
+    name = resource_name or spec.name
+    if not name and not spec.generate_name:
+        raise ResourceSpecError(
+            "resource_name: the step has no object name; give metadata.name, resource_name=..., "
+            "or bind the step's resource_name input"
+        )
+    success, failure = parse_conditions(spec.success_condition, spec.failure_condition)
+    cluster = cluster or connect(spec.namespace, kubeconfig=spec.kubeconfig, context=spec.context)
+    run = run or RunInfo.from_step_context()
+    executor = Executor(cluster, run)
+    res = executor.resolve(spec.api_version, spec.kind)
+    namespace = (spec.namespace or cluster.namespace) if res.namespaced else None
+    if spec.namespace and not res.namespaced:
+        log.info("%s is cluster-scoped; ignoring namespace %r", res.kind, spec.namespace)
+    action = spec.action
+    what = describe(res, namespace, name)
+
+    if action == Action.DELETE.value:
+        assert name is not None
+        deleted = executor.delete(res, namespace, name, spec.propagation_policy)
+        if deleted is None:
+            log.info("%s was already gone", what)
+        else:
+            log.info("deleted %s (propagationPolicy=%s)", what, spec.propagation_policy)
+            if spec.wait_for_deletion:
+                target = WaitTarget(res.collection_path(namespace), name, what, res.display, namespace)
+                wait_until_deleted(cluster.api, target, spec.timeout, deleted)
+        return StepResult(name=name, manifest=None)
+
+    if action == Action.GET.value:
+        assert name is not None
+        obj = executor.get(res, namespace, name)
+    elif action == Action.PATCH.value:
+        assert name is not None and spec.merge_strategy is not None
+        patch_body: Any = spec.body
+        if spec.merge_strategy != MergeStrategy.JSON.value:
+            patch_body = copy.deepcopy(spec.body)
+            patch_body.get("metadata", {}).pop("namespace", None)
+        obj = executor.patch(res, namespace, name, patch_body, spec.merge_strategy)
+    else:
+        body = _prepare_body(spec, res, name, namespace, run)
+        if spec.owner is not None:
+            _add_owner(executor, spec, res, namespace, body)
+        if action == Action.CREATE.value:
+            obj = executor.create(res, namespace, body)
+            record(executor, spec, res, namespace, obj)
+        elif action == Action.APPLY.value:
+            obj = executor.apply(res, namespace, body, spec.force)
+            record(executor, spec, res, namespace, obj)
+        else:
+            obj = executor.replace(res, namespace, body)
+    name = obj["metadata"]["name"]
+    what = describe(res, namespace, name)
+    log.info("%s: %s done", what, action)
+
+    if success is not None or failure is not None:
+        target = WaitTarget(res.collection_path(namespace), name, what, res.display, namespace)
+        events_path = f"/api/v1/namespaces/{namespace}/events" if namespace else "/api/v1/events"
+        last_reason: list[str] = [""]
+
+        def progress(_obj: dict[str, Any], reason: str) -> None:
+            if reason != last_reason[0]:
+                last_reason[0] = reason
+                log.info("%s: %s", what, reason)
+
+        obj, reason = wait_for_conditions(
+            cluster.api,
+            target,
+            obj,
+            success,
+            failure,
+            spec.timeout,
+            fail_on_events=spec.fail_on_events if events_fail_fast else (),
+            events_path=events_path,
+            on_progress=progress,
+        )
+        if reason != last_reason[0]:
+            log.info("%s: %s", what, reason)
+    manifest = clean_manifest(obj)
+    outputs = attribute_values(manifest, spec.attribute_outputs)
+    result_name = outputs.pop("name", name)
+    result_manifest = outputs.pop("manifest", manifest)
+    return StepResult(name=result_name, manifest=result_manifest, outputs=outputs)

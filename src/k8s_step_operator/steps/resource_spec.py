@@ -1,0 +1,607 @@
+"""Resource-step options: normalisation and validation (pure: no cluster access).
+
+Everything a resource step is told is checked here, at pipeline definition
+time, so that bad input fails before anything exists on the cluster. The
+result is a :class:`ResourceSpec`, a JSON-safe value that travels to the step
+run as the step's ``spec`` parameter and is executed by
+:mod:`k8s_step_operator.steps.resource_runtime`.
+
+``k8s_resource`` may be a dict, YAML/JSON text, a path to a YAML/JSON file, or
+a kubernetes-client model object (``V1Job(...)``). With ``action="patch"`` and
+``merge_strategy="json"`` it is a list of JSON-patch operations instead, and
+the target is named with ``api_version``/``kind``/``resource_name``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import enum
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..validation import is_model_object, sanitize, validate_dns1123_label
+from .conditions import ConditionError, parse_conditions
+from .jsonpath import JsonPathError, validate_jsonpath
+
+__all__ = [
+    "Action",
+    "Cleanup",
+    "MergeStrategy",
+    "ResourceSpec",
+    "ResourceSpecError",
+    "build_resource_spec",
+    "load_resource",
+    "normalize_owner",
+    "validate_json_patch",
+    "validate_object_name",
+    "OUTPUT_NAME_RE",
+    "RESERVED_OUTPUTS",
+]
+
+FIELD_MANAGER = "k8s-step-operator"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY_VALUE = "k8s-step-operator"
+RUN_ID_LABEL = "k8s-step-operator.zenml.io/run-id"
+CLEANUP_LABEL = "k8s-step-operator.zenml.io/cleanup"
+
+OUTPUT_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,62}$")
+RESERVED_OUTPUTS = ("name", "manifest")
+_YAML_SUFFIXES = (".yaml", ".yml", ".json")
+_JSON_PATCH_OPS = ("add", "remove", "replace", "move", "copy", "test")
+_PROPAGATION = ("Background", "Foreground", "Orphan")
+
+
+class ResourceSpecError(ValueError):
+    """An option of a resource, volume or snapshot step is not valid."""
+
+
+class Action(str, enum.Enum):
+    """What a resource step does with its object (Argo's resource actions)."""
+
+    GET = "get"
+    CREATE = "create"
+    APPLY = "apply"
+    DELETE = "delete"
+    REPLACE = "replace"
+    PATCH = "patch"
+
+
+class MergeStrategy(str, enum.Enum):
+    """How ``action="patch"`` merges: the three ``kubectl patch --type`` values."""
+
+    STRATEGIC = "strategic"
+    MERGE = "merge"
+    JSON = "json"
+
+
+class Cleanup(str, enum.Enum):
+    """Whether an object a step created outlives the pipeline run.
+
+    ``on-run-end`` deletes it when the run ends (success or failure) and
+    ``on-success`` only when the run succeeds (kept for debugging otherwise);
+    both need :func:`k8s_step_operator.steps.cleanup_run_resources` as the
+    pipeline's ``on_success``/``on_failure`` hook. ``never`` keeps it.
+    """
+
+    NEVER = "never"
+    ON_RUN_END = "on-run-end"
+    ON_SUCCESS = "on-success"
+
+
+def _choices(enum_type: type[enum.Enum]) -> str:
+    return ", ".join(str(member.value) for member in enum_type)
+
+
+def parse_choice(value: Any, enum_type: type[enum.Enum], field_name: str) -> Any:
+    """Return the enum member for ``value`` or raise naming the field and the allowed values."""
+    if isinstance(value, enum_type):
+        return value
+    for member in enum_type:
+        if isinstance(value, str) and value.strip().lower() == member.value:
+            return member
+    raise ResourceSpecError(f"{field_name}: {value!r} is not allowed; allowed: {_choices(enum_type)}")
+
+
+# --------------------------------------------------------------------------- #
+# k8s_resource normalisation
+# --------------------------------------------------------------------------- #
+
+
+def _looks_like_path(text: str) -> bool:
+    stripped = text.strip()
+    if not stripped or "\n" in stripped:
+        return False
+    return stripped.lower().endswith(_YAML_SUFFIXES) and not stripped.startswith(("{", "["))
+
+
+def _parse_text(text: str, field_name: str, origin: str) -> Any:
+    try:
+        documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
+    except yaml.YAMLError as exc:
+        raise ResourceSpecError(f"{field_name}: {origin} is not valid YAML or JSON: {exc}") from None
+    if not documents:
+        raise ResourceSpecError(f"{field_name}: {origin} holds no object")
+    if len(documents) > 1:
+        raise ResourceSpecError(
+            f"{field_name}: {origin} holds {len(documents)} YAML documents; give exactly one object per step"
+        )
+    return documents[0]
+
+
+def _json_safe(value: Any, field_name: str) -> Any:
+    try:
+        return json.loads(json.dumps(value))
+    except (TypeError, ValueError) as exc:
+        raise ResourceSpecError(
+            f"{field_name}: the object must be JSON data (dicts, lists, strings, numbers, booleans): {exc}"
+        ) from None
+
+
+def load_resource(value: Any, field_name: str = "k8s_resource") -> Any:
+    """Turn a dict, YAML/JSON text, file path or client model into JSON data.
+
+    Returns a dict (an object) or a list (JSON-patch operations); raises
+    :class:`ResourceSpecError` naming ``field_name`` otherwise. A string is read
+    as a file when it is a single line ending in ``.yaml``, ``.yml`` or ``.json``
+    (or a :class:`pathlib.Path`), else parsed as YAML (JSON is YAML).
+    """
+    if value is None:
+        raise ResourceSpecError(
+            f"{field_name}: required; give a dict, YAML/JSON text, a .yaml/.json file path "
+            "or a kubernetes-client model object"
+        )
+    if is_model_object(value):
+        data = sanitize(value)
+    elif isinstance(value, Path) or (isinstance(value, str) and _looks_like_path(value)):
+        path = Path(str(value).strip()).expanduser()
+        if not path.is_file():
+            raise ResourceSpecError(f"{field_name}: file {str(path)!r} does not exist")
+        data = _parse_text(path.read_text(), field_name, f"file {str(path)!r}")
+    elif isinstance(value, str):
+        data = _parse_text(value, field_name, "the text")
+    elif isinstance(value, Mapping):
+        data = copy.deepcopy(dict(value))
+    elif isinstance(value, Sequence) and not isinstance(value, (bytes, bytearray)):
+        data = [sanitize(item) if is_model_object(item) else item for item in value]
+    else:
+        raise ResourceSpecError(
+            f"{field_name}: got {type(value).__name__}; allowed: a dict, YAML/JSON text, a .yaml/.json "
+            "file path or a kubernetes-client model object"
+        )
+    if not isinstance(data, (dict, list)):
+        raise ResourceSpecError(f"{field_name}: expected an object (mapping), got {type(data).__name__} {data!r}")
+    return _json_safe(data, field_name)
+
+
+# --------------------------------------------------------------------------- #
+# Small validators
+# --------------------------------------------------------------------------- #
+
+
+def validate_object_name(name: Any, field_name: str) -> str:
+    """Names valid for *some* kind: non-empty, no '/' or '%', not '.' or '..' (path-segment rule).
+
+    Each kind's own rule (e.g. DNS-1123 subdomain for ConfigMaps) is enforced by the API server.
+    """
+    if not isinstance(name, str) or not name:
+        raise ResourceSpecError(f"{field_name}: expected a non-empty string, got {name!r}")
+    if name in (".", "..") or "/" in name or "%" in name or len(name) > 253:
+        raise ResourceSpecError(
+            f"{field_name}: {name!r} is not a valid object name; allowed: at most 253 characters, "
+            "no '/' or '%', not '.' or '..' (most kinds need a DNS-1123 subdomain: lowercase "
+            "letters, digits, '-' and '.')"
+        )
+    return name
+
+
+def validate_api_version(value: Any, field_name: str) -> str:
+    """``v1`` or ``<group>/<version>``."""
+    if not isinstance(value, str) or not re.fullmatch(r"([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?v[0-9]+[a-z0-9]*", value):
+        raise ResourceSpecError(
+            f"{field_name}: {value!r} is not an apiVersion; allowed: 'v1' for core kinds or "
+            "'<group>/<version>' such as 'batch/v1'"
+        )
+    return value
+
+
+def validate_kind(value: Any, field_name: str) -> str:
+    """A CamelCase kind such as ``ConfigMap``."""
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9]*", value):
+        raise ResourceSpecError(f"{field_name}: {value!r} is not a kind; allowed: a name such as 'ConfigMap' or 'Job'")
+    return value
+
+
+def validate_json_patch(ops: Any, field_name: str = "k8s_resource") -> list[dict[str, Any]]:
+    """Check a JSON-patch (RFC 6902) operation list."""
+    if not isinstance(ops, list) or not ops:
+        raise ResourceSpecError(
+            f"{field_name}: with merge_strategy='json' give a non-empty list of JSON-patch operations, "
+            "e.g. [{'op': 'replace', 'path': '/spec/replicas', 'value': 2}]"
+        )
+    for index, op in enumerate(ops):
+        where = f"{field_name}[{index}]"
+        if not isinstance(op, dict):
+            raise ResourceSpecError(f"{where}: expected an operation mapping, got {type(op).__name__}")
+        kind = op.get("op")
+        if kind not in _JSON_PATCH_OPS:
+            raise ResourceSpecError(f"{where}.op: {kind!r} is not allowed; allowed: {', '.join(_JSON_PATCH_OPS)}")
+        path = op.get("path")
+        if not isinstance(path, str) or not (path == "" or path.startswith("/")):
+            raise ResourceSpecError(f"{where}.path: {path!r} is not a JSON pointer; it must start with '/'")
+        if kind in ("move", "copy") and not (isinstance(op.get("from"), str) and op["from"].startswith("/")):
+            raise ResourceSpecError(f"{where}.from: required for '{kind}' (a JSON pointer starting with '/')")
+        if kind in ("add", "replace", "test") and "value" not in op:
+            raise ResourceSpecError(f"{where}.value: required for '{kind}'")
+    return ops
+
+
+def normalize_owner(owner: Any, field_name: str = "set_owner_reference") -> dict[str, str] | None:
+    """An owner given as a dict/model with apiVersion, kind and name (or metadata.name)."""
+    if owner is None or owner is False:
+        return None
+    if is_model_object(owner):
+        owner = sanitize(owner)
+    if isinstance(owner, str):
+        raise ResourceSpecError(
+            f"{field_name}: give the owner as a mapping {{'apiVersion': ..., 'kind': ..., 'name': ...}} "
+            "(or the owner object itself), not a string"
+        )
+    if not isinstance(owner, Mapping):
+        raise ResourceSpecError(
+            f"{field_name}: expected a mapping with apiVersion, kind and name, got {type(owner).__name__}"
+        )
+    name = owner.get("name") or (owner.get("metadata") or {}).get("name")
+    result = {
+        "apiVersion": validate_api_version(owner.get("apiVersion"), f"{field_name}.apiVersion"),
+        "kind": validate_kind(owner.get("kind"), f"{field_name}.kind"),
+        "name": validate_object_name(name, f"{field_name}.name"),
+    }
+    return result
+
+
+def validate_timeout(value: Any, field_name: str = "timeout") -> float | None:
+    """Seconds > 0, or None to wait without limit."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ResourceSpecError(f"{field_name}: {value!r} is not allowed; give seconds > 0, or None to wait forever")
+    return float(value)
+
+
+def validate_event_reasons(value: Any, field_name: str = "fail_on_events") -> tuple[str, ...]:
+    """Warning-event reasons (e.g. ``ProvisioningFailed``) that end a wait as a failure."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, Sequence) or not all(
+        isinstance(v, str) and re.fullmatch(r"[A-Za-z][A-Za-z0-9]*", v) for v in value
+    ):
+        raise ResourceSpecError(f"{field_name}: expected a list of event reasons such as 'ProvisioningFailed'")
+    return tuple(value)
+
+
+def validate_attribute_outputs(value: Any, field_name: str = "attribute_outputs") -> dict[str, str]:
+    """Output name → kubectl JSONPath. ``name``/``manifest`` may be overridden."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ResourceSpecError(f"{field_name}: expected a mapping of output names to JSONPaths")
+    result: dict[str, str] = {}
+    for key, expr in value.items():
+        if not isinstance(key, str) or not OUTPUT_NAME_RE.match(key):
+            raise ResourceSpecError(
+                f"{field_name}: output name {key!r} is not allowed; allowed: 1-63 characters of letters, "
+                "digits, '_' and '-', starting with a letter or '_'"
+            )
+        if not isinstance(expr, str):
+            raise ResourceSpecError(f"{field_name}[{key!r}]: expected a JSONPath string, got {type(expr).__name__}")
+        try:
+            validate_jsonpath(expr, f"{field_name}[{key!r}]")
+        except JsonPathError as exc:
+            raise ResourceSpecError(str(exc)) from None
+        result[key] = expr
+    return result
+
+
+def check_conditions(success: str | None, failure: str | None) -> None:
+    """Parse (and compile CEL) now so that a broken condition never reaches the cluster."""
+    for text, name in ((success, "success_condition"), (failure, "failure_condition")):
+        if text is not None and not isinstance(text, str):
+            raise ResourceSpecError(f"{name}: expected a string, got {type(text).__name__}")
+    try:
+        parse_conditions(success, failure)
+    except ConditionError as exc:
+        raise ResourceSpecError(str(exc)) from None
+
+
+# --------------------------------------------------------------------------- #
+# The spec
+# --------------------------------------------------------------------------- #
+
+
+@dataclass(frozen=True)
+class ResourceSpec:
+    """A validated resource-step configuration (JSON-safe; see :meth:`to_dict`).
+
+    ``body`` is the object (dict), the JSON-patch list, or None when the step
+    names its target only (``get``/``delete`` with ``api_version``/``kind``).
+    ``name``/``namespace`` are the explicit or manifest values (None: decided
+    at run time — name from the step input, namespace from the stack).
+    """
+
+    action: str = Action.CREATE.value
+    body: Any = None
+    api_version: str = ""
+    kind: str = ""
+    name: str | None = None
+    generate_name: str | None = None
+    namespace: str | None = None
+    merge_strategy: str | None = None
+    force: bool = False
+    success_condition: str | None = None
+    failure_condition: str | None = None
+    timeout: float | None = None
+    attribute_outputs: dict[str, str] = field(default_factory=dict)
+    fail_on_events: tuple[str, ...] = ()
+    cleanup: str = Cleanup.NEVER.value
+    owner: dict[str, str] | None = None
+    block_owner_deletion: bool = False
+    propagation_policy: str = "Background"
+    wait_for_deletion: bool = False
+    kubeconfig: str | None = None
+    context: str | None = None
+
+    @property
+    def has_conditions(self) -> bool:
+        """Whether the step waits on the object after its action."""
+        return bool(self.success_condition or self.failure_condition or self.fail_on_events)
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        """The step's outputs, in order: ``name``, ``manifest``, then the attribute outputs."""
+        if self.action == Action.DELETE.value:
+            return ("name",)
+        extra = tuple(k for k in self.attribute_outputs if k not in RESERVED_OUTPUTS)
+        return RESERVED_OUTPUTS + extra
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form (the step's ``spec`` parameter)."""
+        data = dataclasses.asdict(self)
+        data["fail_on_events"] = list(self.fail_on_events)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ResourceSpec:
+        """Inverse of :meth:`to_dict` (unknown keys are an error)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ResourceSpecError(f"spec: unknown keys {sorted(unknown)}")
+        values = dict(data)
+        values["fail_on_events"] = tuple(values.get("fail_on_events") or ())
+        values["attribute_outputs"] = dict(values.get("attribute_outputs") or {})
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> ResourceSpec:
+        """A copy with ``changes`` applied."""
+        return dataclasses.replace(self, **changes)
+
+
+def _merge_identity(
+    body: Any, api_version: str | None, kind: str | None, name: str | None, namespace: str | None
+) -> tuple[str | None, str | None, str | None, str | None, str | None]:
+    """Combine explicit api_version/kind/name/namespace with the manifest's; conflicts are errors."""
+    metadata: Mapping[str, Any] = {}
+    manifest_values: dict[str, Any] = {}
+    if isinstance(body, dict):
+        metadata = body.get("metadata") or {}
+        if not isinstance(metadata, Mapping):
+            raise ResourceSpecError("k8s_resource.metadata: expected a mapping")
+        manifest_values = {
+            "api_version": body.get("apiVersion"),
+            "kind": body.get("kind"),
+            "resource_name": metadata.get("name"),
+            "namespace": metadata.get("namespace"),
+        }
+    explicit = {"api_version": api_version, "kind": kind, "resource_name": name, "namespace": namespace}
+    manifest_field = {
+        "api_version": "k8s_resource.apiVersion",
+        "kind": "k8s_resource.kind",
+        "resource_name": "k8s_resource.metadata.name",
+        "namespace": "k8s_resource.metadata.namespace",
+    }
+    merged: dict[str, Any] = {}
+    for key, value in explicit.items():
+        from_manifest = manifest_values.get(key)
+        if value is not None and from_manifest not in (None, "") and value != from_manifest:
+            raise ResourceSpecError(
+                f"{key}: {value!r} does not match {manifest_field[key]} {from_manifest!r}; "
+                "give it in one place or make them equal"
+            )
+        merged[key] = value if value is not None else (from_manifest if from_manifest != "" else None)
+    generate_name = metadata.get("generateName") if isinstance(metadata, Mapping) else None
+    return merged["api_version"], merged["kind"], merged["resource_name"], merged["namespace"], generate_name
+
+
+def build_resource_spec(
+    k8s_resource: Any = None,
+    *,
+    action: str = "create",
+    merge_strategy: str | None = None,
+    api_version: str | None = None,
+    kind: str | None = None,
+    resource_name: str | None = None,
+    namespace: str | None = None,
+    success_condition: str | None = None,
+    failure_condition: str | None = None,
+    timeout: float | None = 3600.0,
+    attribute_outputs: Mapping[str, str] | None = None,
+    fail_on_events: Sequence[str] | None = None,
+    force: bool = False,
+    cleanup: str = "never",
+    set_owner_reference: Any = None,
+    block_owner_deletion: bool = False,
+    propagation_policy: str = "Background",
+    wait_for_deletion: bool = False,
+    kubeconfig: str | Path | None = None,
+    context: str | None = None,
+    name_from_input: bool = False,
+) -> ResourceSpec:
+    """Validate every resource-step option; raise :class:`ResourceSpecError` naming the field.
+
+    ``name_from_input``: the target's name will be bound at call time (the
+    step's ``resource_name`` input), so a missing name is not an error here.
+    """
+    act = parse_choice(action, Action, "action")
+    strategy: MergeStrategy | None = None
+    if merge_strategy is not None:
+        strategy = parse_choice(merge_strategy, MergeStrategy, "merge_strategy")
+        if act is not Action.PATCH:
+            raise ResourceSpecError(
+                f"merge_strategy: only used with action='patch' (got action={act.value!r}); "
+                "apply always uses server-side apply"
+            )
+    elif act is Action.PATCH:
+        strategy = MergeStrategy.STRATEGIC
+    is_json_patch = strategy is MergeStrategy.JSON
+
+    body = None
+    if k8s_resource is not None:
+        body = load_resource(k8s_resource)
+    if is_json_patch:
+        if body is None:
+            raise ResourceSpecError("k8s_resource: required with merge_strategy='json' (the list of operations)")
+        if isinstance(body, dict):
+            raise ResourceSpecError(
+                "k8s_resource: with merge_strategy='json' give the list of JSON-patch operations, "
+                "and name the target with api_version, kind and resource_name"
+            )
+        validate_json_patch(body)
+        missing = [n for n, v in (("api_version", api_version), ("kind", kind)) if not v]
+        if missing:
+            raise ResourceSpecError(
+                f"{', '.join(missing)}: required with merge_strategy='json' (the operations do not say "
+                "which object they patch)"
+            )
+    elif isinstance(body, list):
+        raise ResourceSpecError(
+            "k8s_resource: a list is only allowed as JSON-patch operations (action='patch', "
+            "merge_strategy='json'); give one object"
+        )
+    elif body is None and act not in (Action.GET, Action.DELETE):
+        raise ResourceSpecError(
+            f"k8s_resource: required for action={act.value!r}; give a dict, YAML/JSON text, a file path "
+            "or a kubernetes-client model object"
+        )
+
+    if resource_name is not None:
+        validate_object_name(resource_name, "resource_name")
+    if namespace is not None:
+        try:
+            validate_dns1123_label(namespace, "namespace")
+        except ValueError as exc:
+            raise ResourceSpecError(str(exc)) from None
+    api, knd, name, ns, generate_name = _merge_identity(body, api_version, kind, resource_name, namespace)
+    if not api:
+        raise ResourceSpecError(
+            "k8s_resource.apiVersion: missing; every object needs apiVersion and kind "
+            "(e.g. apiVersion: v1, kind: ConfigMap), or pass api_version=..."
+        )
+    validate_api_version(api, "k8s_resource.apiVersion" if api_version is None else "api_version")
+    if not knd:
+        raise ResourceSpecError(
+            "k8s_resource.kind: missing; every object needs apiVersion and kind "
+            "(e.g. apiVersion: v1, kind: ConfigMap), or pass kind=..."
+        )
+    validate_kind(knd, "k8s_resource.kind" if kind is None else "kind")
+    if name is not None:
+        validate_object_name(name, "k8s_resource.metadata.name")
+    if ns is not None and namespace is None:
+        try:
+            validate_dns1123_label(ns, "k8s_resource.metadata.namespace")
+        except ValueError as exc:
+            raise ResourceSpecError(str(exc)) from None
+    if generate_name is not None:
+        if act is not Action.CREATE:
+            raise ResourceSpecError(
+                f"k8s_resource.metadata.generateName: only used with action='create' (got {act.value!r}); "
+                "give metadata.name"
+            )
+        if not isinstance(generate_name, str) or not re.fullmatch(r"[a-z0-9]([-a-z0-9.]*)?", generate_name):
+            raise ResourceSpecError(
+                f"k8s_resource.metadata.generateName: {generate_name!r} is not allowed; allowed: a prefix "
+                "of lowercase letters, digits, '-' and '.'"
+            )
+    if name is None and generate_name is None and not name_from_input:
+        raise ResourceSpecError(
+            "k8s_resource.metadata.name: missing; give metadata.name"
+            + (" (or metadata.generateName)" if act is Action.CREATE else "")
+            + ", pass resource_name=..., or bind the step's resource_name input"
+        )
+
+    if act is Action.DELETE:
+        for value, name_of in (
+            (success_condition, "success_condition"),
+            (failure_condition, "failure_condition"),
+            (attribute_outputs, "attribute_outputs"),
+            (fail_on_events, "fail_on_events"),
+        ):
+            if value:
+                raise ResourceSpecError(f"{name_of}: not allowed with action='delete' (a delete step has no conditions or outputs)")
+    check_conditions(success_condition, failure_condition)
+    outputs = validate_attribute_outputs(attribute_outputs)
+    reasons = validate_event_reasons(fail_on_events)
+
+    clean = parse_choice(cleanup, Cleanup, "cleanup")
+    if clean is not Cleanup.NEVER and act not in (Action.CREATE, Action.APPLY):
+        raise ResourceSpecError(
+            f"cleanup: only used with action 'create' or 'apply' (objects a step creates); got action={act.value!r}"
+        )
+    owner = normalize_owner(set_owner_reference)
+    if owner is not None and act not in (Action.CREATE, Action.APPLY):
+        raise ResourceSpecError(f"set_owner_reference: only used with action 'create' or 'apply'; got {act.value!r}")
+    if force and act is not Action.APPLY:
+        raise ResourceSpecError(f"force: only used with action='apply' (server-side apply conflicts); got {act.value!r}")
+    if propagation_policy not in _PROPAGATION:
+        raise ResourceSpecError(
+            f"propagation_policy: {propagation_policy!r} is not allowed; allowed: {', '.join(_PROPAGATION)}"
+        )
+    if wait_for_deletion and act is not Action.DELETE:
+        raise ResourceSpecError("wait_for_deletion: only used with action='delete'")
+    if kubeconfig is not None and isinstance(kubeconfig, Path):
+        kubeconfig = str(kubeconfig)
+    for value, name_of in ((kubeconfig, "kubeconfig"), (context, "context")):
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ResourceSpecError(f"{name_of}: expected a non-empty string")
+
+    return ResourceSpec(
+        action=act.value,
+        body=body,
+        api_version=api,
+        kind=knd,
+        name=name,
+        generate_name=generate_name,
+        namespace=ns,
+        merge_strategy=strategy.value if strategy else None,
+        force=bool(force),
+        success_condition=success_condition,
+        failure_condition=failure_condition,
+        timeout=validate_timeout(timeout),
+        attribute_outputs=outputs,
+        fail_on_events=reasons,
+        cleanup=clean.value,
+        owner=owner,
+        block_owner_deletion=bool(block_owner_deletion),
+        propagation_policy=propagation_policy,
+        wait_for_deletion=bool(wait_for_deletion),
+        kubeconfig=str(kubeconfig) if kubeconfig else None,
+        context=context,
+    )

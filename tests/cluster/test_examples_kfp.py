@@ -1,0 +1,110 @@
+"""The KFP sample translations in ``examples/`` run end to end on the local cluster.
+
+Each example runs as a user would run it: a script in a ZenML repository (tmp dir,
+own ZenML state) whose active stack has a ``k8s`` step operator for the test's
+namespace. The volume examples need the operator's ``pvolumes`` setting.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from k8s_step_operator.kube import rest
+from k8s_step_operator.steps.object_watch import WaitTarget, wait_until_deleted
+
+pytestmark = pytest.mark.cluster
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "examples"
+BIN = Path(sys.executable).parent
+OPERATOR = "k8s-local"
+
+
+class Project:
+    """A ZenML repository in a tmp dir with the example scripts and a ``k8s`` stack."""
+
+    def __init__(self, root: Path, env: dict[str, str]) -> None:
+        self.root = root
+        self.env = env
+
+    def run(self, argv: list[str], timeout: float = 900) -> subprocess.CompletedProcess:
+        return subprocess.run(argv, cwd=self.root, env=self.env, capture_output=True, text=True, timeout=timeout)
+
+    def zenml(self, *args: str) -> None:
+        proc = self.run([str(BIN / "zenml"), *args], timeout=180)
+        assert proc.returncode == 0, f"zenml {' '.join(args)}:\n{proc.stdout}\n{proc.stderr}"
+
+    def example(self, script: str, *args: str) -> tuple[dict[str, Any], str]:
+        shutil.copy(EXAMPLES / script, self.root / script)
+        proc = self.run([sys.executable, script, *args])
+        logs = proc.stdout + proc.stderr
+        lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+        assert proc.returncode == 0 and lines, f"{script} failed ({proc.returncode}):\n{logs[-6000:]}"
+        return json.loads(lines[-1][len("RESULT "):]), logs
+
+
+@pytest.fixture
+def project(tmp_path: Path, namespace: str, local_cluster: Any) -> Project:
+    env = {
+        **os.environ,
+        "ZENML_CONFIG_PATH": str(tmp_path / ".zenconfig"),
+        "ZENML_ANALYTICS_OPT_IN": "false",
+        "ZENML_LOGGING_COLORS_DISABLED": "true",
+        "ZENML_ENABLE_RICH_TRACEBACK": "false",
+        "K8SSO_STEP_OPERATOR": OPERATOR,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PYTHONPATH": os.pathsep.join(p for p in (str(REPO / "src"), os.environ.get("PYTHONPATH", "")) if p),
+        "COLUMNS": "200",
+    }
+    env.pop("KUBECONFIG", None)
+    proj = Project(tmp_path, env)
+    proj.zenml("init")
+    proj.zenml("step-operator", "flavor", "register", "k8s_step_operator.flavor.K8sStepOperatorFlavor")
+    proj.zenml(
+        "step-operator", "register", OPERATOR, "--flavor=k8s", f"--kubernetes_namespace={namespace}",
+        f"--kubeconfig={local_cluster.kubeconfig}", "--local=True",
+    )
+    proj.zenml("stack", "register", "k8s-stack", "-o", "default", "-a", "default", "-s", OPERATOR, "--set")
+    return proj
+
+
+def _gone(api: client.ApiClient, list_path: str, name: str) -> None:
+    wait_until_deleted(api, WaitTarget(list_path, name, name), 60)
+
+
+def test_resourceop_job(project: Project, api_client: client.ApiClient, namespace: str) -> None:
+    result, logs = project.example("kfp_resourceop_job.py")
+    assert result["status"] == "completed", logs[-4000:]
+    assert result["job"].startswith("resourceop-basic-job-")
+    assert result["succeeded"] == 1 and result["namespace"] == namespace
+    job = rest.request(api_client, "GET", f"/apis/batch/v1/namespaces/{namespace}/jobs/{result['job']}")
+    assert job["status"]["succeeded"] == 1
+    assert f"Job {result['job']} succeeded=1" in logs
+
+
+def test_volumeop_sequential(project: Project, api_client: client.ApiClient, namespace: str) -> None:
+    result, logs = project.example("kfp_volumeop_sequential.py")
+    assert result["status"] == "completed", logs[-4000:]
+    assert result["cat"] == "1\n1\n"
+    assert result["size"]
+    _gone(api_client, f"/api/v1/namespaces/{namespace}/persistentvolumeclaims", result["pvc"])
+
+
+def test_volume_snapshots(project: Project, api_client: client.ApiClient, namespace: str) -> None:
+    result, logs = project.example("kfp_volume_snapshots.py")
+    assert result["status"] == "completed", logs[-4000:]
+    text = "hello from the KFP volume snapshot sample\n"
+    assert result["output"] == text * 2
+    assert result["restored_files"] == ["step1/file1.gz", "step2/file1", "step3/file3"]
+    assert all(result["restore_sizes"]) and result["restored_size"]
+    for name in result["snapshots"]:
+        _gone(api_client, f"/apis/snapshot.storage.k8s.io/v1/namespaces/{namespace}/volumesnapshots", name)
