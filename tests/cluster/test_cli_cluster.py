@@ -24,8 +24,9 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from k8s_step_operator import rbac
-from k8s_step_operator.cli import FLAVOR_SOURCE, main
+from k8s_step_operator.cli import main
 from k8s_step_operator.localcluster import cli_state
+from k8s_step_operator.registration import FLAVOR_SOURCE
 
 KUBECTL = "/usr/bin/kubectl"
 SA = "zenml-runner"

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
-from k8s_step_operator import cli
+from k8s_step_operator import settings_files
 from k8s_step_operator.cli import main
 from k8s_step_operator.flavor import K8sStepOperatorConfig
 
@@ -229,7 +229,7 @@ def test_render_overlays_the_component_configuration(tmp_path: Path, monkeypatch
         pod_settings={"labels": {"team": "platform", "cost-center": "42"}, "node_selectors": {"pool": "cpu"}},
     )
     asked: list[str] = []
-    monkeypatch.setattr(cli, "_component_config", lambda name: asked.append(name) or config)
+    monkeypatch.setattr(settings_files, "component_config", lambda name: asked.append(name) or config)
     text = "pod_settings:\n  labels: {team: ds}\n  tolerations: [{key: gpu, operator: Exists}]\n"
     pod = _pod(_render("--settings", _write(tmp_path, text), "--component", "gpu-op"))
     assert asked == ["gpu-op"]
