@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import base64
 import shutil
+import signal
 import ssl
 import subprocess
 import sys
@@ -169,6 +171,7 @@ class LocalCluster:
                 "--leader-elect=false",
                 "--controllers=*,-nodeipam,-service-lb-controller,-cloud-node-lifecycle-controller,-route",
                 "--node-monitor-grace-period=20s",
+                "--pvclaimbinder-sync-period=2s",
                 "--concurrent-gc-syncs=5",
             ],
         )
@@ -371,3 +374,63 @@ class LocalCluster:
             name: "running" if proc.poll() is None else f"exited({proc.returncode})"
             for name, proc in self.procs.items()
         }
+
+    # ------------------------------------------------- fault injection (drills)
+    # Additive helpers for the fault drills (tests/drills): crash one component,
+    # bring it back with the very same command line, compact etcd.
+
+    def kill(self, component: str, timeout: float = 30.0) -> None:
+        """SIGKILL one component's process group, as a crash would (``start_component`` brings it back)."""
+        proc = self.procs[component]
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(timeout=timeout)
+
+    def start_component(self, component: str, timeout: float = 120.0) -> None:
+        """Start a killed component again with its original command line; wait until the cluster is healthy."""
+        proc = self.procs[component]
+        if proc.poll() is None:
+            raise RuntimeError(f"{component} is still running")
+        python = component == "storage" or component.startswith("node-")
+        self._spawn(component, [str(a) for a in proc.args], env=self._python_env() if python else None)
+        self.wait_healthy(timeout)
+
+    def restart(self, component: str, timeout: float = 120.0) -> None:
+        """``kill`` then ``start_component``: returns once /readyz is ok and every node is Ready."""
+        self.kill(component)
+        self.start_component(component, timeout)
+
+    def wait_healthy(self, timeout: float = 120.0) -> None:
+        """Every component running, /readyz ok, every node Ready and untainted (raises TimeoutError)."""
+        processes.wait_until(self._ready, timeout, interval=0.2, what="kube-apiserver /readyz")
+        processes.wait_until(self._nodes_ready, timeout, interval=0.25, what="nodes Ready and untainted")
+
+    @property
+    def etcd_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['etcd_client']}"
+
+    def _etcd(self, path: str, body: dict, timeout: float = 10.0) -> dict:
+        """POST to etcd's JSON gateway (``/v3/...``)."""
+        request = urllib.request.Request(
+            self.etcd_url + path, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
+            return json.loads(resp.read() or b"{}")
+
+    def etcd_revision(self) -> int:
+        """etcd's current revision (the header of a one-key range read)."""
+        key = base64.b64encode(b"/registry/").decode()
+        data = self._etcd("/v3/kv/range", {"key": key, "limit": 1, "keys_only": True})
+        return int(data["header"]["revision"])
+
+    def compact_etcd(self, revision: int | None = None) -> int:
+        """Compact etcd's history up to ``revision`` (default: the current one); returns the revision.
+
+        Watches resumed from an older resourceVersion then fail with 410 Gone.
+        """
+        revision = self.etcd_revision() if revision is None else revision
+        self._etcd("/v3/kv/compaction", {"revision": revision, "physical": True}, timeout=30.0)
+        return revision

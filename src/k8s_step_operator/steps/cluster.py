@@ -18,12 +18,12 @@ from typing import Any
 
 from kubernetes import client, config
 
+from ..flavor import FLAVOR_NAME
 from ..kube.connection import load_api_client
 
 __all__ = ["Cluster", "connect"]
 
 log = logging.getLogger(__name__)
-STEP_OPERATOR_FLAVOR = "k8s"
 _SA_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 _SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
@@ -78,27 +78,15 @@ def _stack_step_operator() -> Any | None:
     except Exception as exc:  # noqa: BLE001 - no ZenML repository/store is fine
         log.debug("no ZenML active stack: %s", exc)
         return None
-    if operator is None or getattr(operator, "flavor", None) != STEP_OPERATOR_FLAVOR:
+    if operator is None or getattr(operator, "flavor", None) != FLAVOR_NAME:
         return None
     return operator
 
 
 def _from_step_operator(operator: Any, namespace: str | None) -> Cluster:
-    cfg = operator.config
-    connector = None
-    if not getattr(cfg, "incluster", False):
-        try:
-            connector = operator.get_connector()
-        except Exception as exc:  # noqa: BLE001 - a broken connector is reported below
-            log.debug("step operator %s: no connector (%s)", operator.name, exc)
-    api = load_api_client(
-        context=getattr(cfg, "kubernetes_context", None),
-        incluster=bool(getattr(cfg, "incluster", False)),
-        kubeconfig=getattr(cfg, "kubeconfig", None),
-        connector=connector,
-    )
-    ns = namespace or getattr(cfg, "kubernetes_namespace", None) or "default"
-    return Cluster(api, ns, f"step operator {operator.name!r}")
+    """The operator's own client (connector, in-cluster or kubeconfig) and namespace."""
+    ns = namespace or getattr(operator.config, "kubernetes_namespace", None) or "default"
+    return Cluster(operator.api, ns, f"step operator {operator.name!r}")
 
 
 def connect(
