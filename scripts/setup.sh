@@ -22,7 +22,7 @@ stamp="$venv/.k8sso-installed"
 installed_from="$("$venv/bin/python" -c 'import k8s_step_operator, pathlib; print(pathlib.Path(k8s_step_operator.__file__).resolve().parents[1])' 2>/dev/null || true)"
 if [ ! -f "$stamp" ] || [ "$repo/pyproject.toml" -nt "$stamp" ] || [ "$installed_from" != "$repo/src" ]; then
   "$venv/bin/pip" install -q --upgrade pip
-  "$venv/bin/pip" install -q -e "$repo[test]" 2>&1 | grep -v -i "warning" >&2 || true
+  "$venv/bin/pip" install -q -e "$repo[test]"
   "$venv/bin/python" -c "import k8s_step_operator" # fail loudly if the install did not work
   touch "$stamp"
 fi
