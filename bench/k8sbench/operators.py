@@ -1,0 +1,163 @@
+"""Both step operators built in-process the way ZenML builds them, driven through the
+same calls ZenML's step launcher makes: ``submit_with_allocation`` → ``wait`` →
+``cleanup_step_submission``.
+
+ZenML builds a component from its stored model with ``flavor.implementation_class(
+name=..., id=..., config=flavor.config_class(**configuration), flavor=..., type=...,
+user=..., created=..., updated=...)``; :func:`make_operator` does exactly that with a
+configuration dict, so no ZenML store is needed for our operator. The built-in one
+calls ``Client().active_user`` in ``submit``, so its worker has a (throw-away, local)
+ZenML store.
+
+The step ZenML would hand over is replaced by :class:`FakeInfo`/:class:`FakeStepRun`,
+which carry exactly the attributes both operators read (run and step names and ids,
+the image, the step's settings — empty, so the component configuration applies).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sys
+import uuid
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+from zenml.enums import StackComponentType
+
+IMAGE = "python:3.11"
+CONTEXT = "k8s-step-operator-local"
+
+# The step process: sleep, then note the wall-clock time (a finer clock than the pod
+# status' one-second timestamps) in a file and on stdout, and leave at once.
+STEP_SCRIPT = r"""
+import os, sys, time
+exit_file, seconds = sys.argv[1], float(sys.argv[2])
+print("bench step: sleeping %.3f s" % seconds, flush=True)
+time.sleep(seconds)
+fd = os.open(exit_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+t = time.time()
+os.write(fd, b"%.6f" % t)
+os.close(fd)
+os.write(1, b"BENCH-EXIT %.6f\n" % t)
+os._exit(0)
+"""
+
+
+def step_command(exit_file: str, seconds: float) -> list[str]:
+    """The entrypoint command of a bench step (pods run it with this machine's Python)."""
+    return [sys.executable, "-c", STEP_SCRIPT, exit_file, f"{seconds:.3f}"]
+
+
+def read_exit(exit_file: str) -> float | None:
+    try:
+        with open(exit_file) as fh:
+            return float(fh.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+@dataclass
+class _StepConfig:
+    settings: dict = field(default_factory=dict)
+    parameters: dict = field(default_factory=dict)
+    command: Any = None
+
+
+@dataclass
+class FakeStepRun:
+    """What ``wait``/``get_status``/``cleanup_step_submission`` read from a StepRunResponse."""
+
+    id: uuid.UUID
+    name: str
+    config: _StepConfig = field(default_factory=_StepConfig)
+    regular_inputs: dict = field(default_factory=dict)
+
+
+@dataclass
+class FakeInfo:
+    """What ``submit`` reads from a StepRunInfo."""
+
+    step_run: FakeStepRun
+    run_name: str
+    run_id: uuid.UUID
+    pipeline_step_name: str
+    pipeline: Any
+    snapshot: Any
+    config: _StepConfig = field(default_factory=_StepConfig)
+    # StackComponent.get_settings() reads `.pipeline_configuration.settings` for containers
+    # that are not one of ZenML's own classes: empty, so the component config applies.
+    pipeline_configuration: Any = field(default_factory=lambda: SimpleNamespace(settings={}))
+
+    @property
+    def step_run_id(self) -> uuid.UUID:
+        return self.step_run.id
+
+    def get_image(self, key: str) -> str:
+        return IMAGE
+
+
+def make_step(step_name: str, run_name: str, pipeline: str = "bench") -> tuple[FakeInfo, FakeStepRun]:
+    step_run = FakeStepRun(id=uuid.uuid4(), name=step_name)
+    info = FakeInfo(
+        step_run=step_run,
+        run_name=run_name,
+        run_id=uuid.uuid4(),
+        pipeline_step_name=step_name,
+        pipeline=SimpleNamespace(name=pipeline),
+        snapshot=SimpleNamespace(project_id=uuid.uuid4()),
+    )
+    return info, step_run
+
+
+KINDS = ("k8s", "builtin")
+
+
+def make_operator(kind: str, namespace: str, kubeconfig: str, config: dict | None = None) -> Any:
+    """Our ``k8s`` operator or ZenML's ``kubernetes`` one, built like ZenML builds components."""
+    now = dt.datetime.now(dt.timezone.utc)
+    extra = dict(config or {})
+    if kind == "k8s":
+        from k8s_step_operator.flavor import K8sStepOperatorFlavor
+
+        flavor = K8sStepOperatorFlavor()
+        configuration = {"kubernetes_namespace": namespace, "kubeconfig": kubeconfig, "local": True, **extra}
+    elif kind == "builtin":
+        from zenml.integrations.kubernetes.flavors import KubernetesStepOperatorFlavor
+
+        # ZenML's operator has no kubeconfig field: it loads $KUBECONFIG (context by name).
+        os.environ["KUBECONFIG"] = kubeconfig
+        flavor = KubernetesStepOperatorFlavor()
+        configuration = {"kubernetes_namespace": namespace, "kubernetes_context": CONTEXT, **extra}
+    else:
+        raise ValueError(f"unknown operator kind {kind!r}")
+    return flavor.implementation_class(
+        name=f"bench-{kind}",
+        id=uuid.uuid4(),
+        config=flavor.config_class(**configuration),
+        flavor=flavor.name,
+        type=StackComponentType.STEP_OPERATOR,
+        user=None,
+        created=now,
+        updated=now,
+        connector_requirements=flavor.service_connector_requirements,
+    )
+
+
+def warm_up(kind: str, operator: Any) -> None:
+    """One-time costs that are not per step: ZenML store start (built-in), API client creation."""
+    if kind == "builtin":
+        from zenml.client import Client
+
+        Client().active_user  # noqa: B018 - initialises the local store once
+        operator.get_kube_client()
+    else:
+        operator.api  # noqa: B018
+
+
+def submit(operator: Any, info: FakeInfo, command: list[str], environment: dict[str, str]) -> None:
+    """What StepLauncher._run_step_with_step_operator calls (no resource allocation)."""
+    operator.submit_with_allocation(
+        info=info, entrypoint_command=command, environment=dict(environment), allocated_resource_request=None
+    )

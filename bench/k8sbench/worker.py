@@ -1,0 +1,417 @@
+"""One measurement in a fresh process: ``python -m k8sbench.worker SECTION PARAMS.json OUT.json``.
+
+Sections: ``completion`` (measure 1), ``requests`` (measure 3), ``scale`` (measure 4),
+``failure`` (an unpullable image: does ``wait()`` ever return?). Measure 2 runs real
+pipelines (``k8sbench.pipeline_driver``) and measure 5 is ``k8sbench.resource``.
+
+Every section drives an operator through the calls ZenML's step launcher makes:
+``submit_with_allocation`` → ``wait`` → ``cleanup_step_submission``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+import traceback
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+from .common import Admin, RequestLog, RssSampler, diff, longrunning, mib, request_totals, row_name, summary
+from .operators import FakeInfo, make_operator, make_step, read_exit, step_command, submit, warm_up
+
+STEP_ENV = {"BENCH_STEP": "1"}
+
+
+# ----------------------------------------------------------------------------- pod events
+class PodEvents:
+    """When our shared PodWatch received each event (wraps ``PodWatch._apply``; read-only)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[float, str, str, str, bool]] = []
+        self._lock = threading.Lock()
+
+    def install(self) -> "PodEvents":
+        from k8s_step_operator.kube.podwatch import PodWatch
+
+        original = PodWatch._apply
+        events = self
+
+        def _apply(watch: Any, kind: str, obj: dict) -> None:
+            now = time.time()
+            status = obj.get("status") or {}
+            terminated = any("terminated" in (cs.get("state") or {}) for cs in status.get("containerStatuses") or [])
+            with events._lock:
+                events.events.append((now, obj["metadata"]["name"], kind, status.get("phase", ""), terminated))
+            original(watch, kind, obj)
+
+        PodWatch._apply = _apply  # type: ignore[method-assign]
+        return self
+
+    def finished_at(self, pod: str) -> float | None:
+        """First time an event showed the pod's container terminated (or the pod finished)."""
+        with self._lock:
+            for t, name, kind, phase, terminated in self.events:
+                if name == pod and (terminated or phase in ("Succeeded", "Failed") or kind == "DELETED"):
+                    return t
+        return None
+
+
+def pod_name(kind: str, operator: Any, step_run: Any) -> str | None:
+    if kind == "k8s":
+        sub = operator._known.get(str(step_run.id))
+        return sub.pod if sub else None
+    return None
+
+
+def status_value(status: Any) -> str:
+    return getattr(status, "value", str(status))
+
+
+def wait_for_exit_file(path: str, timeout: float = 3.0) -> float | None:
+    deadline = time.monotonic() + timeout
+    while True:
+        t = read_exit(path)
+        if t is not None or time.monotonic() > deadline:
+            return t
+        time.sleep(0.02)
+
+
+# ------------------------------------------------------------------ 1. completion detection
+def completion(p: dict) -> dict:
+    """Sequential steps; per step: step exit (its own clock) → ``wait()`` returns."""
+    kind = p["operator"]
+    requests = RequestLog().install()
+    events = PodEvents().install() if kind == "k8s" else None
+    op = make_operator(kind, p["namespace"], p["kubeconfig"], p.get("config"))
+    warm_up(kind, op)
+    exit_dir = Path(p["exit_dir"])
+    steps = []
+    for i, seconds in enumerate(p["durations"]):
+        info, step_run = make_step(f"detect{i}", run_name=f"completion-{kind}-{i}")
+        exit_file = str(exit_dir / f"completion-{kind}-{i}-{uuid.uuid4().hex[:6]}")
+        mark = requests.mark()
+        t_submit = time.time()
+        submit(op, info, step_command(exit_file, seconds), STEP_ENV)
+        t_submitted = time.time()
+        pod = pod_name(kind, op, step_run)
+        status = op.wait(step_run)
+        t_return = time.time()
+        op.cleanup_step_submission(step_run)
+        t_exit = wait_for_exit_file(exit_file)
+        rows = requests.rows(mark)
+        record = {
+            "step_seconds": seconds,
+            "status": status_value(status),
+            "submit_s": t_submitted - t_submit,
+            "exit_after_submit_s": None if t_exit is None else t_exit - t_submit,
+            "detection_s": None if t_exit is None else t_return - t_exit,
+            "polls": rows.get(("LIST", "batch", "jobs", ""), 0),
+            "requests": {row_name(r): n for r, n in sorted(rows.items())},
+        }
+        if events is not None and pod:
+            t_event = events.finished_at(pod)
+            if t_event is not None and t_exit is not None:
+                record["exit_to_event_s"] = t_event - t_exit
+                record["event_to_return_s"] = t_return - t_event
+        steps.append(record)
+        print(f"[completion {kind}] step {i}: {json.dumps(record)}", flush=True)
+    detections = [s["detection_s"] for s in steps if s["detection_s"] is not None]
+    out: dict[str, Any] = {"steps": steps, "detection": summary(detections)}
+    if events is not None:
+        out["exit_to_event"] = summary([s["exit_to_event_s"] for s in steps if "exit_to_event_s" in s])
+        out["event_to_return"] = summary([s["event_to_return_s"] for s in steps if "event_to_return_s" in s])
+    out["polls_per_step"] = summary([float(s["polls"]) for s in steps])
+    return out
+
+
+# ----------------------------------------------------------------------- 3. API requests
+def _shared_watch_row(kind: str, row: tuple) -> bool:
+    """Requests of our shared pod watch (one LIST + one WATCH per minute per namespace, for all steps)."""
+    return kind == "k8s" and row[2] == "pods" and row[3] == "" and row[0] in ("LIST", "WATCH")
+
+
+def requests_per_step(p: dict) -> dict:
+    """apiserver_request_total deltas around each step, attributed with a client-side request log."""
+    kind = p["operator"]
+    admin = Admin(p["kubeconfig"])
+    requests = RequestLog().install()
+    t_start = time.time()
+    op = make_operator(kind, p["namespace"], p["kubeconfig"], p.get("config"))
+    warm_up(kind, op)
+    if kind == "k8s":  # open the shared watch before any window: it is shared by every step
+        from k8s_step_operator.kube.podwatch import PodWatch
+
+        PodWatch.shared(op.api, p["namespace"]).wait_synced(30)
+    time.sleep(1.0)
+
+    # Background: what the cluster's own components do in the same time without a step.
+    before, t0 = request_totals(admin.metrics()), time.time()
+    time.sleep(p["idle_seconds"])
+    after, t1 = request_totals(admin.metrics()), time.time()
+    background = diff(after, before)
+    rate = {row: n / (t1 - t0) for row, n in background.items()}
+
+    exit_dir = Path(p["exit_dir"])
+    steps = []
+    for i in range(p["steps"]):
+        info, step_run = make_step(f"requests{i}", run_name=f"requests-{kind}-{i}")
+        exit_file = str(exit_dir / f"requests-{kind}-{i}-{uuid.uuid4().hex[:6]}")
+        mark = requests.mark()
+        a, ta = request_totals(admin.metrics()), time.time()
+        submit(op, info, step_command(exit_file, p["seconds"]), STEP_ENV)
+        status = op.wait(step_run)
+        op.cleanup_step_submission(step_run)
+        time.sleep(p["settle_seconds"])  # asynchronous consequences: GC, final status writes, Job controller
+        b, tb = request_totals(admin.metrics()), time.time()
+        server = diff(b, a)
+        client = requests.rows(mark)
+        window = tb - ta
+        steps.append({"status": status_value(status), "window_s": window, "server": server, "client": client})
+
+    op_rows = {r for s in steps for r in s["client"]}
+    own_rows = sorted(r for r in op_rows if not _shared_watch_row(kind, r))
+    out_steps = []
+    for s in steps:
+        server, client, window = s["server"], s["client"], s["window_s"]
+        expected_bg = {r: rate.get(r, 0.0) * window for r in set(server) | set(rate)}
+        net = {r: server.get(r, 0) - expected_bg.get(r, 0.0) for r in expected_bg}
+        by_row = {
+            row_name(r): {"apiserver": round(net.get(r, 0.0), 2), "operator_log": client.get(r, 0)} for r in own_rows
+        }
+        step_related = {
+            r: n for r, n in net.items() if not _housekeeping(r) and abs(n) >= 0.5
+        }
+        out_steps.append(
+            {
+                "status": s["status"],
+                "window_s": window,
+                # the operator's own requests: its client log, row by row checked against the apiserver
+                "operator_requests": sum(client.get(r, 0) for r in own_rows),
+                "apiserver_in_operator_rows": round(sum(net.get(r, 0.0) for r in own_rows), 2),
+                "apiserver_confirms": all(net.get(r, 0.0) + 0.5 >= client.get(r, 0) for r in own_rows),
+                "operator_rows": by_row,
+                "all_clients_step_related": round(sum(step_related.values()), 2),
+                "all_clients_rows": {row_name(r): round(n, 2) for r, n in sorted(step_related.items())},
+            }
+        )
+    lifetime = time.time() - t_start
+    shared = requests.rows()
+    return {
+        "step_seconds": p["seconds"],
+        "steps": out_steps,
+        "idle_window_s": t1 - t0,
+        "background_per_minute": {row_name(r): round(v * 60, 2) for r, v in sorted(rate.items()) if v > 0},
+        "operator_requests": summary([float(s["operator_requests"]) for s in out_steps]),
+        "apiserver_in_operator_rows": summary([s["apiserver_in_operator_rows"] for s in out_steps]),
+        "all_clients_step_related": summary([s["all_clients_step_related"] for s in out_steps]),
+        "shared_watch": {
+            "lifetime_s": lifetime,
+            "requests": {row_name(r): n for r, n in sorted(shared.items()) if _shared_watch_row(kind, r)},
+        },
+    }
+
+
+def _housekeeping(row: tuple) -> bool:
+    """Periodic cluster chatter unrelated to a step: node heartbeats and watch re-establishment."""
+    return row[2] in ("leases", "nodes") or row[0] == "WATCH"
+
+
+# ------------------------------------------------------------------------------ 4. scale
+class _Gauges:
+    """Samples the apiserver's long-running request gauges (open watches and log streams)."""
+
+    ROWS = {"watch_pods": ("WATCH", "", "pods", ""), "log_streams": ("CONNECT", "", "pods", "log"), "watch_jobs": ("WATCH", "batch", "jobs", "")}
+
+    def __init__(self, admin: Admin, interval: float = 0.5) -> None:
+        self.admin = admin
+        self.interval = interval
+        self.base = longrunning(admin.metrics())
+        self.peak = {k: 0.0 for k in self.ROWS}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                now = longrunning(self.admin.metrics())
+            except Exception:  # noqa: BLE001 - a missed sample is fine
+                continue
+            for key, row in self.ROWS.items():
+                self.peak[key] = max(self.peak[key], now.get(row, 0) - self.base.get(row, 0))
+
+    def start(self) -> "_Gauges":
+        self._thread.start()
+        return self
+
+    def stop(self) -> dict:
+        self._stop.set()
+        self._thread.join()
+        return dict(self.peak)
+
+
+def scale(p: dict) -> dict:
+    """N steps submitted from ``submit_threads`` threads, then ``wait()`` on each from its own thread.
+
+    ZenML's dynamic pipelines launch steps from a pool of ``ZENML_DYNAMIC_PIPELINE_WORKER_COUNT``
+    (default 10) threads; ``submit_threads=1`` is one loop.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    kind, n, pool = p["operator"], p["n"], p.get("submit_threads", 1)
+    admin = Admin(p["kubeconfig"])
+    requests = RequestLog().install()
+    events = PodEvents().install() if kind == "k8s" else None
+    op = make_operator(kind, p["namespace"], p["kubeconfig"], p.get("config"))
+    warm_up(kind, op)
+    exit_dir = Path(p["exit_dir"])
+    steps = []
+    for i in range(n):
+        info, step_run = make_step(f"scale{i}", run_name=f"scale-{kind}-{n}")
+        exit_file = str(exit_dir / f"scale-{kind}-{n}-{i}-{uuid.uuid4().hex[:6]}")
+        steps.append({"info": info, "step_run": step_run, "exit_file": exit_file})
+    gauges = _Gauges(admin).start()
+    rss = RssSampler().start()
+    mark = requests.mark()
+
+    def submit_one(step: dict) -> None:
+        ts = time.perf_counter()
+        submit(op, step["info"], step_command(step["exit_file"], p["seconds"]), STEP_ENV)
+        step["submit_s"] = time.perf_counter() - ts
+        step["pod"] = pod_name(kind, op, step["step_run"])
+
+    t0 = time.time()
+    if pool <= 1:
+        for step in steps:
+            submit_one(step)
+    else:
+        with ThreadPoolExecutor(max_workers=pool) as executor:
+            list(executor.map(submit_one, steps))
+    t_submitted = time.time()
+
+    def waiter(step: dict) -> None:
+        try:
+            step["status"] = status_value(op.wait(step["step_run"]))
+        except Exception as exc:  # noqa: BLE001 - reported
+            step["status"] = f"error: {exc}"
+        step["t_return"] = time.time()
+
+    threads = [threading.Thread(target=waiter, args=(s,), daemon=True) for s in steps]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + p["timeout"]
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+    t_done = time.time()
+    rss_end = rss.stop()
+    peaks = gauges.stop()
+    rows = requests.rows(mark)
+    for s in steps:
+        op.cleanup_step_submission(s["step_run"])
+
+    detections, to_event, to_return = [], [], []
+    for s in steps:
+        t_exit = read_exit(s["exit_file"])
+        if t_exit is None or "t_return" not in s:
+            continue
+        detections.append(s["t_return"] - t_exit)
+        t_event = events.finished_at(s["pod"]) if events is not None and s.get("pod") else None
+        if t_event is not None:
+            to_event.append(t_event - t_exit)
+            to_return.append(s["t_return"] - t_event)
+    statuses: dict[str, int] = {}
+    for s in steps:
+        key = s.get("status", "still waiting")
+        statuses[key] = statuses.get(key, 0) + 1
+    out: dict[str, Any] = {
+        "n": n,
+        "submit_threads": pool,
+        "step_seconds": p["seconds"],
+        "submission_s": t_submitted - t0,
+        "submit_each": summary([s["submit_s"] for s in steps if "submit_s" in s]),
+        "all_returned_after_submission_s": t_done - t_submitted,
+        "statuses": statuses,
+        "detection": summary(detections),
+        "detections": detections,
+        "rss_start_mib": mib(rss.start_rss),
+        "rss_peak_mib": mib(rss.peak_rss),
+        "rss_end_mib": mib(rss_end),
+        "rss_growth_mib": mib(rss.peak_rss - rss.start_rss),
+        "peak_threads": rss.peak_threads,
+        "server_open_watches_pods": peaks["watch_pods"],
+        "server_open_log_streams": peaks["log_streams"],
+        "requests": {row_name(r): c for r, c in sorted(rows.items())},
+    }
+    if events is not None:
+        out["exit_to_event"] = summary(to_event)
+        out["event_to_return"] = summary(to_return)
+        from k8s_step_operator.kube.podwatch import PodWatch
+
+        out["client_pod_watches"] = len(PodWatch._registry)
+        out["client_watch_requests"] = sum(w.watch_requests for w in PodWatch._registry.values())
+    return out
+
+
+# ------------------------------------------------------------------ failure: unpullable image
+def failure(p: dict) -> dict:
+    """An image no node can pull: how long until ``wait()`` returns, if ever."""
+    kind = p["operator"]
+    op = make_operator(kind, p["namespace"], p["kubeconfig"], p.get("config"))
+    warm_up(kind, op)
+    info, step_run = make_step("unpullable", run_name=f"failure-{kind}")
+    info.get_image = lambda key: p["image"]  # type: ignore[method-assign]
+    result: dict[str, Any] = {}
+    t0 = time.time()
+    submit(op, info, step_command("/dev/null", 0), STEP_ENV)
+
+    def waiter() -> None:
+        result["status"] = status_value(op.wait(step_run))
+        result["t_return"] = time.time()
+
+    thread = threading.Thread(target=waiter, daemon=True)
+    thread.start()
+    thread.join(p["timeout"])
+    if "t_return" in result:
+        out = {"returned": True, "status": result["status"], "seconds": result["t_return"] - t0}
+    else:
+        out = {"returned": False, "waited_s": time.time() - t0, "get_status": status_value(op.get_status(step_run))}
+    try:
+        op.cancel(step_run)
+    except Exception as exc:  # noqa: BLE001
+        out["cancel_error"] = str(exc)
+    return out
+
+
+SECTIONS: dict[str, Callable[[dict], dict]] = {
+    "completion": completion,
+    "requests": requests_per_step,
+    "scale": scale,
+    "failure": failure,
+}
+
+
+def main(argv: list[str]) -> int:
+    section, params_path, out_path = argv
+    params = json.loads(Path(params_path).read_text())
+    try:
+        if section == "resource":
+            from .resource import run as resource_run
+
+            result = resource_run(params)
+        else:
+            result = SECTIONS[section](params)
+        result = {"ok": True, **result}
+    except BaseException as exc:  # noqa: BLE001 - reported to the runner
+        traceback.print_exc()
+        result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    Path(out_path).write_text(json.dumps(result, indent=2, default=str))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # do not wait for daemon threads (watches, log streams, stuck waits)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
