@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Type, cast
 
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
 logger = get_logger(__name__)
 
 IMAGE_KEY = "k8s_step_operator"
+# Work that need not delay submit(): making each Pod own its Secret.
+_BACKGROUND = ThreadPoolExecutor(max_workers=4, thread_name_prefix="k8sso-owner")
 LOG_JOIN_TIMEOUT = 5.0
 
 _STATUS = {
@@ -57,6 +60,16 @@ class Submission:
     verdict: Optional[pod_status.Verdict] = None
     logs: Optional[LogFollower] = None
     seen: Optional[dict] = field(default=None, repr=False)
+    owned: Optional["Future[bool]"] = field(default=None, repr=False)
+
+    def secret_owned_by_pod(self, timeout: float = 30.0) -> bool:
+        """Whether the Pod owns the Secret (so deleting the Pod deletes the Secret)."""
+        if self.owned is None:
+            return False
+        try:
+            return self.owned.result(timeout=timeout)
+        except Exception:  # noqa: BLE001 - unknown: delete the Secret explicitly
+            return False
 
 
 class K8sStepOperator(BaseStepOperator):
@@ -169,43 +182,49 @@ class K8sStepOperator(BaseStepOperator):
             environment = {**local_environment(), **environment}
         secret = manifest.build_env_secret(secret_name, namespace, identity, environment)
         PodWatch.shared(self.api, namespace)  # start watching before the pod exists
-        self.create_pod_with_secret(settings, namespace, pod, secret)
+        created = self._create_secret_then_pod(settings, namespace, pod, secret)
+        # Making the Pod own the Secret is off the submit path: the Pod already references the Secret.
+        owned = _BACKGROUND.submit(self._own_secret, settings, namespace, secret_name, created)
         self._known[identity.step_run_id] = Submission(
-            namespace, pod["metadata"]["name"], secret_name, identity.step_name, settings
+            namespace, pod["metadata"]["name"], secret_name, identity.step_name, settings, owned=owned
         )
         logger.info("Step `%s`: created pod %s/%s", identity.step_name, namespace, pod["metadata"]["name"])
 
     def create_pod_with_secret(
         self, settings: K8sStepOperatorSettings, namespace: str, pod: dict, secret: dict
     ) -> dict:
-        """Secret first (the pod references it), then the Pod, then make the Pod own the Secret.
+        """Secret first (the pod references it), then the Pod, then make the Pod own the Secret."""
+        created = self._create_secret_then_pod(settings, namespace, pod, secret)
+        self._own_secret(settings, namespace, secret["metadata"]["name"], created)
+        return created
 
-        If the Pod cannot be created the Secret is deleted again, so nothing is left behind.
-        """
+    def _create_secret_then_pod(
+        self, settings: K8sStepOperatorSettings, namespace: str, pod: dict, secret: dict
+    ) -> dict:
+        """If the Pod cannot be created the Secret is deleted again, so nothing is left behind."""
         base = f"/api/v1/namespaces/{namespace}"
         self._call(settings, "POST", f"{base}/secrets", body=secret)
         try:
-            created = self._call(settings, "POST", f"{base}/pods", body=pod)
+            return self._call(settings, "POST", f"{base}/pods", body=pod)
         except Exception:
             self._delete(settings, f"{base}/secrets/{secret['metadata']['name']}")
             raise
-        owner = {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "name": created["metadata"]["name"],
-            "uid": created["metadata"]["uid"],
-        }
+
+    def _own_secret(self, settings: K8sStepOperatorSettings, namespace: str, secret: str, pod: dict) -> bool:
+        """Add the Pod as the Secret's owner, so garbage collection deletes the Secret with the Pod."""
+        owner = {"apiVersion": "v1", "kind": "Pod", "name": pod["metadata"]["name"], "uid": pod["metadata"]["uid"]}
         try:
             self._call(
                 settings,
                 "PATCH",
-                f"{base}/secrets/{secret['metadata']['name']}",
+                f"/api/v1/namespaces/{namespace}/secrets/{secret}",
                 body={"metadata": {"ownerReferences": [owner]}},
                 content_type="application/merge-patch+json",
             )
-        except Exception as exc:  # the Secret is still deleted at clean-up
+            return True
+        except Exception as exc:  # the Secret is then deleted explicitly at clean-up
             logger.warning("could not make pod %s own its secret: %s", owner["name"], exc)
-        return created
+            return False
 
     def _delete(self, settings: K8sStepOperatorSettings, path: str, grace: Optional[int] = None) -> bool:
         """DELETE, ignoring not-found; True when something was deleted."""
@@ -352,15 +371,11 @@ class K8sStepOperator(BaseStepOperator):
 
     # ------------------------------------------------------- cancel, cleanup
     def cancel(self, step_run: "StepRunResponse") -> None:
-        """Delete the Pod (grace period from the settings) and its Secret."""
+        """Delete the Pod (grace period from the settings); its Secret goes with it."""
         sub = self._locate(step_run)
         if sub is None:
             return
-        base = f"/api/v1/namespaces/{sub.namespace}"
-        self._delete(sub.settings, f"{base}/pods/{sub.pod}", grace=sub.settings.delete_grace_period_seconds)
-        self._delete(sub.settings, f"{base}/secrets/{sub.secret}")
-        if sub.logs is not None:
-            sub.logs.stop()
+        self._remove(sub, delete_pod=True, grace=sub.settings.delete_grace_period_seconds)
         logger.info("Step `%s`: cancelled, pod %s deleted", sub.step, sub.pod)
 
     def cleanup_step_submission(self, step_run: "StepRunResponse") -> None:
@@ -368,15 +383,20 @@ class K8sStepOperator(BaseStepOperator):
         sub = self._locate(step_run)
         if sub is None:
             return
-        base = f"/api/v1/namespaces/{sub.namespace}"
         policy = sub.settings.cleanup_policy
         succeeded = sub.verdict is not None and sub.verdict.phase is pod_status.Phase.SUCCEEDED
-        if policy == "delete" or (policy == "delete-succeeded" and succeeded):
-            self._delete(sub.settings, f"{base}/pods/{sub.pod}", grace=0)
-        self._delete(sub.settings, f"{base}/secrets/{sub.secret}")
+        self._remove(sub, delete_pod=policy == "delete" or (policy == "delete-succeeded" and succeeded), grace=0)
+        self._known.pop(str(step_run.id), None)
+
+    def _remove(self, sub: Submission, delete_pod: bool, grace: int) -> None:
+        """Delete the Pod if asked; delete the Secret unless garbage collection will (it is owned)."""
+        base = f"/api/v1/namespaces/{sub.namespace}"
+        if delete_pod:
+            self._delete(sub.settings, f"{base}/pods/{sub.pod}", grace=grace)
+        if not (delete_pod and sub.secret_owned_by_pod()):
+            self._delete(sub.settings, f"{base}/secrets/{sub.secret}")
         if sub.logs is not None:
             sub.logs.stop()
-        self._known.pop(str(step_run.id), None)
 
 
 def _record_failure_reason(step_run: "StepRunResponse", reason: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import time
 
 import pytest
 import yaml
@@ -19,10 +20,16 @@ def pods(api_client: client.ApiClient, namespace: str, selector: str) -> list:
     return client.CoreV1Api(api_client).list_namespaced_pod(namespace, label_selector=selector).items
 
 
-def secrets_of_operator(api_client: client.ApiClient, namespace: str) -> list:
-    return client.CoreV1Api(api_client).list_namespaced_secret(
-        namespace, label_selector=f"{LABEL_MANAGED_BY}={MANAGED_BY}"
-    ).items
+def secrets_of_operator(api_client: client.ApiClient, namespace: str, settle: float = 20.0) -> list:
+    """The operator's Secrets left in ``namespace``, once garbage collection had ``settle`` seconds
+    to remove those owned by deleted pods."""
+    core = client.CoreV1Api(api_client)
+    deadline = time.monotonic() + settle
+    while True:
+        items = core.list_namespaced_secret(namespace, label_selector=f"{LABEL_MANAGED_BY}={MANAGED_BY}").items
+        if not items or time.monotonic() > deadline:
+            return items
+        time.sleep(0.2)
 
 
 def test_flavor_is_stored_with_the_installed_module_path(zenml_project: ZenMLProject):
