@@ -331,6 +331,18 @@ def test_pod_succeeds_with_logs(core: client.CoreV1Api, namespace: str) -> None:
         time.sleep(0.1)
 
 
+def test_app_dir_is_private_to_each_container(core: client.CoreV1Api, namespace: str) -> None:
+    """/app (ZenML images' WORKDIR, where its entrypoint unpacks code) is per container, as in an image."""
+    marker = f"only-mine-{uuid.uuid4().hex[:8]}"
+    code = f"import os; open('/app/{marker}', 'w').write('x'); print(sorted(os.listdir('/app')))"
+    create(core, namespace, _pod("app-a", _py(code)))
+    create(core, namespace, _pod("app-b", _py(code)))
+    for name in ("app-a", "app-b"):
+        assert wait_pod(core, namespace, name, done).status.phase == "Succeeded"
+        assert logs(core, namespace, name) == f"['{marker}']\n"  # the other pod's file is not visible
+    assert not os.path.exists(f"/app/{marker}")  # nothing reached the host's /app
+
+
 def test_pod_fails_with_exit_code(core: client.CoreV1Api, namespace: str) -> None:
     create(core, namespace, _pod("bad", _py("import sys; print('oops', file=sys.stderr); sys.exit(3)")))
     pod = wait_pod(core, namespace, "bad", done)

@@ -36,9 +36,18 @@ def _inside(path: Path, root: Path) -> bool:
     return real == base or real.startswith(base.rstrip("/") + "/")
 
 
+# Directories a container image would give each container privately. ZenML's entrypoint unpacks the
+# step's code into /app (its images' WORKDIR); without this every pod would share the host's /app.
+IMAGE_PRIVATE_DIRS = ("/app",)
+
+
 def mounts_for(container: dict, volumes: dict[str, HostVolume], env: dict[str, str],
-               termination_log: Path | None) -> list[Mount]:
-    """The container's bind mounts, parents before children; raise ConfigError like the kubelet."""
+               termination_log: Path | None, image_root: Path | None = None) -> list[Mount]:
+    """The container's bind mounts, parents before children; raise ConfigError like the kubelet.
+
+    With ``image_root``, each of ``IMAGE_PRIVATE_DIRS`` not mounted by a volume is a private
+    directory under it, as if it came from the container's image.
+    """
     mounts: list[Mount] = []
     for vm in container.get("volumeMounts") or []:
         vol = volumes.get(vm["name"])
@@ -63,6 +72,12 @@ def mounts_for(container: dict, volumes: dict[str, HostVolume], env: dict[str, s
         path = container.get("terminationMessagePath") or "/dev/termination-log"
         if not any(m.target == path for m in mounts) and os.path.isdir(os.path.dirname(path) or "/"):
             mounts.append(Mount(str(termination_log), path, False, True))
+    if image_root is not None:
+        for target in IMAGE_PRIVATE_DIRS:
+            if not any(m.target == target for m in mounts):
+                source = image_root / target.strip("/")
+                source.mkdir(parents=True, exist_ok=True)
+                mounts.append(Mount(str(source), target, False, False))
     return sorted(mounts, key=lambda m: len(Path(m.target).parts))
 
 

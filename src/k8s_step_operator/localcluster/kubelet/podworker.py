@@ -360,7 +360,7 @@ class PodWorker:
         cdir.mkdir(parents=True, exist_ok=True)
         term_log = cdir / "termination-log"
         try:
-            mounts = mounts_for(c, self.volumes.paths, env, term_log)
+            mounts = mounts_for(c, self.volumes.paths, env, term_log, image_root=cdir / "image")
             limit = memory_limit(c)
         except (ConfigError, ValueError) as exc:
             return self._config_error(rec, "CreateContainerConfigError", str(exc))
