@@ -73,17 +73,25 @@ def _image_of(pod: dict, name: str) -> str:
 
 def _failed_reason(pod: dict) -> str:
     status = pod.get("status") or {}
+    node = (pod.get("spec") or {}).get("nodeName")
+    on_node = f" (node {node})" if node else ""
     if status.get("reason"):  # Evicted, DeadlineExceeded, NodeLost, ...
         text = str(status["reason"])
         if status.get("message"):
             text += f": {status['message'].strip()}"
         return text
+    disruption = _condition(pod, "DisruptionTarget")  # set by pod GC, taint manager, preemption
+    if disruption and disruption.get("status") == "True":
+        text = disruption.get("reason") or "DisruptionTarget"
+        if disruption.get("message"):
+            text += f": {disruption['message'].strip()}"
+        return text + on_node
     for key in ("initContainerStatuses", "containerStatuses"):
         for cs in _statuses(pod, key):
             term = (cs.get("state") or {}).get("terminated")
             if term and term.get("exitCode", 0) != 0:
                 return _terminated_reason(cs.get("name", "?"), term)
-    return "pod failed"
+    return "pod failed" + on_node
 
 
 def _main_terminated(pod: dict) -> dict | None:

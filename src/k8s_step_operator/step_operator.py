@@ -20,7 +20,8 @@ from zenml.logger import get_logger
 from zenml.stack import Stack, StackValidator
 from zenml.step_operators import BaseStepOperator
 
-from . import manifest, names, pod_status
+from . import manifest, names, pod_status, rbac
+from .kube.errors import forbidden_text
 from .flavor import K8sStepOperatorConfig
 from .kube import rest, retry
 from .kube.connection import load_api_client
@@ -154,14 +155,24 @@ class K8sStepOperator(BaseStepOperator):
         return self._api
 
     def _call(self, settings: K8sStepOperatorSettings, method: str, path: str, **kwargs: Any) -> Any:
-        return retry.call(
-            rest.request, self.api, method, path, policy=self._policy(settings), timeout=self._timeout(settings), **kwargs
-        )
+        try:
+            return retry.call(
+                rest.request, self.api, method, path, policy=self._policy(settings), timeout=self._timeout(settings), **kwargs
+            )
+        except ApiException as exc:
+            if exc.status == 403:
+                access = rbac.request_access(method, path)
+                resource = access.resource + (f"/{access.subresource}" if access.subresource else "")
+                text = forbidden_text(exc, access.verb, resource, access.namespace)
+                if text:
+                    raise PermissionError(text) from exc
+            raise
 
     # ---------------------------------------------------------------- submit
     def submit(self, info: "StepRunInfo", entrypoint_command: List[str], environment: Dict[str, str]) -> None:
         """Create the step's Secret (ZenML's environment) and Pod; returns at once."""
         settings = self._settings(info)
+        _refuse_unknown_settings(settings)
         if settings.pod_count != 1:
             raise ValueError(f"pod_count: the k8s step operator runs one pod per step; got {settings.pod_count}")
         namespace = self._namespace(settings)
@@ -312,6 +323,8 @@ class K8sStepOperator(BaseStepOperator):
             logger.error("Step `%s`: no pod found for step run %s", step_run.name, step_run.id)
             return ExecutionStatus.FAILED
         watch = PodWatch.shared(self.api, sub.namespace)
+        if not watch.wait_synced(self._timeout(sub.settings)):
+            raise RuntimeError(f"cannot watch pods in namespace {sub.namespace}: {watch.last_error}")
 
         def judge(pod: Optional[dict], deleted: bool) -> Optional[pod_status.Verdict]:
             if pod is None and not deleted:
@@ -385,7 +398,12 @@ class K8sStepOperator(BaseStepOperator):
             return
         policy = sub.settings.cleanup_policy
         succeeded = sub.verdict is not None and sub.verdict.phase is pod_status.Phase.SUCCEEDED
-        self._remove(sub, delete_pod=policy == "delete" or (policy == "delete-succeeded" and succeeded), grace=0)
+        pod, _ = PodWatch.shared(self.api, sub.namespace).lookup(sub.pod)
+        # a failed pod is kept for debugging only if it ran to an end; one stuck Pending (image pull,
+        # startup timeout) would hold its node's resources and retry for ever
+        ended = ((pod or {}).get("status") or {}).get("phase") in ("Succeeded", "Failed")
+        keep = policy == "keep" or (policy == "delete-succeeded" and not succeeded and ended)
+        self._remove(sub, delete_pod=not keep, grace=0)
         self._known.pop(str(step_run.id), None)
 
     def _remove(self, sub: Submission, delete_pod: bool, grace: int) -> None:
@@ -444,3 +462,21 @@ def local_environment() -> Dict[str, str]:
     from zenml.config.global_config import GlobalConfiguration
 
     return {"ZENML_CONFIG_PATH": GlobalConfiguration().config_directory}
+
+
+def _refuse_unknown_settings(settings: K8sStepOperatorSettings) -> None:
+    """A misspelled setting would be silently ignored (ZenML keeps extras); refuse it by name."""
+    from .flavor import K8sStepOperatorConfig
+
+    allowed = set(K8sStepOperatorConfig.model_fields)
+    unknown = sorted(set(settings.model_extra or {}) - allowed)
+    if unknown:
+        import difflib
+
+        hints = [
+            f"{key!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(key, allowed, 1)) else repr(key)
+            for key in unknown
+        ]
+        raise ValueError(
+            f"step_operator settings: unknown field(s) {', '.join(hints)}; allowed: {', '.join(sorted(allowed))}"
+        )

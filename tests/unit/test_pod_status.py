@@ -110,3 +110,10 @@ def test_progress_lines_follow_transitions():
     assert progress(scheduled, running) == ["phase Running"]
     assert progress(running, done) == ["phase Succeeded"]
     assert progress(running, running) == []
+
+
+def test_pod_gc_disruption_names_reason_and_node():
+    cond = [{"type": "DisruptionTarget", "status": "True", "reason": "DeletionByPodGC",
+             "message": "PodGC: node no longer exists"}]
+    verdict = assess(pod("Failed", "local-cpu", conditions=cond))
+    assert verdict.reason == "DeletionByPodGC: PodGC: node no longer exists (node local-cpu)"

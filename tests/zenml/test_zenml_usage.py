@@ -13,7 +13,7 @@ from kubernetes import client
 
 from k8s_step_operator.manifest import LABEL_MANAGED_BY, LABEL_PIPELINE, LABEL_STEP, MANAGED_BY
 
-from .conftest import OPERATOR, ZenMLProject
+from .conftest import OPERATOR, PROJECT, ZenMLProject
 
 
 def pods(api_client: client.ApiClient, namespace: str, selector: str) -> list:
@@ -182,3 +182,15 @@ def test_stack_export_and_import(zenml_project: ZenMLProject):
     flavor, configuration = json.loads(out.strip().splitlines()[-1])
     assert flavor == "k8s"
     assert configuration["kubernetes_namespace"] == zenml_project.namespace
+
+
+def test_quickstart_example_trains_on_the_gpu_node(zenml_project: ZenMLProject):
+    """examples/quickstart, as the demo runs it: the train step in a pod on local-gpu, logs streamed."""
+    example = PROJECT.parent.parent / "examples" / "quickstart" / "run.py"
+    (zenml_project.root / "quickstart.py").write_text(example.read_text())
+    proc = zenml_project.python("quickstart.py", env={"K8SSO_STEP_OPERATOR": OPERATOR})
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output
+    assert "scheduled on node local-gpu" in output
+    assert "[train] epoch 299" in output
+    assert "completed; learned y = 3.00 x + 2.00" in output

@@ -14,9 +14,11 @@ import time
 from typing import Callable, TypeVar
 
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 from . import rest
 from .connection import server_of
+from .errors import forbidden_text
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -92,7 +94,8 @@ class PodWatch:
                 log.debug("pod watch in %s expired (410); relisting", self.namespace)
                 resource_version = None
             except Exception as exc:  # noqa: BLE001 - any transport error: back off and resume
-                self.last_error = f"{type(exc).__name__}: {exc}"
+                denied = forbidden_text(exc, "list", "pods", self.namespace) if isinstance(exc, ApiException) else None
+                self.last_error = denied or f"{type(exc).__name__}: {exc}"
                 log.debug("pod watch in %s dropped: %s", self.namespace, self.last_error)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)

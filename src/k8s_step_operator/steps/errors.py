@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
+
+from ..kube.errors import api_message, forbidden_text
 
 __all__ = [
     "ConditionFailed",
@@ -19,7 +20,6 @@ __all__ = [
     "translate_api_error",
 ]
 
-_USER_RE = re.compile(r'User "([^"]+)"')
 _STATUS_LIMIT = 2000
 
 
@@ -43,31 +43,12 @@ class ObjectDeleted(ResourceStepError):
     """The object was deleted while the step waited on it."""
 
 
-def api_message(exc: ApiException) -> str:
-    """The server's ``Status.message`` (or the reason) of an API error."""
-    body = getattr(exc, "body", None)
-    if body:
-        try:
-            data = json.loads(body)
-            if isinstance(data, dict) and data.get("message"):
-                return str(data["message"])
-        except (TypeError, ValueError):
-            text = body.decode() if isinstance(body, bytes) else str(body)
-            return text.strip()[:500]
-    return str(exc.reason or f"HTTP {exc.status}")
-
-
 def translate_api_error(exc: ApiException, verb: str, resource: str, namespace: str | None, what: str) -> ResourceStepError:
     """A step error for an API failure; 403 says which permission is missing and for whom."""
     message = api_message(exc)
     if exc.status == 403:
-        where = f"in namespace {namespace}" if namespace else "(cluster-scoped)"
-        user = _USER_RE.search(message)
-        who = f" for {user.group(1)}" if user else ""
-        return Forbidden(
-            f"forbidden: needs {verb} on {resource} {where}{who} — grant it with a Role/ClusterRole "
-            f"binding. Server said: {message}"
-        )
+        text = forbidden_text(exc, verb, resource, namespace)
+        return Forbidden(text or f"forbidden: {verb} on {resource}: {message}")
     return ResourceStepError(f"{what}: {verb} failed (HTTP {exc.status}): {message}")
 
 

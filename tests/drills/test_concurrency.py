@@ -1,0 +1,76 @@
+"""50 steps at once through one operator (one shared pod watch), some failing:
+no cross-talk between their statuses, failure reasons or streamed logs."""
+
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from zenml.enums import ExecutionStatus
+
+from k8s_step_operator.kube.podwatch import PodWatch
+
+from .conftest import Drill, settle
+
+pytestmark = pytest.mark.cluster
+
+N_STEPS = 50
+N_LINES = 5
+BUDGET = 120.0  # seconds for all 50 to be submitted and finished (typically 30-60 s on 2 cores)
+
+
+def _code(token: str, exit_code: int) -> str:
+    return (
+        "import sys, time\n"
+        f"for j in range({N_LINES}):\n"
+        f"    print('{token} line', j, flush=True)\n"
+        "    time.sleep(0.2)\n"
+        f"sys.exit({exit_code})\n"
+    )
+
+
+def test_fifty_concurrent_steps_some_failing_without_cross_talk(drill: Drill) -> None:
+    tokens = {i: f"tok{i:02d}-{uuid.uuid4().hex[:8]}" for i in range(N_STEPS)}
+    exits = {i: (0 if i % 5 else 10 + i // 5) for i in range(N_STEPS)}  # every 5th fails, each with its own code
+    steps = [drill.step(f"c{i:02d}", _code(tokens[i], exits[i])) for i in range(N_STEPS)]
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(drill.submit, steps))
+    submitted = time.monotonic() - started
+    waits = [drill.wait_async(step) for step in steps]
+    statuses = [w.result(max(BUDGET - (time.monotonic() - started), 1.0)) for w in waits]
+    elapsed = time.monotonic() - started
+    sys.__stderr__.write(f"\n50 steps: submitted in {submitted:.1f}s, all finished after {elapsed:.1f}s\n")
+
+    watch = PodWatch.shared(drill.operator.api, drill.namespace)
+    assert watch.list_requests == 1, "one shared LIST for all 50 steps"
+    for i, (step, status) in enumerate(zip(steps, statuses)):
+        expected = ExecutionStatus.COMPLETED if exits[i] == 0 else ExecutionStatus.FAILED
+        assert status is expected, (step.name, status)
+        lines = drill.console.lines(step.prefix)
+        assert lines == [f"{tokens[i]} line {j}" for j in range(N_LINES)], (step.name, lines)
+        reasons = drill.reasons(step)
+        if exits[i]:
+            assert reasons == [
+                f"pod {drill.namespace}/{drill.pod_name(step)}: container 'main' terminated: Error "
+                f"(exit code {exits[i]})"
+            ]
+        else:
+            assert reasons == []
+        assert drill.status(step) is expected  # get_status agrees with wait
+
+    # every streamed line belongs to the step whose prefix it carries
+    for line in drill.console.text.splitlines():
+        if line.startswith("[c") and " line " in line:
+            prefix, token = line.split("] ", 1)
+            assert token.startswith(f"tok{prefix[2:]}-"), line
+
+    for step in steps:
+        drill.cleanup(step)
+    failed = sorted(drill.pod_name(s) for i, s in enumerate(steps) if exits[i])
+    settle(drill.api, drill.namespace, failed)
+    assert elapsed < BUDGET

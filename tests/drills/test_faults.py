@@ -1,0 +1,136 @@
+"""Faults on the session cluster: each ends with the right ZenML status, a clear reason
+written into the step run, streamed logs intact, and nothing left behind that the
+clean-up policy should have removed.
+
+Control-plane crashes, 410 Gone and node deletion are in ``test_destructive.py``
+(their own cluster).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+from kubernetes import client
+from zenml.enums import ExecutionStatus
+
+from k8s_step_operator.localcluster.node import EVICT_ANNOTATION
+
+from .conftest import Drill, bounded, managed_objects, pod_exists, secret_exists, settle, wait_until
+
+pytestmark = pytest.mark.cluster
+
+SLEEPER = "import time\nprint('started', flush=True)\ntime.sleep(120)\nprint('should never print', flush=True)\n"
+
+
+def _secret_of(drill: Drill, step) -> str:
+    return f"{drill.pod_name(step)}-env"
+
+
+def test_evicted_pod_fails_with_reason_evicted(drill: Drill) -> None:
+    step = drill.submit(drill.step("evictee", SLEEPER))
+    waiting = drill.wait_async(step)
+    drill.wait_line(step, "started")
+    message = "drill: The node was low on resource: memory."
+    client.CoreV1Api(drill.api).patch_namespaced_pod(
+        drill.pod_name(step), drill.namespace, {"metadata": {"annotations": {EVICT_ANNOTATION: message}}}
+    )
+    assert waiting.result(60) is ExecutionStatus.FAILED
+    [reason] = drill.reasons(step)
+    assert reason == f"pod {drill.namespace}/{drill.pod_name(step)}: Evicted: {message}"
+    assert drill.console.lines(step.prefix) == ["started"]
+    assert drill.status(step) is ExecutionStatus.FAILED  # asked again: the same answer
+    drill.cleanup(step)
+    # default policy keeps a failed pod for debugging; the Secret never outlives the step
+    assert managed_objects(drill.api, drill.namespace) == {"pods": [drill.pod_name(step)], "secrets": []}
+
+
+def test_unpullable_image_fails_fast_naming_image_and_reason(drill: Drill) -> None:
+    image = "registry.invalid/drills/no-such-image:1.0"
+    step = drill.submit(drill.step("unpullable", "print('never')", image=image, settings={"startup_timeout": 600}))
+    started = time.monotonic()
+    assert drill.wait(step, 90) is ExecutionStatus.FAILED
+    assert time.monotonic() - started < 60, "must fail on the pull error, not on the 600 s startup timeout"
+    [reason] = drill.reasons(step)
+    assert image in reason
+    assert "ErrImagePull" in reason or "ImagePullBackOff" in reason
+    assert "container 'main'" in reason
+    drill.cleanup(step)
+    # the pod never ran, so it is deleted (not kept); its Secret goes with it by garbage collection
+    secret = _secret_of(drill, step)
+    wait_until(lambda: not secret_exists(drill.api, drill.namespace, secret), 30, "its Secret deleted")
+    wait_until(lambda: not pod_exists(drill.api, drill.namespace, drill.pod_name(step)), 30, "its pod deleted")
+
+
+def test_cleanup_leaves_no_pending_pod_of_a_failed_step(drill: Drill) -> None:
+    step = drill.submit(drill.step("pending-leak", "print('never')", image="registry.invalid/drills/leak:1"))
+    assert drill.wait(step, 90) is ExecutionStatus.FAILED
+    drill.cleanup(step)
+
+    def settled() -> bool:
+        if not pod_exists(drill.api, drill.namespace, drill.pod_name(step)):
+            return True
+        return drill.pod(step).status.phase in ("Succeeded", "Failed")
+
+    wait_until(settled, 20, "the failed step's pod deleted or terminated")
+
+
+def test_unschedulable_pod_fails_after_startup_timeout_with_scheduler_message(drill: Drill) -> None:
+    settings = {"startup_timeout": 6, "pod_settings": {"node_selectors": {"drill.example.com/pool": "nowhere"}}}
+    step = drill.submit(drill.step("unschedulable", "print('never')", settings=settings))
+    created = drill.pod(step).metadata.creation_timestamp
+    status = drill.wait(step, 60)
+    failed_after = time.time() - created.timestamp()
+    assert status is ExecutionStatus.FAILED
+    assert 6 <= failed_after < 40, failed_after
+    [reason] = drill.reasons(step)
+    assert "did not start within 6s" in reason
+    assert "Unschedulable" in reason
+    assert "node(s) didn't match Pod's node affinity/selector" in reason  # the scheduler's own words
+    drill.cleanup(step)
+    secret = _secret_of(drill, step)
+    wait_until(lambda: not secret_exists(drill.api, drill.namespace, secret), 30, "its Secret deleted")
+    wait_until(lambda: not pod_exists(drill.api, drill.namespace, drill.pod_name(step)), 30, "its pod deleted")
+
+
+def _cgroups_enforced() -> bool:
+    return os.access("/sys/fs/cgroup/memory", os.W_OK) or os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+
+
+@pytest.mark.skipif(not _cgroups_enforced(), reason="no writable memory cgroup: the node cannot enforce limits")
+def test_oom_killed_container_fails_with_reason_oomkilled(drill: Drill) -> None:
+    code = "print('allocating', flush=True)\nx = bytearray(512 * 2**20)\nprint('survived', flush=True)\n"
+    settings = {"pod_settings": {"resources": {"limits": {"memory": "64Mi"}}}}
+    step = drill.submit(drill.step("hungry", code, settings=settings))
+    assert drill.wait(step, 90) is ExecutionStatus.FAILED
+    [reason] = drill.reasons(step)
+    assert "container 'main' terminated: OOMKilled (exit code 137)" in reason
+    assert drill.console.lines(step.prefix) == ["allocating"]
+    drill.cleanup(step)
+
+
+def test_exit_137_shows_code_and_signal(drill: Drill) -> None:
+    code = "import os, signal\nprint('killing myself', flush=True)\nos.kill(os.getpid(), signal.SIGKILL)\n"
+    step = drill.submit(drill.step("sigkilled", code))
+    assert drill.wait(step, 90) is ExecutionStatus.FAILED
+    [reason] = drill.reasons(step)
+    assert "container 'main' terminated" in reason and "exit code 137" in reason
+    assert "OOMKilled" not in reason
+    assert drill.console.lines(step.prefix) == ["killing myself"]
+    drill.cleanup(step)
+
+
+def test_cancel_mid_run_removes_pod_and_secret(drill: Drill) -> None:
+    step = drill.submit(drill.step("cancelled", SLEEPER, settings={"delete_grace_period_seconds": 2}))
+    waiting = drill.wait_async(step)
+    drill.wait_line(step, "started")
+    pod_name, secret = drill.pod_name(step), _secret_of(drill, step)
+    assert secret_exists(drill.api, drill.namespace, secret)
+    bounded(lambda: drill.operator.cancel(step.run), 30, "cancel")
+    wait_until(lambda: not pod_exists(drill.api, drill.namespace, pod_name), 60, "pod deleted")
+    wait_until(lambda: not secret_exists(drill.api, drill.namespace, secret), 30, "its Secret deleted")
+    assert waiting.result(30) is ExecutionStatus.FAILED  # a wait() in progress returns on cancel
+    assert "should never print" not in drill.console.text
+    drill.cleanup(step)  # ZenML still cleans up after a cancel: must be harmless
+    settle(drill.api, drill.namespace)

@@ -1,0 +1,151 @@
+"""Drills with real ZenML pipelines, each in a subprocess with its own ZenML state:
+the orchestrator process dies mid-step and a new one finds the pod by its labels and
+completes the run; ZenML secret values never reach a pod spec, an event or a log line."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from kubernetes import client
+
+from k8s_step_operator.manifest import LABEL_STEP
+
+from .conftest import delete_namespace, make_namespace, managed_objects, settle, wait_until
+
+pytestmark = pytest.mark.cluster
+
+HERE = Path(__file__).resolve().parent
+BIN = Path(sys.executable).parent
+OPERATOR = "k8s-drill"
+
+
+@dataclass
+class Project:
+    root: Path
+    env: dict[str, str]
+    namespace: str
+
+    def run(self, argv: list[str], timeout: float = 300, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+        proc = subprocess.run(argv, cwd=self.root, env={**self.env, **(env or {})}, capture_output=True, text=True,
+                              timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{' '.join(argv)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def zenml(self, *args: str) -> subprocess.CompletedProcess:
+        return self.run([str(BIN / "zenml"), *args], timeout=180)
+
+    def script(self, *args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+        return self.run([sys.executable, "drill_pipelines.py", *args], env=env, check=check)
+
+    def start(self, *args: str, env: dict | None = None) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "drill_pipelines.py", *args], cwd=self.root,
+                                env={**self.env, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, start_new_session=True)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory, local_cluster: Any, api_client: client.ApiClient) -> Iterator[Project]:
+    namespace = make_namespace(api_client, "d-zenml")
+    root = tmp_path_factory.mktemp("zenml-drills")
+    shutil.copy(HERE / "drill_pipelines.py", root / "drill_pipelines.py")
+    env = {
+        **os.environ,
+        "ZENML_CONFIG_PATH": str(root / ".zenconfig"),
+        "ZENML_ANALYTICS_OPT_IN": "false",
+        "ZENML_LOGGING_COLORS_DISABLED": "true",
+        "ZENML_ENABLE_RICH_TRACEBACK": "false",
+        "K8SSO_OPERATOR": OPERATOR,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "COLUMNS": "200",
+    }
+    env.pop("KUBECONFIG", None)
+    proj = Project(root, env, namespace)
+    proj.zenml("init")
+    proj.zenml("step-operator", "flavor", "register", "k8s_step_operator.flavor.K8sStepOperatorFlavor")
+    proj.zenml("step-operator", "register", OPERATOR, "--flavor=k8s", f"--kubernetes_namespace={namespace}",
+               f"--kubeconfig={local_cluster.kubeconfig}", "--local=True", "--startup_timeout=120")
+    proj.zenml("stack", "register", "drill-stack", "-o", "default", "-a", "default", "-s", OPERATOR, "--set")
+    try:
+        yield proj
+    finally:
+        delete_namespace(api_client, namespace)
+
+
+def _pods(api: client.ApiClient, namespace: str, step: str) -> list:
+    return client.CoreV1Api(api).list_namespaced_pod(namespace, label_selector=f"{LABEL_STEP}={step}").items
+
+
+def test_orchestrator_dies_mid_step_and_a_new_one_completes_the_run(project: Project, api_client: client.ApiClient) -> None:
+    flag = project.root / f"flag-{uuid.uuid4().hex[:6]}"
+    run_name = f"drill-orphan-{uuid.uuid4().hex[:8]}"
+    orchestrator = project.start("slow", str(flag), run_name)
+    try:
+        def running_pod() -> Any:
+            for pod in _pods(api_client, project.namespace, "slow"):
+                for cs in pod.status.container_statuses or []:
+                    if cs.state.running:
+                        return pod
+            assert orchestrator.poll() is None, orchestrator.stdout.read()
+            return None
+
+        pod = wait_until(running_pod, 180, "the slow step's pod running")
+        os.killpg(orchestrator.pid, signal.SIGKILL)  # the orchestrator dies; its pod does not
+        orchestrator.wait(30)
+    finally:
+        if orchestrator.poll() is None:
+            os.killpg(orchestrator.pid, signal.SIGKILL)
+            orchestrator.wait(30)
+    name = pod.metadata.name
+    assert [p.metadata.name for p in _pods(api_client, project.namespace, "slow")] == [name]
+    assert managed_objects(api_client, project.namespace)["secrets"] == [f"{name}-env"]
+
+    asked = project.script("status", run_name)  # a new process, which never submitted anything
+    assert "STEP-STATUS running" in asked.stdout, asked.stdout + asked.stderr
+
+    flag.write_text("go")
+    resumed = project.script("resume", run_name)
+    output = resumed.stdout + resumed.stderr
+    assert "STEP-STATUS completed" in output, output
+    assert "RUN-STATUS completed" in output, output
+    assert "[slow] slow step done" in output  # its logs, found through the pod's labels too
+    settle(api_client, project.namespace)
+
+
+def test_zenml_secret_values_never_reach_pod_specs_events_or_logs(project: Project, api_client: client.ApiClient) -> None:
+    secret_token = f"zsv-{uuid.uuid4().hex}"
+    env_token = f"zev-{uuid.uuid4().hex}"
+    project.zenml("secret", "create", "drill-secret", f"--DRILL_SECRET_TOKEN={secret_token}")
+    run_name = f"drill-secret-{uuid.uuid4().hex[:8]}"
+    proc = project.script("secretive", run_name, env={"DRILL_ENV_TOKEN": env_token}, check=False)
+    output = proc.stdout + proc.stderr
+    assert "RUN-STATUS completed" in output, output
+
+    # the values did reach the step (so the search below is meaningful) ...
+    for name, value in (("DRILL_SECRET_TOKEN", secret_token), ("DRILL_ENV_TOKEN", env_token)):
+        assert f"[secretive] sha256 {name} {hashlib.sha256(value.encode()).hexdigest()}" in output, output
+
+    # ... but never appear in a pod spec, an event or a log line
+    core = client.CoreV1Api(api_client)
+    [pod] = _pods(api_client, project.namespace, "secretive")  # kept: cleanup_policy keep
+    pods = json.dumps(api_client.sanitize_for_serialization(core.list_namespaced_pod(project.namespace)))
+    events = json.dumps(api_client.sanitize_for_serialization(core.list_namespaced_event(project.namespace)))
+    pod_log = core.read_namespaced_pod_log(pod.metadata.name, project.namespace, container="main",
+                                           _preload_content=False).data.decode()
+    assert "sha256 DRILL_SECRET_TOKEN" in pod_log and json.loads(events)["items"]
+    for where, text in (("pod specs", pods), ("events", events), ("pod log", pod_log), ("orchestrator output", output)):
+        for value in (secret_token, env_token):
+            assert value not in text, f"a secret value leaked into the {where}"
+    assert managed_objects(api_client, project.namespace)["secrets"] == []  # the env Secret is gone too
+    core.delete_namespaced_pod(pod.metadata.name, project.namespace, grace_period_seconds=0)
