@@ -21,12 +21,12 @@ from kubernetes import client
 
 from k8s_step_operator.manifest import LABEL_STEP
 
+from ..zenml_support import BIN, register_k8s_stack, zenml_env
 from .conftest import delete_namespace, make_namespace, managed_objects, settle, wait_until
 
 pytestmark = pytest.mark.cluster
 
 HERE = Path(__file__).resolve().parent
-BIN = Path(sys.executable).parent
 OPERATOR = "k8s-drill"
 
 
@@ -60,23 +60,8 @@ def project(tmp_path_factory: pytest.TempPathFactory, local_cluster: Any, api_cl
     namespace = make_namespace(api_client, "d-zenml")
     root = tmp_path_factory.mktemp("zenml-drills")
     shutil.copy(HERE / "drill_pipelines.py", root / "drill_pipelines.py")
-    env = {
-        **os.environ,
-        "ZENML_CONFIG_PATH": str(root / ".zenconfig"),
-        "ZENML_ANALYTICS_OPT_IN": "false",
-        "ZENML_LOGGING_COLORS_DISABLED": "true",
-        "ZENML_ENABLE_RICH_TRACEBACK": "false",
-        "K8SSO_OPERATOR": OPERATOR,
-        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        "COLUMNS": "200",
-    }
-    env.pop("KUBECONFIG", None)
-    proj = Project(root, env, namespace)
-    proj.zenml("init")
-    proj.zenml("step-operator", "flavor", "register", "k8s_step_operator.flavor.K8sStepOperatorFlavor")
-    proj.zenml("step-operator", "register", OPERATOR, "--flavor=k8s", f"--kubernetes_namespace={namespace}",
-               f"--kubeconfig={local_cluster.kubeconfig}", "--local=True", "--startup_timeout=120")
-    proj.zenml("stack", "register", "drill-stack", "-o", "default", "-a", "default", "-s", OPERATOR, "--set")
+    proj = Project(root, zenml_env(root, OPERATOR), namespace)
+    register_k8s_stack(proj.zenml, OPERATOR, namespace, local_cluster.kubeconfig, "drill-stack", 120)
     try:
         yield proj
     finally:

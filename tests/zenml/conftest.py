@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
+from ..zenml_support import BIN, register_k8s_stack, zenml_env
+
 PROJECT = Path(__file__).resolve().parent.parent / "zenml_project"
 OPERATOR = "k8s-local"
-BIN = Path(sys.executable).parent
 
 
 @dataclass
@@ -58,25 +59,7 @@ def zenml_namespace(api_client: client.ApiClient) -> str:
 def zenml_project(tmp_path_factory: pytest.TempPathFactory, local_cluster, zenml_namespace: str) -> ZenMLProject:
     root = tmp_path_factory.mktemp("zenml-project")
     shutil.copy(PROJECT / "pipelines.py", root / "pipelines.py")
-    env = {
-        **os.environ,
-        "ZENML_CONFIG_PATH": str(root / ".zenconfig"),
-        "ZENML_ANALYTICS_OPT_IN": "false",
-        "ZENML_LOGGING_COLORS_DISABLED": "true",
-        "ZENML_ENABLE_RICH_TRACEBACK": "false",
-        "K8SSO_OPERATOR": OPERATOR,
-        "K8SSO_NAMESPACE": zenml_namespace,
-        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        "COLUMNS": "200",
-    }
-    env.pop("KUBECONFIG", None)
+    env = zenml_env(root, OPERATOR, K8SSO_NAMESPACE=zenml_namespace)
     project = ZenMLProject(root, env, zenml_namespace)
-    project.zenml("init")
-    project.zenml("step-operator", "flavor", "register", "k8s_step_operator.flavor.K8sStepOperatorFlavor")
-    project.zenml(
-        "step-operator", "register", OPERATOR, "--flavor=k8s",
-        f"--kubernetes_namespace={zenml_namespace}", f"--kubeconfig={local_cluster.kubeconfig}", "--local=True",
-        "--startup_timeout=60",
-    )
-    project.zenml("stack", "register", "k8s-stack", "-o", "default", "-a", "default", "-s", OPERATOR, "--set")
+    register_k8s_stack(project.zenml, OPERATOR, zenml_namespace, local_cluster.kubeconfig, "k8s-stack", 60)
     return project
