@@ -558,6 +558,7 @@ def clean_app(app_existed: bool) -> None:
 
 
 def write(out_dir: Path, data: dict) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps(data, indent=1, default=str))
     try:
         (out_dir / "RESULTS.md").write_text(report.render(data))

@@ -218,6 +218,23 @@ def build_env_secret(
     }
 
 
+def owned_by(pod: dict, secret: dict) -> dict:
+    """A copy of ``pod`` owned by the created ``secret`` (its server-assigned uid).
+
+    The Secret anchors the step: deleting it lets garbage collection delete the Pod,
+    so one DELETE cleans up both. Not a controller reference, and it blocks nothing.
+    """
+    meta = secret["metadata"]
+    owner = {"apiVersion": "v1", "kind": "Secret", "name": meta["name"], "uid": meta["uid"]}
+    return {**pod, "metadata": {**pod["metadata"], "ownerReferences": [owner]}}
+
+
+def is_owned_by_secret(pod: Optional[dict], secret_name: str) -> bool:
+    """Whether ``pod`` carries an owner reference to the Secret ``secret_name``."""
+    refs = ((pod or {}).get("metadata") or {}).get("ownerReferences") or []
+    return any(ref.get("kind") == "Secret" and ref.get("name") == secret_name for ref in refs)
+
+
 def _metadata(
     settings: K8sStepOperatorSettings,
     pod_settings: K8sPodSettings,

@@ -63,6 +63,6 @@ def preview_header(pod: dict, step: str, pipeline: str, component: Optional[str]
             "# Placeholders: the image, the snapshot id, the run name and the step run id (the pod name",
             "# ends in a hash of the real step run id).",
             "# ZenML's environment (store credentials and secret values) is NOT in the pod: it goes into the",
-            f"# per-step Secret `{name}-env`, created before the pod, owned by it, and read through envFrom.",
+            f"# per-step Secret `{name}-env`, created before the pod, owning it, and read through envFrom.",
         ]
     )

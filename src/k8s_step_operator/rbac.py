@@ -8,9 +8,10 @@ into one SelfSubjectAccessReview per verb (:func:`required_checks`), and the
 tests check that the operator's real API calls fit inside it.
 
 The step operator's calls (see ``step_operator.py`` and ``kube/``):
-POST secrets, POST pods, PATCH secrets (owner reference), LIST + WATCH pods
-(one shared watch per namespace, by label selector), GET pods/log (follow),
-DELETE pods and secrets. It never reads a Secret back, so ``get``/``list`` on
+POST secrets, POST pods (owned by the Secret), LIST + WATCH pods (one shared
+watch per namespace, by label selector), GET pods/log (follow), DELETE
+secrets (garbage collection then deletes the owned pod) and, on cancel or for
+a pod that never ended, pods. It never reads a Secret back, so ``get``/``list`` on
 secrets are deliberately absent: whoever runs ZenML cannot read other
 Secrets of the namespace through this Role.
 
@@ -188,15 +189,15 @@ OPERATOR_PERMISSIONS: tuple[Permission, ...] = (
         "status and wait: one shared LIST + WATCH of the operator's pods per namespace "
         "(label selector); get adds nothing beyond list",
     ),
-    Permission("", "pods", ("delete",), "cancel and clean-up: delete the step pod"),
+    Permission("", "pods", ("delete",), "cancel, and clean-up of a pod that never ended: delete the step pod"),
     Permission("", "pods/log", ("get",), "stream the step's logs (follow)"),
     Permission("", "secrets", ("create",), "submit: ZenML's environment goes into a per-step Secret `<pod>-env`"),
-    Permission("", "secrets", ("patch",), "submit: make the pod own its Secret (owner reference)"),
     Permission(
         "",
         "secrets",
         ("delete",),
-        "clean-up: delete the step's Secret (never get/list: the operator does not read Secrets back)",
+        "clean-up: delete the step's Secret, which owns the pod (never get/list: the operator does not read "
+        "Secrets back)",
     ),
 )
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Type, cast
 
@@ -37,8 +36,6 @@ if TYPE_CHECKING:
 logger = get_logger(__name__)
 
 IMAGE_KEY = "k8s_step_operator"
-# Work that need not delay submit(): making each Pod own its Secret.
-_BACKGROUND = ThreadPoolExecutor(max_workers=4, thread_name_prefix="k8sso-owner")
 LOG_JOIN_TIMEOUT = 5.0
 
 _STATUS = {
@@ -61,16 +58,8 @@ class Submission:
     verdict: Optional[pod_status.Verdict] = None
     logs: Optional[LogFollower] = None
     seen: Optional[dict] = field(default=None, repr=False)
-    owned: Optional["Future[bool]"] = field(default=None, repr=False)
-
-    def secret_owned_by_pod(self, timeout: float = 30.0) -> bool:
-        """Whether the Pod owns the Secret (so deleting the Pod deletes the Secret)."""
-        if self.owned is None:
-            return False
-        try:
-            return self.owned.result(timeout=timeout)
-        except Exception:  # noqa: BLE001 - unknown: delete the Secret explicitly
-            return False
+    # the Secret owns the Pod: deleting the Secret lets garbage collection delete the Pod
+    anchored: bool = False
 
 
 class K8sStepOperator(BaseStepOperator):
@@ -193,53 +182,34 @@ class K8sStepOperator(BaseStepOperator):
             environment = {**local_environment(), **environment}
         secret = manifest.build_env_secret(secret_name, namespace, identity, environment)
         PodWatch.shared(self.api, namespace)  # start watching before the pod exists
-        created = self._create_secret_then_pod(settings, namespace, pod, secret)
-        # Making the Pod own the Secret is off the submit path: the Pod already references the Secret.
-        owned = _BACKGROUND.submit(self._own_secret, settings, namespace, secret_name, created)
+        self.create_pod_with_secret(settings, namespace, pod, secret)
         self._known[identity.step_run_id] = Submission(
-            namespace, pod["metadata"]["name"], secret_name, identity.step_name, settings, owned=owned
+            namespace, pod["metadata"]["name"], secret_name, identity.step_name, settings, anchored=True
         )
         logger.info("Step `%s`: created pod %s/%s", identity.step_name, namespace, pod["metadata"]["name"])
 
     def create_pod_with_secret(
         self, settings: K8sStepOperatorSettings, namespace: str, pod: dict, secret: dict
     ) -> dict:
-        """Secret first (the pod references it), then the Pod, then make the Pod own the Secret."""
-        created = self._create_secret_then_pod(settings, namespace, pod, secret)
-        self._own_secret(settings, namespace, secret["metadata"]["name"], created)
-        return created
+        """The Secret first (the Pod reads it), then the Pod, owned by the Secret from birth.
 
-    def _create_secret_then_pod(
-        self, settings: K8sStepOperatorSettings, namespace: str, pod: dict, secret: dict
-    ) -> dict:
-        """If the Pod cannot be created the Secret is deleted again, so nothing is left behind."""
+        Two writes, no race: the Secret exists before the kubelet could look for it, and deleting
+        it later removes the Pod too (garbage collection). If the Pod cannot be created, the
+        Secret is deleted again, so nothing is left behind.
+        """
         base = f"/api/v1/namespaces/{namespace}"
-        self._call(settings, "POST", f"{base}/secrets", body=secret)
+        anchor = self._call(settings, "POST", f"{base}/secrets", body=secret)
         try:
-            return self._call(settings, "POST", f"{base}/pods", body=pod)
+            return self._call(settings, "POST", f"{base}/pods", body=manifest.owned_by(pod, anchor))
         except Exception:
             self._delete(settings, f"{base}/secrets/{secret['metadata']['name']}")
             raise
 
-    def _own_secret(self, settings: K8sStepOperatorSettings, namespace: str, secret: str, pod: dict) -> bool:
-        """Add the Pod as the Secret's owner, so garbage collection deletes the Secret with the Pod."""
-        owner = {"apiVersion": "v1", "kind": "Pod", "name": pod["metadata"]["name"], "uid": pod["metadata"]["uid"]}
-        try:
-            self._call(
-                settings,
-                "PATCH",
-                f"/api/v1/namespaces/{namespace}/secrets/{secret}",
-                body={"metadata": {"ownerReferences": [owner]}},
-                content_type="application/merge-patch+json",
-            )
-            return True
-        except Exception as exc:  # the Secret is then deleted explicitly at clean-up
-            logger.warning("could not make pod %s own its secret: %s", owner["name"], exc)
-            return False
-
-    def _delete(self, settings: K8sStepOperatorSettings, path: str, grace: Optional[int] = None) -> bool:
+    def _delete(
+        self, settings: K8sStepOperatorSettings, path: str, grace: Optional[int] = None, propagation: str = "Background"
+    ) -> bool:
         """DELETE, ignoring not-found; True when something was deleted."""
-        body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
+        body: Dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation}
         if grace is not None:
             body["gracePeriodSeconds"] = grace
         try:
@@ -275,7 +245,7 @@ class K8sStepOperator(BaseStepOperator):
             f"{name}-env",
         )
         step = ((pod or {}).get("metadata", {}).get("annotations") or {}).get(manifest.ANNOTATION_STEP, step_run.name)
-        found = Submission(namespace, name, secret, step, settings)
+        found = Submission(namespace, name, secret, step, settings, anchored=manifest.is_owned_by_secret(pod, secret))
         self._known[str(step_run.id)] = found
         return found
 
@@ -384,7 +354,7 @@ class K8sStepOperator(BaseStepOperator):
 
     # ------------------------------------------------------- cancel, cleanup
     def cancel(self, step_run: "StepRunResponse") -> None:
-        """Delete the Pod (grace period from the settings); its Secret goes with it."""
+        """Delete the Pod now (grace period from the settings) and its Secret."""
         sub = self._locate(step_run)
         if sub is None:
             return
@@ -400,19 +370,26 @@ class K8sStepOperator(BaseStepOperator):
         succeeded = sub.verdict is not None and sub.verdict.phase is pod_status.Phase.SUCCEEDED
         pod, _ = PodWatch.shared(self.api, sub.namespace).lookup(sub.pod)
         # a failed pod is kept for debugging only if it ran to an end; one stuck Pending (image pull,
-        # startup timeout) would hold its node's resources and retry for ever
+        # startup timeout) would hold its node's resources and retry for ever, so it goes at once
         ended = ((pod or {}).get("status") or {}).get("phase") in ("Succeeded", "Failed")
         keep = policy == "keep" or (policy == "delete-succeeded" and not succeeded and ended)
-        self._remove(sub, delete_pod=not keep, grace=0)
+        self._remove(sub, delete_pod=not keep, grace=None if ended else 0)
         self._known.pop(str(step_run.id), None)
 
-    def _remove(self, sub: Submission, delete_pod: bool, grace: int) -> None:
-        """Delete the Pod if asked; delete the Secret unless garbage collection will (it is owned)."""
+    def _remove(self, sub: Submission, delete_pod: bool, grace: Optional[int]) -> None:
+        """Delete the Secret always, the Pod if asked; one request when the Secret owns the Pod.
+
+        - delete an ended Pod: DELETE the Secret; garbage collection deletes the Pod it owns.
+        - keep the Pod: DELETE the Secret with ``Orphan`` (the Pod loses its owner, not its life).
+        - a grace period (cancel, a Pod that has not ended) or no ownership: DELETE the Pod
+          explicitly first, then the Secret (orphaning, so the Pod's grace period stands).
+        """
         base = f"/api/v1/namespaces/{sub.namespace}"
-        if delete_pod:
+        explicit = delete_pod and (grace is not None or not sub.anchored)
+        if explicit:
             self._delete(sub.settings, f"{base}/pods/{sub.pod}", grace=grace)
-        if not (delete_pod and sub.secret_owned_by_pod()):
-            self._delete(sub.settings, f"{base}/secrets/{sub.secret}")
+        cascade = delete_pod and not explicit
+        self._delete(sub.settings, f"{base}/secrets/{sub.secret}", propagation="Background" if cascade else "Orphan")
         if sub.logs is not None:
             sub.logs.stop()
 

@@ -84,7 +84,7 @@ def test_rbac_output_applied_then_doctor_passes(local_cluster: Any, namespace: s
     result = _doctor(local_cluster.kubeconfig, namespace, "--as", _subject(namespace))
     assert result.exit_code == 0, result.output
     assert f"service account {namespace}/{SA} exists" in result.stdout
-    assert "All 9 permissions are granted" in result.stdout
+    assert "All 8 permissions are granted" in result.stdout
     assert "✗" not in result.stdout and result.stderr == ""
 
 
@@ -108,7 +108,7 @@ def test_doctor_without_any_rbac_lists_everything_missing(local_cluster: Any, na
     lines = result.stderr.strip().splitlines()
     assert lines[0] == f"error: service account {namespace}/ghost does not exist"
     assert f"forbidden: needs get on pods/log in {namespace}" in lines
-    assert len([line for line in lines if line.startswith("forbidden:")]) == 9
+    assert len([line for line in lines if line.startswith("forbidden:")]) == 8
 
 
 def test_doctor_as_admin_and_missing_namespace(local_cluster: Any, namespace: str) -> None:
@@ -139,33 +139,29 @@ def test_doctor_unreachable_server(tmp_path: Path, local_cluster: Any) -> None:
 
 
 # --------------------------------------- the printed RBAC is really sufficient
-def _submit_like_the_operator(api: client.ApiClient, namespace: str, pod: dict, secret: dict) -> dict:
-    """The requests of ``K8sStepOperator.create_pod_with_secret``: POST secret, POST pod, PATCH secret."""
-    from k8s_step_operator.kube import rest
+def _operator_as(api: client.ApiClient, namespace: str) -> Any:
+    """The real ``K8sStepOperator``, talking through ``api`` (the impersonated service account)."""
+    import datetime as dt
 
-    base = f"/api/v1/namespaces/{namespace}"
-    rest.request(api, "POST", f"{base}/secrets", body=secret, timeout=30)
-    created = rest.request(api, "POST", f"{base}/pods", body=pod, timeout=30)
-    owner = {"apiVersion": "v1", "kind": "Pod", "name": created["metadata"]["name"], "uid": created["metadata"]["uid"]}
-    rest.request(
-        api,
-        "PATCH",
-        f"{base}/secrets/{secret['metadata']['name']}",
-        body={"metadata": {"ownerReferences": [owner]}},
-        content_type="application/merge-patch+json",
-        timeout=30,
+    from zenml.enums import StackComponentType
+
+    from k8s_step_operator.flavor import K8sStepOperatorConfig
+    from k8s_step_operator.step_operator import K8sStepOperator
+
+    now = dt.datetime.now(dt.timezone.utc)
+    operator = K8sStepOperator(
+        name="rbac-check", id=uuid.uuid4(), config=K8sStepOperatorConfig(kubernetes_namespace=namespace),
+        flavor="k8s", type=StackComponentType.STEP_OPERATOR, user=None, created=now, updated=now,
     )
-    return created
+    operator._api = api
+    return operator
 
 
-def _delete_like_the_operator(api: client.ApiClient, path: str, grace: int | None = None) -> int:
-    """The request of ``K8sStepOperator._delete`` (cancel / clean-up); returns the HTTP status."""
-    from k8s_step_operator.kube import rest
+def _delete_status(operator: Any, path: str, **options: Any) -> int:
+    """``K8sStepOperator._delete`` (cancel / clean-up) as an HTTP status: 200, or 404 when already gone."""
+    from k8s_step_operator.settings import K8sStepOperatorSettings
 
-    body: dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
-    if grace is not None:
-        body["gracePeriodSeconds"] = grace
-    return _status(lambda: rest.request(api, "DELETE", path, body=body, timeout=30))
+    return 200 if operator._delete(K8sStepOperatorSettings(), path, **options) else 404
 
 
 def test_printed_rbac_allows_exactly_the_operators_calls(
@@ -187,10 +183,11 @@ def test_printed_rbac_allows_exactly_the_operators_calls(
     secret = manifest.build_env_secret("train-env", namespace, identity, {"ZENML_STORE_URL": "sqlite://"})
     core = client.CoreV1Api(api_client)
 
-    # submit: POST secret, POST pod, PATCH secret (owner reference).
-    created = _submit_like_the_operator(api, namespace, pod, secret)
+    # submit: POST secret, POST pod (owned by the secret).
+    operator = _operator_as(api, namespace)
+    created = operator.create_pod_with_secret(settings, namespace, pod, secret)
     stored = core.read_namespaced_secret("train-env", namespace)
-    assert stored.metadata.owner_references[0].uid == created["metadata"]["uid"]
+    assert created["metadata"]["ownerReferences"][0]["uid"] == stored.metadata.uid
 
     # get_status / wait: the operator's shared watch (LIST + WATCH by label selector).
     has_nodes = bool(core.list_node().items)
@@ -226,9 +223,9 @@ def test_printed_rbac_allows_exactly_the_operators_calls(
 
     # cancel / clean-up: DELETE pod and secret (a second delete is a 404, which the operator ignores).
     base = f"/api/v1/namespaces/{namespace}"
-    assert _delete_like_the_operator(api, f"{base}/pods/{name}", grace=0) == 200
-    assert _delete_like_the_operator(api, f"{base}/secrets/train-env") == 200
-    assert _delete_like_the_operator(api, f"{base}/secrets/train-env") == 404
+    assert _delete_status(operator, f"{base}/pods/{name}", grace=0) == 200
+    assert _delete_status(operator, f"{base}/secrets/train-env") == 200
+    assert _delete_status(operator, f"{base}/secrets/train-env") == 404
 
     # ... and nothing else.
     impersonated = client.CoreV1Api(api)

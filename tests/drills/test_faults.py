@@ -17,7 +17,7 @@ from zenml.enums import ExecutionStatus
 
 from k8s_step_operator.localcluster.node import EVICT_ANNOTATION
 
-from .conftest import Drill, bounded, managed_objects, pod_exists, secret_exists, settle, wait_until
+from .conftest import Drill, bounded, pod_exists, secret_exists, settle, wait_until
 
 pytestmark = pytest.mark.cluster
 
@@ -42,8 +42,10 @@ def test_evicted_pod_fails_with_reason_evicted(drill: Drill) -> None:
     assert drill.console.lines(step.prefix) == ["started"]
     assert drill.status(step) is ExecutionStatus.FAILED  # asked again: the same answer
     drill.cleanup(step)
-    # default policy keeps a failed pod for debugging; the Secret never outlives the step
-    assert managed_objects(drill.api, drill.namespace) == {"pods": [drill.pod_name(step)], "secrets": []}
+    # default policy keeps a failed pod for debugging; the Secret never outlives the step (deleted with
+    # propagationPolicy Orphan: garbage collection unhooks the kept pod, then the Secret is gone)
+    settle(drill.api, drill.namespace, pods=[drill.pod_name(step)])
+    assert drill.pod(step).metadata.owner_references is None
 
 
 def test_unpullable_image_fails_fast_naming_image_and_reason(drill: Drill) -> None:

@@ -132,5 +132,6 @@ def test_zenml_secret_values_never_reach_pod_specs_events_or_logs(project: Proje
     for where, text in (("pod specs", pods), ("events", events), ("pod log", pod_log), ("orchestrator output", output)):
         for value in (secret_token, env_token):
             assert value not in text, f"a secret value leaked into the {where}"
-    assert managed_objects(api_client, project.namespace)["secrets"] == []  # the env Secret is gone too
+    # the env Secret is gone too (deleted with propagationPolicy Orphan, so the kept pod stays)
+    wait_until(lambda: managed_objects(api_client, project.namespace)["secrets"] == [], 30, "the env Secret deleted")
     core.delete_namespaced_pod(pod.metadata.name, project.namespace, grace_period_seconds=0)

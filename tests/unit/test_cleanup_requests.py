@@ -1,7 +1,6 @@
-"""Which DELETEs clean-up sends: the Secret is left to garbage collection only when the Pod owns it
-and the Pod itself is deleted."""
-
-from concurrent.futures import Future
+"""Which DELETEs clean-up and cancel send. The Secret owns the Pod, so deleting an ended Pod is one
+DELETE of the Secret (garbage collection takes the Pod); keeping the Pod orphans it; a grace period
+or a Pod that is not owned needs an explicit DELETE of the Pod."""
 
 import pytest
 
@@ -10,74 +9,56 @@ from k8s_step_operator.settings import K8sStepOperatorSettings
 from k8s_step_operator.step_operator import K8sStepOperator, Submission
 
 
-def done(value):
-    future = Future()
-    future.set_result(value)
-    return future
-
-
-def failed():
-    future = Future()
-    future.set_exception(RuntimeError("patch failed"))
-    return future
-
-
 @pytest.fixture
 def deletes(mocker):
     calls = []
-    mocker.patch.object(K8sStepOperator, "_delete", lambda self, settings, path, grace=None: calls.append(path))
+
+    def record(self, settings, path, grace=None, propagation="Background"):
+        calls.append((path.split("/ns/")[1], grace, propagation))
+
+    mocker.patch.object(K8sStepOperator, "_delete", record)
     return calls
 
 
-def sub(policy, phase, owned):
-    settings = K8sStepOperatorSettings(cleanup_policy=policy)
-    return Submission("ns", "p", "p-env", "s", settings, verdict=Verdict(phase), owned=owned)
+def sub(policy, phase, anchored=True, **settings):
+    settings = K8sStepOperatorSettings(cleanup_policy=policy, **settings)
+    return Submission("ns", "p", "p-env", "s", settings, verdict=Verdict(phase), anchored=anchored)
 
 
-PHASES = {Phase.SUCCEEDED: "Succeeded", Phase.FAILED: "Failed", Phase.RUNNING: "Running"}
-
-
-def cached_pod(mocker, pod_phase):
+def operator_with(mocker, submission, pod_phase):
     watch = mocker.Mock()
     watch.lookup.return_value = ({"status": {"phase": pod_phase}}, False)
     mocker.patch("k8s_step_operator.step_operator.PodWatch.shared", return_value=watch)
     mocker.patch.object(K8sStepOperator, "api", new=None)
+    mocker.patch.object(K8sStepOperator, "_locate", return_value=submission)
+    operator = K8sStepOperator.__new__(K8sStepOperator)
+    operator._known = {}
+    return operator
+
+
+GC = ("secrets/p-env", None, "Background")  # the Secret goes, and garbage collection takes its Pod
+ORPHAN = ("secrets/p-env", None, "Orphan")  # the Secret goes, the Pod stays
 
 
 @pytest.mark.parametrize(
-    "policy, phase, owned, expected",
+    "policy, phase, pod_phase, anchored, expected",
     [
-        ("delete-succeeded", Phase.SUCCEEDED, done(True), ["pods/p"]),
-        ("delete-succeeded", Phase.SUCCEEDED, done(False), ["pods/p", "secrets/p-env"]),
-        ("delete-succeeded", Phase.SUCCEEDED, failed(), ["pods/p", "secrets/p-env"]),
-        ("delete-succeeded", Phase.SUCCEEDED, None, ["pods/p", "secrets/p-env"]),
-        ("delete-succeeded", Phase.FAILED, done(True), ["secrets/p-env"]),
-        ("keep", Phase.SUCCEEDED, done(True), ["secrets/p-env"]),
-        ("delete", Phase.FAILED, done(True), ["pods/p"]),
+        ("delete-succeeded", Phase.SUCCEEDED, "Succeeded", True, [GC]),
+        ("delete-succeeded", Phase.SUCCEEDED, "Succeeded", False, [("pods/p", None, "Background"), ORPHAN]),
+        ("delete-succeeded", Phase.FAILED, "Failed", True, [ORPHAN]),
+        ("keep", Phase.SUCCEEDED, "Succeeded", True, [ORPHAN]),
+        ("delete", Phase.FAILED, "Failed", True, [GC]),
+        # failed fast (image pull, startup timeout): keeping it would leave it Pending for ever
+        ("delete-succeeded", Phase.FAILED, "Pending", True, [("pods/p", 0, "Background"), ORPHAN]),
     ],
 )
-def test_cleanup_deletes(mocker, deletes, policy, phase, owned, expected):
-    cached_pod(mocker, PHASES[phase])
-    operator = K8sStepOperator.__new__(K8sStepOperator)
-    operator._known = {}
-    mocker.patch.object(K8sStepOperator, "_locate", return_value=sub(policy, phase, owned))
+def test_cleanup_deletes(mocker, deletes, policy, phase, pod_phase, anchored, expected):
+    operator = operator_with(mocker, sub(policy, phase, anchored), pod_phase)
     operator.cleanup_step_submission(mocker.Mock(id="run-1"))
-    assert [path.split("/ns/")[1] for path in deletes] == expected
+    assert deletes == expected
 
 
-def test_failed_while_pending_pod_is_deleted_not_kept(mocker, deletes):
-    """Failed fast (image pull, startup timeout): keeping it would leave it Pending for ever."""
-    cached_pod(mocker, "Pending")
-    operator = K8sStepOperator.__new__(K8sStepOperator)
-    operator._known = {}
-    mocker.patch.object(K8sStepOperator, "_locate", return_value=sub("delete-succeeded", Phase.FAILED, done(True)))
-    operator.cleanup_step_submission(mocker.Mock(id="run-1"))
-    assert [path.split("/ns/")[1] for path in deletes] == ["pods/p"]
-
-
-def test_cancel_deletes_the_pod_and_relies_on_ownership(mocker, deletes):
-    operator = K8sStepOperator.__new__(K8sStepOperator)
-    operator._known = {}
-    mocker.patch.object(K8sStepOperator, "_locate", return_value=sub("keep", Phase.RUNNING, done(True)))
+def test_cancel_deletes_the_pod_with_its_grace_period_then_the_secret(mocker, deletes):
+    operator = operator_with(mocker, sub("keep", Phase.RUNNING, delete_grace_period_seconds=7), "Running")
     operator.cancel(mocker.Mock(id="run-1"))
-    assert [path.split("/ns/")[1] for path in deletes] == ["pods/p"]
+    assert deletes == [("pods/p", 7, "Background"), ORPHAN]

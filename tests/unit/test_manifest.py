@@ -432,3 +432,18 @@ def test_pvolumes_setting_requires_absolute_paths():
     with pytest.raises(ValueError, match="mount path must be absolute"):
         K8sStepOperatorSettings(pvolumes={"mnt": "vol"})
     assert K8sStepOperatorSettings(pvolumes={"/mnt": "vol"}).pvolumes == {"/mnt": "vol"}
+
+
+def test_pod_owned_by_its_secret_from_birth() -> None:
+    from k8s_step_operator.manifest import is_owned_by_secret, owned_by
+
+    pod = {"metadata": {"name": "p", "labels": {"a": "b"}}, "spec": {}}
+    secret = {"metadata": {"name": "p-env", "uid": "1234"}}
+    owned = owned_by(pod, secret)
+    assert owned["metadata"]["ownerReferences"] == [{"apiVersion": "v1", "kind": "Secret", "name": "p-env", "uid": "1234"}]
+    assert owned["metadata"]["labels"] == {"a": "b"}
+    assert "ownerReferences" not in pod["metadata"]  # the input is not changed
+    assert is_owned_by_secret(owned, "p-env")
+    assert not is_owned_by_secret(owned, "other-env")
+    assert not is_owned_by_secret(pod, "p-env")
+    assert not is_owned_by_secret(None, "p-env")

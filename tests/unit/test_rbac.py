@@ -36,7 +36,7 @@ def test_operator_permissions_are_exactly_what_it_needs() -> None:
     assert _granted(rbac.permissions()) == {
         "pods": {"create", "get", "list", "watch", "delete"},
         "pods/log": {"get"},
-        "secrets": {"create", "patch", "delete"},
+        "secrets": {"create", "delete"},
     }
     assert not any(p.cluster_scoped for p in rbac.permissions())
     assert all(p.why for p in rbac.permissions())
@@ -112,7 +112,6 @@ def test_required_checks_one_per_verb() -> None:
         ("delete", "pods", "ml"),
         ("get", "pods/log", "ml"),
         ("create", "secrets", "ml"),
-        ("patch", "secrets", "ml"),
         ("delete", "secrets", "ml"),
         ("get", "persistentvolumeclaims", "ml"),
         ("list", "persistentvolumeclaims", "ml"),
@@ -142,7 +141,7 @@ def test_manifests_operator_only() -> None:
     assert {r["resources"][0]: r["verbs"] for r in role["rules"]} == {
         "pods": ["get", "list", "watch", "create", "delete"],
         "pods/log": ["get"],
-        "secrets": ["create", "patch", "delete"],
+        "secrets": ["create", "delete"],
     }
     binding = docs[2]
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "runner"}
