@@ -312,6 +312,10 @@ class TestSpec:
         with pytest.raises(ResourceSpecError, match="spec: unknown keys"):
             ResourceSpec.from_dict({"action": "get", "bogus": 1})
 
+    def test_from_dict_reads_null_containers_as_empty(self) -> None:
+        spec = ResourceSpec.from_dict({"action": "get", "fail_on_events": None, "attribute_outputs": None})
+        assert spec.fail_on_events == () and spec.attribute_outputs == {}
+
 
 # --------------------------------------------------------------------------- #
 # Discovery

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -239,3 +240,26 @@ class TestSnapshot:
             "metadata": {"name": "run-snap", "annotations": {"a": "b"}},
             "spec": {"source": {"persistentVolumeClaimName": "data"}, "volumeSnapshotClassName": "local-snapshots"},
         }
+
+
+class TestSpecDict:
+    """The shared to_dict/from_dict (spec_codec.SpecCodec) as the volume and snapshot specs use it."""
+
+    @pytest.mark.parametrize(
+        "spec",
+        [
+            build_volume_spec("data", "1Gi", modes=["rwx", "rox"], fail_on_events=["ProvisioningFailed", "Other"]),
+            build_snapshot_spec("snap", pvc="data", fail_on_events="SnapshotFailed"),
+        ],
+        ids=["volume", "snapshot"],
+    )
+    def test_json_round_trip(self, spec: VolumeSpec | SnapshotSpec) -> None:
+        data = spec.to_dict()
+        assert isinstance(data["fail_on_events"], list)
+        assert type(spec).from_dict(json.loads(json.dumps(data))) == spec
+
+    def test_unknown_keys(self) -> None:
+        with pytest.raises(ResourceSpecError, match=r"^spec: unknown keys \['bogus'\]$"):
+            VolumeSpec.from_dict({"size": "1Gi", "bogus": 1})
+        with pytest.raises(ResourceSpecError, match=r"^spec: unknown keys \['modes', 'size'\]$"):
+            SnapshotSpec.from_dict({"pvc": "data", "size": "1Gi", "modes": ["ReadWriteOnce"]})

@@ -29,6 +29,7 @@ import yaml
 from ..validation import is_model_object, sanitize, validate_dns1123_label
 from .conditions import ConditionError, parse_conditions
 from .jsonpath import JsonPathError, validate_jsonpath
+from .spec_codec import SpecCodec
 
 __all__ = [
     "Action",
@@ -328,7 +329,7 @@ def check_conditions(success: str | None, failure: str | None) -> None:
 
 
 @dataclass(frozen=True)
-class ResourceSpec:
+class ResourceSpec(SpecCodec):
     """A validated resource-step configuration (JSON-safe; see :meth:`to_dict`).
 
     ``body`` is the object (dict), the JSON-patch list, or None when the step
@@ -359,6 +360,10 @@ class ResourceSpec:
     kubeconfig: str | None = None
     context: str | None = None
 
+    _spec_error = ResourceSpecError
+    _tuple_fields = ("fail_on_events",)
+    _dict_fields = ("attribute_outputs",)
+
     @property
     def has_conditions(self) -> bool:
         """Whether the step waits on the object after its action."""
@@ -371,24 +376,6 @@ class ResourceSpec:
             return ("name",)
         extra = tuple(k for k in self.attribute_outputs if k not in RESERVED_OUTPUTS)
         return RESERVED_OUTPUTS + extra
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe form (the step's ``spec`` parameter)."""
-        data = dataclasses.asdict(self)
-        data["fail_on_events"] = list(self.fail_on_events)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ResourceSpec:
-        """Inverse of :meth:`to_dict` (unknown keys are an error)."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ResourceSpecError(f"spec: unknown keys {sorted(unknown)}")
-        values = dict(data)
-        values["fail_on_events"] = tuple(values.get("fail_on_events") or ())
-        values["attribute_outputs"] = dict(values.get("attribute_outputs") or {})
-        return cls(**values)
 
     def replace(self, **changes: Any) -> ResourceSpec:
         """A copy with ``changes`` applied."""

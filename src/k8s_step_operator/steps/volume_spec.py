@@ -8,7 +8,6 @@ and clear errors (naming the option) for every bad input.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from .resource_spec import (
     validate_object_name,
     validate_timeout,
 )
+from .spec_codec import SpecCodec
 
 __all__ = [
     "ACCESS_MODES",
@@ -214,8 +214,8 @@ def claim_name_of(volume: Any, field_name: str = "volume") -> str | None:
 
 
 @dataclass(frozen=True)
-class _Common:
-    """Options both steps share."""
+class _Common(SpecCodec):
+    """Options both steps share (``to_dict``/``from_dict`` from :class:`SpecCodec`)."""
 
     resource_name: str | None = None
     generate_unique_name: bool = True
@@ -230,24 +230,9 @@ class _Common:
     kubeconfig: str | None = None
     context: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe form (the step's ``spec`` parameter)."""
-        data = dataclasses.asdict(self)
-        data["fail_on_events"] = list(self.fail_on_events)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Any:
-        """Inverse of :meth:`to_dict`."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ResourceSpecError(f"spec: unknown keys {sorted(unknown)}")
-        values = dict(data)
-        values["fail_on_events"] = tuple(values.get("fail_on_events") or ())
-        if "modes" in values:
-            values["modes"] = tuple(values["modes"])
-        return cls(**values)
+    _spec_error = ResourceSpecError
+    _tuple_fields = ("fail_on_events",)
+    _given_tuple_fields = ("modes",)
 
 
 def _common_options(
