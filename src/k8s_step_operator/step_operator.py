@@ -2,6 +2,11 @@
 
 Thin shell over the pure core: ``manifest`` builds the Pod and Secret,
 ``pod_status`` judges the Pod, ``kube`` talks to the API.
+
+The Kubernetes client (and ``kube``, which uses it) is imported on first use, not with
+this module: ZenML also builds the stack's components inside every step's own pod, where
+this class is loaded but never submits anything, and importing the client's ~900
+modules there would add about half a second to every step.
 """
 
 from __future__ import annotations
@@ -11,8 +16,6 @@ import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Type, cast
 
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 from zenml.config.build_configuration import BuildConfiguration
 from zenml.enums import ExecutionStatus, StackComponentType
 from zenml.logger import get_logger
@@ -20,15 +23,15 @@ from zenml.stack import Stack, StackValidator
 from zenml.step_operators import BaseStepOperator
 
 from . import manifest, names, pod_status, rbac
-from .kube.errors import forbidden_text
 from .flavor import K8sStepOperatorConfig
-from .kube import rest, retry
-from .kube.connection import load_api_client
-from .kube.logs import LogFollower
-from .kube.podwatch import PodWatch
 from .settings import K8sStepOperatorSettings
 
 if TYPE_CHECKING:
+    from kubernetes import client
+
+    from .kube import retry
+    from .kube.logs import LogFollower
+    from .kube.podwatch import PodWatch
     from zenml.config.base_settings import BaseSettings
     from zenml.config.step_run_info import StepRunInfo
     from zenml.models import PipelineSnapshotBase, StepRunResponse
@@ -56,7 +59,7 @@ class Submission:
     step: str
     settings: K8sStepOperatorSettings
     verdict: Optional[pod_status.Verdict] = None
-    logs: Optional[LogFollower] = None
+    logs: Optional["LogFollower"] = None
     seen: Optional[dict] = field(default=None, repr=False)
     # the Secret owns the Pod: deleting the Secret lets garbage collection delete the Pod
     anchored: bool = False
@@ -67,7 +70,7 @@ class K8sStepOperator(BaseStepOperator):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._api: Optional[client.ApiClient] = None
+        self._api: Optional["client.ApiClient"] = None
         self._known: Dict[str, Submission] = {}
 
     # ------------------------------------------------------------- settings
@@ -120,7 +123,9 @@ class K8sStepOperator(BaseStepOperator):
         return settings.kubernetes_namespace or self.config.kubernetes_namespace
 
     @staticmethod
-    def _policy(settings: K8sStepOperatorSettings) -> retry.RetryPolicy:
+    def _policy(settings: K8sStepOperatorSettings) -> "retry.RetryPolicy":
+        from .kube import retry
+
         # rest.request takes its own timeout argument; the policy must not inject the client's
         return retry.RetryPolicy(max_retries=settings.max_api_retries, request_timeout=None)
 
@@ -130,8 +135,10 @@ class K8sStepOperator(BaseStepOperator):
 
     # ---------------------------------------------------------------- client
     @property
-    def api(self) -> client.ApiClient:
+    def api(self) -> "client.ApiClient":
         """The ApiClient: service connector, in-cluster, or kubeconfig context."""
+        from .kube.connection import load_api_client
+
         connector = None if self.config.incluster else self.get_connector()
         if self._api is not None and not (connector and self.connector_has_expired()):
             return self._api
@@ -143,7 +150,18 @@ class K8sStepOperator(BaseStepOperator):
         )
         return self._api
 
+    def _watch(self, namespace: str) -> "PodWatch":
+        """The process's shared pod watch for ``namespace`` (started on first use)."""
+        from .kube.podwatch import PodWatch
+
+        return PodWatch.shared(self.api, namespace)
+
     def _call(self, settings: K8sStepOperatorSettings, method: str, path: str, **kwargs: Any) -> Any:
+        from kubernetes.client.exceptions import ApiException
+
+        from .kube import rest, retry
+        from .kube.errors import forbidden_text
+
         try:
             return retry.call(
                 rest.request, self.api, method, path, policy=self._policy(settings), timeout=self._timeout(settings), **kwargs
@@ -181,7 +199,7 @@ class K8sStepOperator(BaseStepOperator):
         if self.config.local:
             environment = {**local_environment(), **environment}
         secret = manifest.build_env_secret(secret_name, namespace, identity, environment)
-        PodWatch.shared(self.api, namespace)  # start watching before the pod exists
+        self._watch(namespace)  # start watching before the pod exists
         self.create_pod_with_secret(settings, namespace, pod, secret)
         self._known[identity.step_run_id] = Submission(
             namespace, pod["metadata"]["name"], secret_name, identity.step_name, settings, anchored=True
@@ -209,6 +227,8 @@ class K8sStepOperator(BaseStepOperator):
         self, settings: K8sStepOperatorSettings, path: str, grace: Optional[int] = None, propagation: str = "Background"
     ) -> bool:
         """DELETE, ignoring not-found; True when something was deleted."""
+        from kubernetes.client.exceptions import ApiException
+
         body: Dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation}
         if grace is not None:
             body["gracePeriodSeconds"] = grace
@@ -228,7 +248,7 @@ class K8sStepOperator(BaseStepOperator):
             return known
         settings = self._settings(step_run)
         namespace = self._namespace(settings)
-        watch = PodWatch.shared(self.api, namespace)
+        watch = self._watch(namespace)
         if not watch.wait_synced(timeout=float(settings.api_request_timeout or 30)):
             raise RuntimeError(f"could not list pods in namespace {namespace}: {watch.last_error}")
         name = watch.find(manifest.LABEL_STEP_RUN_ID, names.label_value(str(step_run.id)))
@@ -278,7 +298,7 @@ class K8sStepOperator(BaseStepOperator):
             return ExecutionStatus.FAILED
         if sub.verdict is not None and sub.verdict.phase.finished:
             return _STATUS[sub.verdict.phase]
-        pod, deleted = PodWatch.shared(self.api, sub.namespace).lookup(sub.pod)
+        pod, deleted = self._watch(sub.namespace).lookup(sub.pod)
         if pod is None and not deleted:
             return ExecutionStatus.PROVISIONING
         verdict = self._judge(sub, pod, deleted)
@@ -292,7 +312,7 @@ class K8sStepOperator(BaseStepOperator):
         if sub is None:
             logger.error("Step `%s`: no pod found for step run %s", step_run.name, step_run.id)
             return ExecutionStatus.FAILED
-        watch = PodWatch.shared(self.api, sub.namespace)
+        watch = self._watch(sub.namespace)
         if not watch.wait_synced(self._timeout(sub.settings)):
             raise RuntimeError(f"cannot watch pods in namespace {sub.namespace}: {watch.last_error}")
 
@@ -338,6 +358,8 @@ class K8sStepOperator(BaseStepOperator):
                     sys.stdout.write(f"{prefix}{line}\n")
                     sys.stdout.flush()
 
+                from .kube.logs import LogFollower
+
                 sub.logs = LogFollower(self.api, sub.namespace, sub.pod, pod_status.MAIN_CONTAINER, emit).start()
                 return
 
@@ -368,7 +390,7 @@ class K8sStepOperator(BaseStepOperator):
             return
         policy = sub.settings.cleanup_policy
         succeeded = sub.verdict is not None and sub.verdict.phase is pod_status.Phase.SUCCEEDED
-        pod, _ = PodWatch.shared(self.api, sub.namespace).lookup(sub.pod)
+        pod, _ = self._watch(sub.namespace).lookup(sub.pod)
         # a failed pod is kept for debugging only if it ran to an end; one stuck Pending (image pull,
         # startup timeout) would hold its node's resources and retry for ever, so it goes at once
         ended = ((pod or {}).get("status") or {}).get("phase") in ("Succeeded", "Failed")

@@ -28,8 +28,7 @@ def sub(policy, phase, anchored=True, **settings):
 def operator_with(mocker, submission, pod_phase):
     watch = mocker.Mock()
     watch.lookup.return_value = ({"status": {"phase": pod_phase}}, False)
-    mocker.patch("k8s_step_operator.step_operator.PodWatch.shared", return_value=watch)
-    mocker.patch.object(K8sStepOperator, "api", new=None)
+    mocker.patch.object(K8sStepOperator, "_watch", return_value=watch)
     mocker.patch.object(K8sStepOperator, "_locate", return_value=submission)
     operator = K8sStepOperator.__new__(K8sStepOperator)
     operator._known = {}
