@@ -226,6 +226,60 @@ def test_volumes_render_refresh_and_fail_like_the_kubelet(tmp_path: Path) -> Non
         PodVolumes(pod, tmp_path, objects, {}).setup()  # type: ignore[arg-type]
 
 
+def test_security_context_resolution() -> None:
+    from k8s_step_operator.localcluster.kubelet import security
+
+    pod = {"metadata": {"name": "p", "namespace": "n", "uid": "u"}, "spec": {
+        "securityContext": {"runAsUser": 1000, "runAsGroup": 3000, "supplementalGroups": [4000], "fsGroup": 2000},
+        "containers": [{"name": "a"}, {"name": "b", "securityContext": {"runAsUser": 1001, "runAsGroup": 3001}}]}}
+    a, b = pod["spec"]["containers"]
+    run_a, run_b = security.run_as(pod, a), security.run_as(pod, b)
+    assert run_a is not None and (run_a.uid, run_a.gid) == (1000, 3000) and run_a.groups[0] == 3000
+    assert {4000, 2000} <= set(run_a.groups) and len(set(run_a.groups)) == len(run_a.groups)
+    assert run_b is not None and (run_b.uid, run_b.gid) == (1001, 3001) and {4000, 2000} <= set(run_b.groups)
+    assert security.fs_user(pod) is None and security.fs_group(pod) == 2000  # containers differ: no fsUser
+    b["securityContext"] = {"runAsUser": 1000}
+    assert security.fs_user(pod) == 1000
+    plain = {"metadata": pod["metadata"], "spec": {"containers": [{"name": "c"}]}}
+    assert security.run_as(plain, plain["spec"]["containers"][0]) is None  # nothing set: the agent's own user
+    only_group = {"metadata": pod["metadata"], "spec": {"containers": [{"name": "c"}], "securityContext": {
+        "runAsGroup": 5}}}
+    run_c = security.run_as(only_group, {"name": "c"})
+    assert run_c is not None and (run_c.uid, run_c.gid, run_c.groups[0]) == (0, 5, 5)  # the image's user: root
+    nonroot = {"metadata": pod["metadata"], "spec": {"securityContext": {"runAsNonRoot": True}}}
+    assert security.non_root_violation(nonroot, {"name": "c"}) == (
+        'container has runAsNonRoot and image will run as root (pod: "p_n(u)", container: c)')
+    assert security.non_root_violation(nonroot, {"name": "c", "securityContext": {"runAsUser": 0}}) == (
+        'container\'s runAsUser breaks non-root policy (pod: "p_n(u)", container: c)')
+    assert security.non_root_violation(nonroot, {"name": "c", "securityContext": {"runAsUser": 7}}) is None
+    assert security.non_root_violation(nonroot, {"name": "c", "securityContext": {"runAsNonRoot": False}}) is None
+
+
+def test_fs_group_and_fs_user_ownership(tmp_path: Path) -> None:
+    from k8s_step_operator.localcluster.kubelet.volumes import PodVolumes
+
+    if os.geteuid() != 0:
+        pytest.skip("changing ownership needs root")
+    projected = {"defaultMode": 0o644, "sources": [
+        {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}},
+        {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt", "mode": 0o400}]}},
+    ]}
+    pod = {"metadata": {"name": "p", "namespace": "n", "uid": "u"},
+           "spec": {"securityContext": {"runAsUser": 1234, "fsGroup": 4321}, "containers": [{"name": "c"}],
+                    "volumes": [{"name": "api", "projected": projected}, {"name": "scratch", "emptyDir": {}}]}}
+    vols = PodVolumes(pod, tmp_path, FakeObjects(), {})  # type: ignore[arg-type]
+    vols.setup()
+    api, scratch = vols.paths["api"].path, vols.paths["scratch"].path
+    token, ca = (api / "token").stat(), (api / "ca.crt").stat()
+    assert (token.st_uid, token.st_gid, oct(token.st_mode & 0o7777)) == (1234, 4321, "0o640")
+    assert (ca.st_uid, ca.st_gid, oct(ca.st_mode & 0o7777)) == (0, 4321, "0o440")
+    assert (scratch.stat().st_gid, oct(scratch.stat().st_mode & 0o7777)) == (4321, "0o2777")
+    assert (api / "..data").resolve().stat().st_mode & 0o2000  # setgid: files made later get the group too
+    vols.refresh()
+    assert (api / "token").stat().st_ino == token.st_ino  # modes match what was written: no needless rewrite
+    vols.teardown()
+
+
 def test_mountpoint_registry_removes_only_when_unused(tmp_path: Path) -> None:
     reg = MountpointRegistry(tmp_path / "reg")
     base = tmp_path / "host"
@@ -652,3 +706,69 @@ def test_log_follow_streams_lines(core: client.CoreV1Api, namespace: str) -> Non
         gate.unlink(missing_ok=True)
     assert lines == [f"line {i}".encode() for i in range(4)]  # and the stream ended with the container
     assert done(wait_pod(core, namespace, "chatty", done))
+
+
+_WHO_AM_I = (
+    "import json, os\n"
+    "def grp(p):\n    return os.stat(p).st_gid\n"
+    "open('/data/by-' + os.environ['NAME'], 'w').write('x')\n"
+    "open('/app/mine', 'w').write('x')\n"
+    "token = '/var/run/secrets/kubernetes.io/serviceaccount/token'\n"
+    "print(json.dumps({'uid': os.getuid(), 'euid': os.geteuid(), 'gid': os.getgid(), 'groups': os.getgroups(),\n"
+    "                  'data_gid': grp('/data/by-' + os.environ['NAME']), 'token': len(open(token).read()) > 0,\n"
+    "                  'home': os.environ['HOME']}))\n"
+)
+
+
+def test_run_as_user_group_and_groups_container_overrides_pod(core: client.CoreV1Api, namespace: str) -> None:
+    """runAsUser/runAsGroup/supplementalGroups/fsGroup as the command sees them; the container's fields win."""
+    mounts = [{"name": "data", "mountPath": "/data"}]
+    env = [{"name": "NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]
+    body = _pod("who", _py(_WHO_AM_I), volumes=[{"name": "data", "emptyDir": {}}],
+                securityContext={"runAsUser": 1000, "runAsGroup": 3000, "supplementalGroups": [4000],
+                                 "fsGroup": 2000},
+                container={"volumeMounts": mounts, "env": env})
+    second = {**body["spec"]["containers"][0], "name": "other",
+              "securityContext": {"runAsUser": 1001, "runAsGroup": 3001}}
+    second["env"] = [{"name": "NAME", "value": "other"}]
+    body["spec"]["containers"].append(second)
+    create(core, namespace, body)
+    pod = wait_pod(core, namespace, "who", done, timeout=30)
+    main, other = (json.loads(logs(core, namespace, "who", container=c)) for c in ("main", "other"))
+    assert pod.status.phase == "Succeeded", (main, other)
+    assert (main["uid"], main["euid"], main["gid"]) == (1000, 1000, 3000)
+    assert (other["uid"], other["gid"]) == (1001, 3001)
+    for seen in (main, other):
+        assert {4000, 2000} <= set(seen["groups"]) and seen["gid"] in seen["groups"]
+        assert seen["data_gid"] == 2000  # fsGroup: the emptyDir is setgid to it
+        assert seen["token"]  # the token is group-readable through fsGroup
+    assert main["home"] != "/root"
+
+
+def test_non_root_user_reaches_its_files(core: client.CoreV1Api, namespace: str) -> None:
+    """runAsUser alone: emptyDir, /app, default working dir, token (fsUser) and termination log are usable."""
+    code = ("import json, os\n"
+            "open('/scratch/f', 'w').write('x'); open('/app/f', 'w').write('x'); open('here', 'w').write('x')\n"
+            "t = os.stat('/var/run/secrets/kubernetes.io/serviceaccount/token')\n"
+            "open('/dev/termination-log', 'w').write('done as %d' % os.getuid())\n"
+            "print(json.dumps({'uid': os.getuid(), 'token': [t.st_uid, oct(t.st_mode & 0o777)]}))\n")
+    body = _pod("alone", _py(code), volumes=[{"name": "scratch", "emptyDir": {}}],
+                securityContext={"runAsUser": 1000, "runAsNonRoot": True},
+                container={"volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}]})
+    create(core, namespace, body)
+    pod = wait_pod(core, namespace, "alone", done, timeout=30)
+    out = logs(core, namespace, "alone")
+    assert pod.status.phase == "Succeeded", (out, pod.status.container_statuses[0].state)
+    assert json.loads(out) == {"uid": 1000, "token": [1000, "0o600"]}  # the kubelet's fsUser token
+    assert pod.status.container_statuses[0].state.terminated.message == "done as 1000"
+
+
+def test_run_as_non_root_refuses_root(core: client.CoreV1Api, namespace: str) -> None:
+    create(core, namespace, _pod("image-root", _py("print(1)"), securityContext={"runAsNonRoot": True}))
+    create(core, namespace, _pod("uid-zero", _py("print(1)"), securityContext={"runAsNonRoot": True},
+                                 container={"securityContext": {"runAsUser": 0}}))
+    for name, why in (("image-root", "container has runAsNonRoot and image will run as root"),
+                      ("uid-zero", "container's runAsUser breaks non-root policy")):
+        pod = wait_pod(core, namespace, name, lambda p: waiting(p) and waiting(p).reason == "CreateContainerConfigError")
+        assert waiting(pod).message == f'{why} (pod: "{name}_{namespace}({pod.metadata.uid})", container: main)'
+        assert pod.status.phase == "Pending" and not pod.status.container_statuses[0].started

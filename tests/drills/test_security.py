@@ -238,11 +238,6 @@ def test_restricted_namespace_accepts_pods_that_opt_into_the_restricted_profile(
     settle(rdrill.api, rdrill.namespace)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="GAP node agent (localcluster/kubelet): securityContext.runAsUser/runAsGroup are ignored, "
-    "containers run as root (uid 0) even in a restricted namespace; see the drills report",
-)
 def test_restricted_profile_really_runs_the_step_as_non_root(rdrill: Drill) -> None:
     step = rdrill.submit(rdrill.step("nonroot", HELLO, settings={"pod_settings": restricted_profile()}))
     assert rdrill.wait(step, 90) is ExecutionStatus.COMPLETED

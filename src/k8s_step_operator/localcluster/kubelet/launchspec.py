@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import suppress
 from pathlib import Path
 
 from .envvars import ConfigError, expand
@@ -42,11 +43,13 @@ IMAGE_PRIVATE_DIRS = ("/app",)
 
 
 def mounts_for(container: dict, volumes: dict[str, HostVolume], env: dict[str, str],
-               termination_log: Path | None, image_root: Path | None = None) -> list[Mount]:
+               termination_log: Path | None, image_root: Path | None = None,
+               image_owner: tuple[int, int] | None = None) -> list[Mount]:
     """The container's bind mounts, parents before children; raise ConfigError like the kubelet.
 
     With ``image_root``, each of ``IMAGE_PRIVATE_DIRS`` not mounted by a volume is a private
-    directory under it, as if it came from the container's image.
+    directory under it, as if it came from the container's image (owned by ``image_owner``,
+    a (uid, gid), as if the image made it for the container's user).
     """
     mounts: list[Mount] = []
     for vm in container.get("volumeMounts") or []:
@@ -77,6 +80,9 @@ def mounts_for(container: dict, volumes: dict[str, HostVolume], env: dict[str, s
             if not any(m.target == target for m in mounts):
                 source = image_root / target.strip("/")
                 source.mkdir(parents=True, exist_ok=True)
+                if image_owner is not None:
+                    with suppress(PermissionError):  # an agent without root cannot: the user's start fails anyway
+                        os.chown(source, *image_owner)
                 mounts.append(Mount(str(source), target, False, False))
     return sorted(mounts, key=lambda m: len(Path(m.target).parts))
 

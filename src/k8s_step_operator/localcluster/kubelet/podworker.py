@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from . import images
+from . import images, security
 from .apiclient import ApiClient, ApiError, pod_path, retry
 from .cgroups import CgroupManager
 from .envvars import ConfigError, base_env, container_env
@@ -256,6 +256,7 @@ class PodWorker:
             self.write_status()
             return False
         (self.dir / "work").mkdir(parents=True, exist_ok=True)
+        (self.dir / "work").chmod(0o777)  # the default working dir, shared like an emptyDir by any user
         with self.cond:
             self.volumes_ready = True
             self._refresh_at = time.time() + RESYNC_VOLUMES
@@ -359,13 +360,21 @@ class PodWorker:
         cdir = self.dir / "containers" / name
         cdir.mkdir(parents=True, exist_ok=True)
         term_log = cdir / "termination-log"
+        user = security.run_as(self.pod, c)
         try:
-            mounts = mounts_for(c, self.volumes.paths, env, term_log, image_root=cdir / "image")
+            mounts = mounts_for(c, self.volumes.paths, env, term_log, image_root=cdir / "image",
+                                image_owner=(user.uid, user.gid) if user and user.uid else None)
             limit = memory_limit(c)
         except (ConfigError, ValueError) as exc:
             return self._config_error(rec, "CreateContainerConfigError", str(exc))
+        refusal = security.non_root_violation(self.pod, c)
+        if refusal:
+            return self._config_error(rec, "CreateContainerConfigError", refusal)
         term_log.write_bytes(b"")
+        term_log.chmod(0o666)  # any container user may write its termination message
         workdir = c.get("workingDir") or str(self.dir / "work")
+        if user and user.uid != 0 and "HOME" not in env:
+            env = {**env, "HOME": security.home_for(user.uid)}
         with self.cond:
             if self._stopping or rec.running or self.terminal_phase:
                 return
@@ -373,7 +382,7 @@ class PodWorker:
             key = f"{self.uid}_{name}_{count}"
             spec = LaunchSpec(key=key, argv=argv, env={**base_env(self.name), **env}, workdir=workdir, run_dir=cdir,
                               hostname=self.pod["spec"].get("hostname") or self.name, mounts=mounts,
-                              memory_limit=limit, container=name)
+                              memory_limit=limit, container=name, user=user)
             logfile = self.ctx.logs.new_instance(self.pod_logs, name, count)
             proc = ContainerProcess(spec, logfile, self.ctx.launcher, self.ctx.cgroups, self.ctx.mountpoints,
                                     self._on_exit)

@@ -18,13 +18,14 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Callable
 
 from .cgroups import CgroupManager
 from .logs import MAX_LINE, ContainerLog
 from .mountpoints import MountpointRegistry
+from .security import RunAs
 
 log = logging.getLogger(__name__)
 SHIM = Path(__file__).with_name("shim.py")
@@ -52,6 +53,7 @@ class LaunchSpec:
     mounts: list[Mount] = field(default_factory=list)
     memory_limit: int | None = None
     container: str = ""
+    user: RunAs | None = None  # None: the agent's own credentials
 
 
 @dataclass
@@ -162,6 +164,8 @@ class ContainerProcess:
                 "workdir": self.spec.workdir,
                 "hostname": self.spec.hostname if self._launcher.namespaces else None,
                 "mounts": [m.__dict__ for m in self.spec.mounts],
+                "private_mounts": self._launcher.namespaces,
+                "user": asdict(self.spec.user) if self.spec.user else None,
                 "cgroup_procs": str(cgroup.procs) if cgroup else None,
                 "result": str(result_path),
             }

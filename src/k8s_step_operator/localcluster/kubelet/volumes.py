@@ -6,6 +6,10 @@ agent); hostPath and claims resolve to host paths; configMap, secret, downwardAP
 projected volumes are rendered with the kubelet's atomic writer (``..data`` symlink
 swap) on a tmpfs, re-rendered on ``refresh()``, and service-account tokens are renewed
 at 80 % of their lifetime. Failures raise ``VolumeError`` with the kubelet's wording.
+With the pod's ``fsGroup``, emptyDir and API-data volumes belong to that group (setgid
+directories, group read, emptyDir group write) and projected tokens are 0600 owned by
+the runAsUser all the pod's containers share, as the kubelet does; hostPath and claims
+are left as they are.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import security
 from .envvars import ConfigError, field_value, resource_value
 from .objects import ApiObjects, ObjectReadError
 from .quantity import parse_quantity
@@ -77,19 +82,44 @@ def _current_files(target: Path) -> dict[str, tuple[bytes, int]]:
     return files
 
 
-def write_atomic(target: Path, files: dict[str, tuple[bytes, int]]) -> bool:
-    """Publish ``files`` (relative path → (content, mode)) in ``target``; False if nothing changed."""
+def _chown(path: Path, uid: int, gid: int) -> bool:
+    try:
+        os.chown(path, uid, gid)
+        return True
+    except OSError as exc:  # an agent without root: the volume keeps the agent's ownership
+        log.warning("cannot give %s to uid %d gid %d: %s", path, uid, gid, exc)
+        return False
+
+
+def share_dir(path: Path, gid: int, mask: int) -> None:
+    """fsGroup on a directory: group ``gid``, ``mask`` bits added (with setgid: new files get the group)."""
+    if _chown(path, -1, gid):
+        path.chmod(stat.S_IMODE(path.stat().st_mode) | mask | stat.S_ISGID)
+
+
+def write_atomic(target: Path, files: dict[str, tuple[bytes, int]], gid: int | None = None,
+                 uids: dict[str, int] | None = None) -> bool:
+    """Publish ``files`` (relative path → (content, mode)) in ``target``; False if nothing changed.
+
+    With ``gid`` (fsGroup) everything written belongs to that group; ``uids`` names owners of files.
+    """
     target.mkdir(parents=True, exist_ok=True)
     if (target / "..data").exists() and _current_files(target) == files:
         return False
     stamp = time.strftime("..%Y_%m_%d_%H_%M_%S.", time.gmtime()) + f"{time.time_ns() % 10**9:09d}"
     new_dir = target / stamp
     new_dir.mkdir(mode=0o755)
+    owners = uids or {}
     for rel, (content, mode) in files.items():
         path = new_dir / rel
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
         path.write_bytes(content)
         path.chmod(mode)
+        if gid is not None or rel in owners:
+            _chown(path, owners.get(rel, -1), -1 if gid is None else gid)
+    if gid is not None:
+        for directory in [target, new_dir, *(p for p in new_dir.rglob("*") if p.is_dir())]:
+            share_dir(directory, gid, 0o550)
     old = os.readlink(target / "..data") if (target / "..data").is_symlink() else None
     tmp_link = target / "..data_tmp"
     tmp_link.unlink(missing_ok=True)
@@ -164,6 +194,7 @@ class PodVolumes:
         self.objects = objects
         self.allocatable = allocatable
         self.paths: dict[str, HostVolume] = {}
+        self.fs_group, self.fs_user = security.fs_group(pod), security.fs_user(pod)
         self._tokens: dict[tuple[str, int], tuple[str, float, float]] = {}
 
     @property
@@ -213,6 +244,8 @@ class PodVolumes:
             if not self.tmpfs or not mount_tmpfs(path, size, 0o777):
                 log.warning("emptyDir %s: tmpfs not permitted; using a plain directory", name)
         path.chmod(0o777)
+        if self.fs_group is not None:
+            share_dir(path, self.fs_group, 0o770)
         return HostVolume(path)
 
     @staticmethod
@@ -284,7 +317,12 @@ class PodVolumes:
             files = _downward_files(self.pod, ref.get("items") or [], ref.get("defaultMode", 0o644), self.allocatable)
         else:
             files = self._projected(vol["projected"])
-        write_atomic(self.dir / name, files)
+        if self.fs_group is not None:
+            files = {rel: (content, mode | 0o440) for rel, (content, mode) in files.items()}
+        tokens = [s["serviceAccountToken"]["path"] for s in (vol.get("projected") or {}).get("sources") or []
+                  if "serviceAccountToken" in s]
+        uids = {path: self.fs_user for path in tokens} if self.fs_user is not None else {}
+        write_atomic(self.dir / name, files, self.fs_group, uids)
 
     def _projected(self, spec: dict) -> dict[str, tuple[bytes, int]]:
         default = spec.get("defaultMode", 0o644)
@@ -304,7 +342,8 @@ class PodVolumes:
             elif "serviceAccountToken" in source:
                 tok = source["serviceAccountToken"]
                 token = self._token(tok.get("audience") or "", int(tok.get("expirationSeconds") or 3600))
-                files[tok["path"]] = (token.encode(), default)
+                private = self.fs_user is not None or self.fs_group is not None  # the kubelet's 0600 then
+                files[tok["path"]] = (token.encode(), 0o600 if private else default)
             else:
                 raise VolumeError(f"unsupported projected source {sorted(source)} on a process node")
         return files
