@@ -373,8 +373,8 @@ def test_success_argo_grammar_on_watch_events(cluster: Cluster, run: RunInfo) ->
     flipped: list[float] = []
 
     def flip() -> None:
+        flipped.append(time.monotonic())  # before the PATCH: its watch event may end the wait before it returns
         merge_patch(cluster, path, {"data": {"ready": "yes", "count": "3"}})
-        flipped.append(time.monotonic())
 
     later(1.5, flip)
     result = run_resource(

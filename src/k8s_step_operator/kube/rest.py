@@ -72,18 +72,17 @@ def iter_lines(resp: Any) -> Iterator[bytes]:
         resp.release_conn()
 
 
-def watch(
+def open_watch(
     api: client.ApiClient,
     list_path: str,
     resource_version: str,
     query: dict[str, Any] | None = None,
     server_timeout: int = 60,
     connect_timeout: float = 10.0,
-) -> Iterator[tuple[str, dict]]:
-    """Yield (type, object) events from ``resource_version`` until the server ends the watch.
+) -> Any:
+    """Start a watch (with bookmarks) from ``resource_version``; returns the streaming response.
 
-    BOOKMARK events are yielded too (their object carries only the resourceVersion).
-    Raises ``Gone`` on 410, and whatever the transport raises on a dropped connection.
+    The caller may ``shutdown()`` the response to end the watch early. Raises ``Gone`` on 410.
     """
     params = dict(query or {})
     params.update(
@@ -93,11 +92,18 @@ def watch(
         timeoutSeconds=server_timeout,
     )
     try:
-        resp = request(api, "GET", list_path, params, timeout=(connect_timeout, server_timeout + 30), stream=True)
+        return request(api, "GET", list_path, params, timeout=(connect_timeout, server_timeout + 30), stream=True)
     except ApiException as exc:
         if exc.status == 410:
             raise Gone(str(exc)) from exc
         raise
+
+
+def watch_events(resp: Any) -> Iterator[tuple[str, dict]]:
+    """Decode a watch response into (type, object) events, BOOKMARKs included.
+
+    An ``ERROR`` event raises ``Gone`` (code 410) or ``ApiException`` with its code.
+    """
     for line in iter_lines(resp):
         if not line.strip():
             continue
@@ -109,6 +115,22 @@ def watch(
                 raise Gone(obj.get("message", "resource version too old"))
             raise ApiException(status=obj.get("code", 500), reason=obj.get("message", "watch error"))
         yield kind, obj
+
+
+def watch(
+    api: client.ApiClient,
+    list_path: str,
+    resource_version: str,
+    query: dict[str, Any] | None = None,
+    **timeouts: Any,
+) -> Iterator[tuple[str, dict]]:
+    """Yield (type, object) events from ``resource_version`` until the server ends the watch.
+
+    ``open_watch`` then ``watch_events``; ``timeouts`` (``server_timeout``, ``connect_timeout``)
+    go to ``open_watch``. BOOKMARK events are yielded too (their object carries only the
+    resourceVersion). Raises ``Gone`` on 410, and whatever the transport raises on a dropped connection.
+    """
+    yield from watch_events(open_watch(api, list_path, resource_version, query, **timeouts))
 
 
 def list_objects(

@@ -10,7 +10,6 @@ is exact. Watch connections are shut down when the wait ends.
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
@@ -95,40 +94,22 @@ class Stream(threading.Thread):
             except Exception:  # noqa: BLE001 - best effort
                 pass
 
-    def _open(self, resource_version: str) -> Any:
-        params = {
-            "fieldSelector": self.field_selector,
-            "watch": True,
-            "resourceVersion": resource_version,
-            "allowWatchBookmarks": True,
-            "timeoutSeconds": _MAX_WATCH_SECONDS,
-        }
-        return rest.request(self.api, "GET", self.list_path, params, timeout=(10.0, _MAX_WATCH_SECONDS + 30), stream=True)
-
     def _relist(self) -> None:
         items, self.rv = rest.list_objects(self.api, self.list_path, {"fieldSelector": self.field_selector})
         self.out.put((self.tag, "LIST", items))
 
     def _watch_once(self) -> None:
         assert self.rv is not None
-        resp = self._open(self.rv)
+        query = {"fieldSelector": self.field_selector}
+        resp = rest.open_watch(self.api, self.list_path, self.rv, query, server_timeout=_MAX_WATCH_SECONDS)
         with self._lock:
             self._resp = resp
         if self._stop.is_set():
             resp.shutdown()
         try:
-            for line in rest.iter_lines(resp):
+            for kind, obj in rest.watch_events(resp):
                 if self._stop.is_set():
                     return
-                if not line.strip():
-                    continue
-                event = json.loads(line)
-                kind = event.get("type")
-                obj = event.get("object") or {}
-                if kind == "ERROR":
-                    if obj.get("code") == 410:
-                        raise rest.Gone(obj.get("message", "too old resource version"))
-                    raise ApiException(status=obj.get("code", 500), reason=obj.get("message", "watch error"))
                 rv = (obj.get("metadata") or {}).get("resourceVersion")
                 if rv:
                     self.rv = rv
