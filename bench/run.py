@@ -52,7 +52,7 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
         "quick": q,
         "seed": args.seed,
         "completion": {"steps": 5 if q else 20, "min_s": 1.0, "max_s": 3.0 if q else 8.0},
-        "e2e": {"rounds": 1 if q else 2, "steps_per_run": 2 if q else 5, "step_seconds": 2.0},
+        "e2e": {"rounds": 1 if q else 4, "steps_per_run": 2 if q else 5, "step_seconds": 2.0},
         "requests": {"steps": 1 if q else 3, "step_seconds": 10.0 if q else 30.0, "idle_seconds": 5.0 if q else 30.0, "settle_seconds": 3.0},
         "scale": {"n": scales, "step_seconds": 8.0 if q else 20.0, "timeout": 300.0, "submit_threads": 10},
         "resource": {"trials": 4 if q else 20},
