@@ -21,6 +21,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from k8s_step_operator.kube import rest
 from k8s_step_operator.localcluster.storage_install import crd_established, load_manifests
 from k8s_step_operator.localcluster.storage_kube import (
     Informer,
@@ -208,7 +209,7 @@ class _ScriptedKube:
             raise step
         if not self.watches and not self.lists:
             self.done.set()  # script exhausted: stop the informer
-        yield from step
+        yield from ((event["type"], event["object"]) for event in step)
 
 
 def _obj(name: str, rv: str) -> dict:
@@ -228,7 +229,7 @@ def test_informer_resumes_and_relists_on_gone() -> None:
                 {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "15"}}},
             ],
             ConnectionError("connection reset"),
-            [{"type": "ERROR", "object": {"kind": "Status", "code": 410, "message": "too old resource version"}}],
+            rest.Gone("too old resource version"),
             [],
         ],
         done=stop,

@@ -28,6 +28,8 @@ from kubernetes import config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.utils import parse_quantity
 
+from ..kube import rest
+
 log = logging.getLogger("k8s_step_operator.localcluster.storage")
 
 Obj = dict[str, Any]
@@ -84,11 +86,6 @@ def api_message(exc: BaseException) -> str:
     return str(exc)
 
 
-def is_status(exc: BaseException, *codes: int) -> bool:
-    """Whether ``exc`` is an ApiException with one of ``codes``."""
-    return isinstance(exc, ApiException) and exc.status in codes
-
-
 def copy_tree_atomic(source: Path, target: Path) -> None:
     """Copy ``source`` to ``target`` (which must not exist) through a temporary sibling and a rename.
 
@@ -131,33 +128,10 @@ class Kube:
         self.api = config.new_client_from_config(config_file=kubeconfig)
 
     def request(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        query: list[tuple[str, str]] | None = None,
-        content_type: str | None = None,
-        timeout: float = 15.0,
+        self, method: str, path: str, body: Any = None, content_type: str | None = None, timeout: float = 15.0
     ) -> Obj:
         """One request; the decoded JSON body. Raises ApiException on a non-2xx status."""
-        headers = {"Accept": "application/json"}
-        if content_type:
-            headers["Content-Type"] = content_type
-        resp = self.api.call_api(
-            path,
-            method,
-            query_params=query or [],
-            header_params=headers,
-            body=body,
-            auth_settings=["BearerToken"],
-            _preload_content=False,
-            _request_timeout=timeout,
-        )
-        try:
-            data = resp.data
-        finally:
-            resp.release_conn()
-        return json.loads(data) if data else {}
+        return rest.request(self.api, method, path, body=body, content_type=content_type, timeout=timeout) or {}
 
     def get(self, path: str) -> Obj:
         return self.request("GET", path)
@@ -191,41 +165,12 @@ class Kube:
             if not (missing_ok and exc.status == 404):
                 raise
 
-    def watch(self, path: str, resource_version: str, timeout_seconds: int = 50) -> Iterator[Obj]:
-        """Yield watch events ``{"type", "object"}`` until the server ends the stream."""
-        resp = self.api.call_api(
-            path,
-            "GET",
-            query_params=[
-                ("watch", "true"),
-                ("resourceVersion", resource_version),
-                ("allowWatchBookmarks", "true"),
-                ("timeoutSeconds", str(timeout_seconds)),
-            ],
-            header_params={"Accept": "application/json"},
-            auth_settings=["BearerToken"],
-            _preload_content=False,
-            _request_timeout=(10, timeout_seconds + 15),
-        )
-        try:
-            pending = b""
-            for chunk in resp.stream(65536, decode_content=False):
-                pending += chunk
-                while b"\n" in pending:
-                    line, pending = pending.split(b"\n", 1)
-                    if line.strip():
-                        yield json.loads(line)
-            if pending.strip():
-                yield json.loads(pending)
-        finally:
-            resp.release_conn()
+    def watch(self, path: str, resource_version: str, timeout_seconds: int = 50) -> Iterator[tuple[str, Obj]]:
+        """Yield (type, object) watch events until the server ends the stream; ``rest.Gone`` on 410."""
+        return rest.watch(self.api, path, resource_version, server_timeout=timeout_seconds)
 
 
 # -------------------------------------------------------------------- informer
-class Gone(Exception):
-    """The watch's resourceVersion is too old (410): relist."""
-
-
 class Informer:
     """A list+watch cache of one resource path that calls handlers on every change.
 
@@ -290,13 +235,7 @@ class Informer:
         self.synced.set()
         return str(meta(listing).get("resourceVersion", ""))
 
-    def _apply(self, event: Obj) -> str | None:
-        kind = event.get("type")
-        obj = event.get("object") or {}
-        if kind == "ERROR":
-            if obj.get("code") == 410:
-                raise Gone(obj.get("message", "resource version too old"))
-            raise RuntimeError(f"watch error: {obj.get('message', obj)}")
+    def _apply(self, kind: str, obj: Obj) -> str | None:
         rv = meta(obj).get("resourceVersion")
         if kind == "BOOKMARK":
             return rv
@@ -316,18 +255,15 @@ class Informer:
             try:
                 if rv is None:
                     rv = self._relist()
-                for event in self.kube.watch(self.path, rv):
+                for kind, obj in self.kube.watch(self.path, rv):
                     if self.stop.is_set():
                         return
-                    rv = self._apply(event) or rv
+                    rv = self._apply(kind, obj) or rv
                 backoff = 0.2
-            except Gone as exc:
+            except rest.Gone as exc:
                 log.info("%s: %s; relisting", self.name, exc)
                 rv = None
             except Exception as exc:  # noqa: BLE001 - retried with back-off
-                if is_status(exc, 410):
-                    rv = None
-                    continue
                 log.warning("%s: watch failed (%s); retrying in %.1fs", self.name, api_message(exc), backoff)
                 self.stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
