@@ -8,23 +8,31 @@ from pathlib import Path
 from typing import Callable
 
 BIN = Path(sys.executable).parent
+SRC = Path(__file__).resolve().parents[1] / "src"
 
 
-def zenml_env(root: Path, operator: str, **extra: str) -> dict[str, str]:
-    """Environment for ZenML subprocesses with their own config dir under ``root`` (no shared state)."""
+def zenml_env(root: Path, operator: str | None = None, **extra: str) -> dict[str, str]:
+    """Environment for ZenML subprocesses with their own config dir under ``root`` (no shared state).
+
+    The caller's ``KUBECONFIG`` is dropped (the stack names its own); ``extra`` may set one.
+    """
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "KUBECONFIG"},
         "ZENML_CONFIG_PATH": str(root / ".zenconfig"),
         "ZENML_ANALYTICS_OPT_IN": "false",
         "ZENML_LOGGING_COLORS_DISABLED": "true",
         "ZENML_ENABLE_RICH_TRACEBACK": "false",
-        "K8SSO_OPERATOR": operator,
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         "COLUMNS": "200",
+        **({"K8SSO_OPERATOR": operator} if operator else {}),
         **extra,
     }
-    env.pop("KUBECONFIG", None)
     return env
+
+
+def src_on_pythonpath() -> str:
+    """``PYTHONPATH`` with this checkout's ``src`` first, for scripts run from outside the repo."""
+    return os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH", "")) if p)
 
 
 def register_k8s_stack(

@@ -8,7 +8,6 @@ namespace. The volume examples need the operator's ``pvolumes`` setting.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -19,13 +18,14 @@ import pytest
 from kubernetes import client
 
 from k8s_step_operator.kube import rest
+
+from ..zenml_support import BIN, src_on_pythonpath, zenml_env
 from k8s_step_operator.steps.object_watch import WaitTarget, wait_until_deleted
 
 pytestmark = pytest.mark.cluster
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
-BIN = Path(sys.executable).parent
 OPERATOR = "k8s-local"
 
 
@@ -54,18 +54,7 @@ class Project:
 
 @pytest.fixture
 def project(tmp_path: Path, namespace: str, local_cluster: Any) -> Project:
-    env = {
-        **os.environ,
-        "ZENML_CONFIG_PATH": str(tmp_path / ".zenconfig"),
-        "ZENML_ANALYTICS_OPT_IN": "false",
-        "ZENML_LOGGING_COLORS_DISABLED": "true",
-        "ZENML_ENABLE_RICH_TRACEBACK": "false",
-        "K8SSO_STEP_OPERATOR": OPERATOR,
-        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        "PYTHONPATH": os.pathsep.join(p for p in (str(REPO / "src"), os.environ.get("PYTHONPATH", "")) if p),
-        "COLUMNS": "200",
-    }
-    env.pop("KUBECONFIG", None)
+    env = zenml_env(tmp_path, K8SSO_STEP_OPERATOR=OPERATOR, PYTHONPATH=src_on_pythonpath())
     proj = Project(tmp_path, env)
     proj.zenml("init")
     proj.zenml("step-operator", "flavor", "register", "k8s_step_operator.flavor.K8sStepOperatorFlavor")

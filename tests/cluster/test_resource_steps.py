@@ -36,9 +36,10 @@ from k8s_step_operator.steps.resource_spec import (
 from k8s_step_operator.steps.volume_runtime import run_snapshot, run_volume
 from k8s_step_operator.steps.volume_spec import VOLUME_MODE_RWM, build_snapshot_spec, build_volume_spec
 
+from ..zenml_support import BIN, src_on_pythonpath, zenml_env
+
 pytestmark = pytest.mark.cluster
 
-BIN = Path(sys.executable).parent
 
 
 # --------------------------------------------------------------------------- #
@@ -595,20 +596,7 @@ PIPELINE = textwrap.dedent(
 
 
 def _zenml_env(root: Path, namespace: str, kubeconfig: Path) -> dict[str, str]:
-    env = {
-        **os.environ,
-        "ZENML_CONFIG_PATH": str(root / ".zenconfig"),
-        "ZENML_ANALYTICS_OPT_IN": "false",
-        "ZENML_LOGGING_COLORS_DISABLED": "true",
-        "ZENML_ENABLE_RICH_TRACEBACK": "false",
-        "K8SSO_NAMESPACE": namespace,
-        "KUBECONFIG": str(kubeconfig),
-        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        "COLUMNS": "200",
-    }
-    src = str(Path(__file__).resolve().parents[2] / "src")
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH", "")) if p)
-    return env
+    return zenml_env(root, K8SSO_NAMESPACE=namespace, KUBECONFIG=str(kubeconfig), PYTHONPATH=src_on_pythonpath())
 
 
 @pytest.fixture

@@ -106,24 +106,23 @@ def delete_namespace(api: client.ApiClient, name: str) -> None:
             raise
 
 
-def pod_exists(api: client.ApiClient, namespace: str, name: str) -> bool:
+def _exists(read: Callable[[str, str], Any], namespace: str, name: str) -> bool:
+    """Whether ``read(name, namespace)`` finds the object (404: False; any other error is raised)."""
     try:
-        client.CoreV1Api(api).read_namespaced_pod(name, namespace)
+        read(name, namespace)
         return True
     except ApiException as exc:
         if exc.status == 404:
             return False
         raise
+
+
+def pod_exists(api: client.ApiClient, namespace: str, name: str) -> bool:
+    return _exists(client.CoreV1Api(api).read_namespaced_pod, namespace, name)
 
 
 def secret_exists(api: client.ApiClient, namespace: str, name: str) -> bool:
-    try:
-        client.CoreV1Api(api).read_namespaced_secret(name, namespace)
-        return True
-    except ApiException as exc:
-        if exc.status == 404:
-            return False
-        raise
+    return _exists(client.CoreV1Api(api).read_namespaced_secret, namespace, name)
 
 
 def managed_objects(api: client.ApiClient, namespace: str) -> dict[str, list[str]]:
