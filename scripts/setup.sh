@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything the tests and the demo need, idempotently:
-# a virtualenv with the package and its test extras, and the local control-plane binaries.
+# a virtualenv with the package and its test extras, the local cluster's binaries (control plane and kubelet,
+# CoreDNS, built from Go modules; containerd, runc, CNI plugins and the registry from Debian) and its images.
 # Everything lands under ${XDG_CACHE_HOME:-$HOME/.cache}/k8s-step-operator, never in the repo.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -8,8 +9,15 @@ cache="${XDG_CACHE_HOME:-$HOME/.cache}/k8s-step-operator"
 venv="${K8SSO_VENV:-$cache/venv}"
 mkdir -p "$cache"
 
-if ! command -v unshare >/dev/null || ! command -v mount >/dev/null; then
-  apt-get update -qq && apt-get install -y -qq util-linux mount
+# Debian packages of the local cluster's nodes (see README, "The local cluster").
+debs=(containerd runc containernetworking-plugins docker-registry mmdebstrap iptables iproute2 gcc libc6-dev mount)
+missing=()
+for deb in "${debs[@]}"; do
+  dpkg-query -W -f='${Status}' "$deb" 2>/dev/null | grep -q "install ok installed" || missing+=("$deb")
+done
+if [ "${#missing[@]}" -gt 0 ] || ! apt-cache policy busybox-static | grep -q 'Candidate: [0-9]'; then
+  apt-get update -qq
+  [ "${#missing[@]}" -eq 0 ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 if ! command -v go >/dev/null && [ -z "${K8S_STEP_OPERATOR_BINARIES:-}${KUBEBUILDER_ASSETS:-}" ]; then
   apt-get update -qq && apt-get install -y -qq golang-go
@@ -27,6 +35,7 @@ if [ ! -f "$stamp" ] || [ "$repo/pyproject.toml" -nt "$stamp" ] || [ "$installed
   touch "$stamp"
 fi
 
-# Build (first time: tens of minutes) or reuse the control-plane binaries.
+# Build (first time: about ten minutes) or reuse the binaries, then the images (pause, busybox, step).
 "$venv/bin/python" -m k8s_step_operator.localcluster.build >/dev/null
+"$venv/bin/python" -m k8s_step_operator.localcluster.registry >/dev/null
 echo "$venv"

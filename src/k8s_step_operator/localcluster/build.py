@@ -21,13 +21,38 @@ from pathlib import Path
 
 KUBERNETES_VERSION = "v1.35.4"
 ETCD_VERSION = "v3.6.16"
+COREDNS_VERSION = "v1.15.0"
 GO_VERSION_DIRECTIVE = "1.25.0"
+COREDNS_GO_DIRECTIVE = "1.26.0"  # CoreDNS v1.15 needs Go >= 1.26
 
-MAIN_GO = """\
-// Multi-call control-plane binary: kube <apiserver|controller-manager|scheduler> [flags].
+# CoreDNS with only the plugins a cluster-local DNS needs, in plugin.cfg's order. No `forward`: names
+# outside the cluster are not resolved, so no pod sends a DNS query off this machine.
+COREDNS_PLUGINS = ("reload", "bind", "ready", "health", "errors", "log", "loadbalance", "cache", "kubernetes")
+COREDNS_MAIN_GO = """\
+// CoreDNS with a fixed, small plugin set (see COREDNS_PLUGINS in build.py).
 package main
 
 import (
+	"github.com/coredns/coredns/core/dnsserver"
+	"github.com/coredns/coredns/coremain"
+%(imports)s
+)
+
+func init() {
+	dnsserver.Directives = []string{%(directives)s}
+}
+
+func main() {
+	coremain.Run()
+}
+"""
+
+MAIN_GO = """\
+// Multi-call binary: kube <apiserver|controller-manager|scheduler|kubelet> [flags].
+package main
+
+import (
+	"context"
 	"fmt"
 	"os"
 
@@ -39,11 +64,12 @@ import (
 	apiserver "k8s.io/kubernetes/cmd/kube-apiserver/app"
 	controllermanager "k8s.io/kubernetes/cmd/kube-controller-manager/app"
 	scheduler "k8s.io/kubernetes/cmd/kube-scheduler/app"
+	kubelet "k8s.io/kubernetes/cmd/kubelet/app"
 )
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: kube apiserver|controller-manager|scheduler [flags]")
+		fmt.Fprintln(os.Stderr, "usage: kube apiserver|controller-manager|scheduler|kubelet [flags]")
 		os.Exit(2)
 	}
 	var command *cobra.Command
@@ -54,6 +80,8 @@ func main() {
 		command = controllermanager.NewControllerManagerCommand()
 	case "scheduler", "kube-scheduler":
 		command = scheduler.NewSchedulerCommand()
+	case "kubelet":
+		command = kubelet.NewKubeletCommand(context.Background())
 	default:
 		fmt.Fprintf(os.Stderr, "unknown component %q\\n", os.Args[1])
 		os.Exit(2)
@@ -71,6 +99,7 @@ class Binaries:
 
     kube: Path
     etcd: Path
+    coredns: Path | None = None
 
     def command(self, component: str) -> list[str]:
         """The argv prefix that starts ``component`` (apiserver, scheduler, ...)."""
@@ -90,7 +119,8 @@ def cache_root() -> Path:
 
 
 def bin_dir(kube_version: str = KUBERNETES_VERSION, etcd_version: str = ETCD_VERSION) -> Path:
-    return cache_root() / "bin" / f"k8s-{kube_version}_etcd-{etcd_version}"
+    # "-node": the multi-call binary carries the kubelet too (older caches do not).
+    return cache_root() / "bin" / f"k8s-{kube_version}-node_etcd-{etcd_version}"
 
 
 def _go_env(work: Path) -> dict[str, str]:
@@ -119,9 +149,11 @@ def staging_modules(kube_version: str, work: Path, env: dict[str, str]) -> list[
     return re.findall(r"^\s*(k8s\.io/[\w.-]+)\s*=>\s*\./staging/", mod_file.read_text(), re.M)
 
 
-def _write_module(path: Path, name: str, requires: dict[str, str], replaces: dict[str, str]) -> None:
+def _write_module(
+    path: Path, name: str, requires: dict[str, str], replaces: dict[str, str], go: str = GO_VERSION_DIRECTIVE
+) -> None:
     path.mkdir(parents=True, exist_ok=True)
-    lines = [f"module {name}", "", f"go {GO_VERSION_DIRECTIVE}", "", "require ("]
+    lines = [f"module {name}", "", f"go {go}", "", "require ("]
     lines += [f"\t{mod} {ver}" for mod, ver in requires.items()]
     lines.append(")")
     if replaces:
@@ -165,6 +197,39 @@ def build_etcd(etcd_version: str, out: Path) -> None:
     _run(["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", str(out), "go.etcd.io/etcd/server/v3"], work, env)
 
 
+def build_coredns(coredns_version: str, out: Path) -> None:
+    work = cache_root() / "build" / f"coredns-{coredns_version}"
+    env = _go_env(work)
+    _write_module(work, "localcluster/coredns", {"github.com/coredns/coredns": coredns_version}, {},
+                  go=COREDNS_GO_DIRECTIVE)
+    imports = "\n".join(f'\t_ "github.com/coredns/coredns/plugin/{p}"' for p in COREDNS_PLUGINS)
+    directives = ", ".join(f'"{p}"' for p in COREDNS_PLUGINS)
+    (work / "main.go").write_text(COREDNS_MAIN_GO % {"imports": imports, "directives": directives})
+    _run(["go", "mod", "tidy"], work, env)
+    _run(["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", str(out), "."], work, env)
+
+
+def coredns_path(coredns_version: str = COREDNS_VERSION) -> Path:
+    return cache_root() / "bin" / f"coredns-{coredns_version}" / "coredns"
+
+
+def ensure_coredns(coredns_version: str = COREDNS_VERSION) -> Path:
+    """The cached CoreDNS binary, built on first use."""
+    path = coredns_path(coredns_version)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _build_into(path, build_coredns, coredns_version)
+    return path
+
+
+def _build_into(path: Path, builder, version: str) -> None:
+    started = time.monotonic()
+    tmp = path.with_suffix(".tmp")
+    builder(version, tmp)
+    tmp.rename(path)
+    print(f"built {path.name} {version} in {time.monotonic() - started:.0f}s", file=sys.stderr)
+
+
 def prebuilt() -> Binaries | None:
     """Binaries named by K8S_STEP_OPERATOR_BINARIES or envtest's KUBEBUILDER_ASSETS."""
     for var in ("K8S_STEP_OPERATOR_BINARIES", "KUBEBUILDER_ASSETS"):
@@ -175,7 +240,7 @@ def prebuilt() -> Binaries | None:
         kube = d / "kube" if (d / "kube").exists() else d / "kube-apiserver"
         if not (kube.exists() and (d / "etcd").exists()):
             raise FileNotFoundError(f"{var}={value} must hold etcd and kube (or kube-apiserver, ...)")
-        return Binaries(kube=kube, etcd=d / "etcd")
+        return Binaries(kube=kube, etcd=d / "etcd", coredns=ensure_coredns())
     return None
 
 
@@ -186,17 +251,13 @@ def ensure_binaries(kube_version: str = KUBERNETES_VERSION, etcd_version: str = 
         return found
     target = bin_dir(kube_version, etcd_version)
     target.mkdir(parents=True, exist_ok=True)
-    bins = Binaries(kube=target / "kube", etcd=target / "etcd")
-    if shutil.which("go") is None and not (bins.kube.exists() and bins.etcd.exists()):
-        raise RuntimeError("Go is needed to build the local control plane (or set K8S_STEP_OPERATOR_BINARIES)")
+    bins = Binaries(kube=target / "kube", etcd=target / "etcd", coredns=coredns_path())
+    if shutil.which("go") is None and not all(p.exists() for p in (bins.kube, bins.etcd, coredns_path())):
+        raise RuntimeError("Go is needed to build the local cluster (or set K8S_STEP_OPERATOR_BINARIES)")
     for path, builder, version in ((bins.etcd, build_etcd, etcd_version), (bins.kube, build_kube, kube_version)):
-        if path.exists():
-            continue
-        started = time.monotonic()
-        tmp = path.with_suffix(".tmp")
-        builder(version, tmp)
-        tmp.rename(path)
-        print(f"built {path.name} {version} in {time.monotonic() - started:.0f}s", file=sys.stderr)
+        if not path.exists():
+            _build_into(path, builder, version)
+    ensure_coredns()
     return bins
 
 
@@ -204,3 +265,4 @@ if __name__ == "__main__":
     b = ensure_binaries()
     print(b.kube)
     print(b.etcd)
+    print(b.coredns)
