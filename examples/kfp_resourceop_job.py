@@ -20,7 +20,8 @@ cluster yourself::
 
     python kfp_resourceop_job.py [--kubeconfig PATH] [--namespace NS]
 
-(also ``K8SSO_KUBECONFIG`` / ``K8SSO_NAMESPACE``). It prints ``RESULT {...}``.
+(also ``K8SSO_KUBECONFIG`` / ``K8SSO_NAMESPACE``; ``K8SSO_JOB_IMAGE`` replaces the local cluster's busybox,
+where KFP's sample says ``busybox``). It prints ``RESULT {...}``.
 """
 
 from __future__ import annotations
@@ -46,8 +47,8 @@ JOB_MANIFEST = """
             "spec": {
                 "containers": [{
                     "name": "sample-container",
-                    "image": "busybox",
-                    "command": ["/usr/bin/env"]
+                    "image": "%(image)s",
+                    "command": ["env"]
                 }],
                 "restartPolicy": "Never"
             }
@@ -55,7 +56,7 @@ JOB_MANIFEST = """
         "backoffLimit": 4
     }
 }
-"""
+""" % {"image": os.environ.get("K8SSO_JOB_IMAGE", "registry.k8sso.local/k8sso/busybox:latest")}
 
 
 def _options() -> argparse.Namespace:

@@ -43,7 +43,7 @@ from k8s_step_operator.steps import VOLUME_MODE_RWM, cleanup_run_resources, volu
 def _options() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--step-operator", default=os.environ.get("K8SSO_STEP_OPERATOR", "k8s-local"))
-    parser.add_argument("--image", default=os.environ.get("K8SSO_IMAGE", "local/zenml-step:latest"))
+    parser.add_argument("--image", default=os.environ.get("K8SSO_IMAGE", "registry.k8sso.local/k8sso/step:latest"))
     parser.add_argument("--storage-class", default=os.environ.get("K8SSO_STORAGE_CLASS"))
     parser.add_argument("--kubeconfig", default=os.environ.get("K8SSO_KUBECONFIG"))
     parser.add_argument("--namespace", default=os.environ.get("K8SSO_NAMESPACE"))

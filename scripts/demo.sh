@@ -7,10 +7,11 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/k8s-step-operator"
 venv="$(bash "$repo/scripts/setup.sh")"
 export PATH="$venv/bin:$PATH"
+export K8SSO_IMAGE="${K8SSO_IMAGE:-$(python -m k8s_step_operator.localcluster.images step)}"  # content-tagged step image
 demo="${K8SSO_DEMO_DIR:-$cache/demo}"
 cluster="$demo/cluster"
 
-echo "==> starting the local cluster (kube-apiserver, etcd, scheduler, controller-manager, 2 process nodes)"
+echo "==> starting the local cluster (kube-apiserver, etcd, scheduler, controller-manager, 2 real nodes: kubelet + containerd)"
 k8s-step-operator local-cluster up --root "$cluster"
 if [ "${K8SSO_DEMO_KEEP:-0}" != "1" ]; then
   trap 'echo "==> stopping the local cluster"; k8s-step-operator local-cluster down --root "$cluster"' EXIT

@@ -26,7 +26,7 @@ from typing import Any
 
 from zenml.enums import StackComponentType
 
-IMAGE = "python:3.11"
+IMAGE = os.environ.get("K8SBENCH_IMAGE", "registry.k8sso.local/k8sso/step:latest")
 CONTEXT = "k8s-step-operator-local"
 
 # The step process: sleep, then note the wall-clock time (a finer clock than the pod

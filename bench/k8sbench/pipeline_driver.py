@@ -28,7 +28,7 @@ from typing import Any
 from zenml import pipeline, step
 from zenml.config import DockerSettings
 
-IMAGE = os.environ.get("K8SBENCH_IMAGE", "local/zenml-step:latest")
+IMAGE = os.environ.get("K8SBENCH_IMAGE", "registry.k8sso.local/k8sso/step:latest")
 DOCKER = DockerSettings(skip_build=True, parent_image=IMAGE)
 
 

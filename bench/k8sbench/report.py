@@ -349,7 +349,7 @@ def section_e2e(data: dict) -> str:
     lines += [
         "",
         "Each variant runs the pipeline `bench_overhead` — a chain of identical steps that `time.sleep(2)` "
-        "(`DockerSettings(skip_build=True, parent_image=local/zenml-step:latest)`) — on the local orchestrator, "
+        "(`DockerSettings(skip_build=True, parent_image=registry.k8sso.local/k8sso/step:latest)`) — on the local orchestrator, "
         "from a ZenML repository in a tmp dir; rounds alternate the variant order.",
         "",
         "* **Orchestrator view**: ZenML's `StepLauncher._run_step_with_step_operator` (builds the entrypoint "

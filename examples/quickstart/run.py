@@ -9,7 +9,10 @@ Run it from a ZenML repository whose active stack has a `k8s` step operator
 from __future__ import annotations
 
 import os
+import platform
 import random
+import socket
+import sys
 from typing import Annotated
 
 from zenml import pipeline, step
@@ -18,7 +21,7 @@ from zenml.config import DockerSettings
 from k8s_step_operator.settings import K8sStepOperatorSettings
 
 STEP_OPERATOR = os.environ.get("K8SSO_STEP_OPERATOR", "k8s-local")
-IMAGE = os.environ.get("K8SSO_IMAGE", "local/zenml-step:latest")
+IMAGE = os.environ.get("K8SSO_IMAGE", "registry.k8sso.local/k8sso/step:latest")
 
 # Settings in the shape of ZenML's Kubernetes example: pick the GPU pool, tolerate its taint,
 # ask for a GPU. On a real cluster, replace the image with one built by your stack.
@@ -40,6 +43,7 @@ gpu_settings = K8sStepOperatorSettings(
             "limits": {"memory": "2Gi", "nvidia.com/gpu": "1"},
         },
         "labels": {"team": "data-science"},
+        "env": [{"name": "K8SSO_NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
     },
     startup_timeout=120,
 )
@@ -57,6 +61,8 @@ def load_data(n: int = 200, seed: int = 7) -> Annotated[list, "points"]:
 def train(points: list, epochs: int = 300, lr: float = 0.5) -> Annotated[dict, "model"]:
     """Gradient descent on a line; prints its progress, which streams to your console."""
     w, b = 0.0, 0.0
+    print(f"running in container {socket.gethostname()} on node {os.environ.get('K8SSO_NODE_NAME', '?')}, "
+          f"Python {platform.python_version()} at {sys.executable}")
     print(f"training on {len(points)} points, GPUs visible: {os.environ.get('NVIDIA_VISIBLE_DEVICES', 'n/a')}")
     for epoch in range(epochs):
         gw = sum(2 * (w * x + b - y) * x for x, y in points) / len(points)

@@ -200,7 +200,7 @@ def doctor_command(
 # ----------------------------------------------------------- local-cluster
 @main.group("local-cluster")
 def local_cluster() -> None:
-    """Run a local control plane with process nodes in the background."""
+    """Run a local cluster (control plane and two real nodes) in the background."""
 
 
 def _root_option(func: Any) -> Any:

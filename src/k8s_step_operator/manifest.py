@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 from k8s_step_operator.merge import deep_merge
 from k8s_step_operator.names import label_value, pod_name, text_hash
@@ -455,17 +455,31 @@ def mount_claims(pod: dict, claims: Mapping[str, str]) -> dict:
     Returns a new Pod dict; volume names are derived from the mount path
     (``pvol-<hash>``), so mounting the same claim twice at two paths works.
     """
-    if not claims:
-        return pod
-    volumes, mounts = [], []
+    volumes = {}
     for path, claim in claims.items():
         validate_dns1123_subdomain(claim, f"pvolumes[{path!r}]")
-        name = f"pvol-{text_hash(path)}"
-        volumes.append({"name": name, "persistentVolumeClaim": {"claimName": claim}})
+        volumes[path] = ("pvol", {"persistentVolumeClaim": {"claimName": claim}})
+    return _mount_into_main(pod, volumes)
+
+
+def mount_host_paths(pod: dict, paths: Sequence[str]) -> dict:
+    """Mount host directories at the same paths in the main container (``local=True``: the pods
+    share this machine, so ZenML's local store and artifact store are these directories)."""
+    return _mount_into_main(pod, {p: ("host", {"hostPath": {"path": p, "type": "Directory"}}) for p in paths})
+
+
+def _mount_into_main(pod: dict, volumes: Mapping[str, tuple[str, dict]]) -> dict:
+    """Add one volume per mount path (named ``<prefix>-<hash of the path>``) to the main container."""
+    if not volumes:
+        return pod
+    new_volumes, mounts = [], []
+    for path, (prefix, source) in volumes.items():
+        name = f"{prefix}-{text_hash(path)}"
+        new_volumes.append({"name": name, **source})
         mounts.append({"name": name, "mountPath": path})
     containers = [
         {**c, "volumeMounts": [*(c.get("volumeMounts") or []), *mounts]} if c.get("name") == MAIN_CONTAINER_NAME else c
         for c in pod["spec"]["containers"]
     ]
-    spec = {**pod["spec"], "containers": containers, "volumes": [*(pod["spec"].get("volumes") or []), *volumes]}
+    spec = {**pod["spec"], "containers": containers, "volumes": [*(pod["spec"].get("volumes") or []), *new_volumes]}
     return {**pod, "spec": spec}

@@ -101,6 +101,17 @@ def _main_terminated(pod: dict) -> dict | None:
     return None
 
 
+def ran_to_an_end(pod: dict | None) -> bool:
+    """Whether the step's container ran and ended (or the pod is terminal): what is worth keeping.
+
+    The kubelet reports the container's exit before the pod's phase (about a second later), so the
+    main container's terminated state counts as the end too.
+    """
+    if not pod:
+        return False
+    return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed") or _main_terminated(pod) is not None
+
+
 def _fatal_waiting(pod: dict, fatal: Iterable[str]) -> str | None:
     fatal = set(fatal)
     for key in ("initContainerStatuses", "containerStatuses"):

@@ -12,6 +12,7 @@ modules there would add about half a second to every step.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Type, cast
@@ -198,6 +199,7 @@ class K8sStepOperator(BaseStepOperator):
         pod = manifest.mount_claims(pod, resolve_pvolumes(info, settings.pvolumes))
         if self.config.local:
             environment = {**local_environment(), **environment}
+            pod = manifest.mount_host_paths(pod, local_paths())
         secret = manifest.build_env_secret(secret_name, namespace, identity, environment)
         self._watch(namespace)  # start watching before the pod exists
         self.create_pod_with_secret(settings, namespace, pod, secret)
@@ -393,7 +395,7 @@ class K8sStepOperator(BaseStepOperator):
         pod, _ = self._watch(sub.namespace).lookup(sub.pod)
         # a failed pod is kept for debugging only if it ran to an end; one stuck Pending (image pull,
         # startup timeout) would hold its node's resources and retry for ever, so it goes at once
-        ended = ((pod or {}).get("status") or {}).get("phase") in ("Succeeded", "Failed")
+        ended = pod_status.ran_to_an_end(pod)
         keep = policy == "keep" or (policy == "delete-succeeded" and not succeeded and ended)
         self._remove(sub, delete_pod=not keep, grace=None if ended else 0)
         self._known.pop(str(step_run.id), None)
@@ -461,6 +463,23 @@ def local_environment() -> Dict[str, str]:
     from zenml.config.global_config import GlobalConfiguration
 
     return {"ZENML_CONFIG_PATH": GlobalConfiguration().config_directory}
+
+
+def local_paths() -> list[str]:
+    """With ``local=True``: the host directories the step pod mounts at the same paths — ZenML's
+    config directory (its SQLite store and default artifact stores) and the active stack's local
+    artifact store when it lies elsewhere."""
+    from zenml.client import Client
+    from zenml.config.global_config import GlobalConfiguration
+
+    config_dir = os.path.realpath(GlobalConfiguration().config_directory)
+    paths = [config_dir]
+    store = Client().active_stack.artifact_store
+    if store.config.is_local:
+        root = os.path.realpath(store.path)
+        if not (root + os.sep).startswith(config_dir + os.sep):
+            paths.append(root)
+    return paths
 
 
 def _refuse_unknown_settings(settings: K8sStepOperatorSettings) -> None:

@@ -7,7 +7,6 @@ and `register` run the installed console script in a subprocess, the way users d
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -25,7 +24,8 @@ from kubernetes.client.exceptions import ApiException
 
 from k8s_step_operator import rbac
 from k8s_step_operator.cli import main
-from k8s_step_operator.localcluster import cli_state
+from k8s_step_operator.localcluster import cli_state, network, nodes
+from k8s_step_operator.localcluster.images import current
 from k8s_step_operator.registration import FLAVOR_SOURCE
 
 KUBECTL = "/usr/bin/kubectl"
@@ -169,7 +169,6 @@ def test_printed_rbac_allows_exactly_the_operators_calls(
 ) -> None:
     """As the service account, make the operator's requests; then try what is not granted."""
     from k8s_step_operator import manifest
-    from k8s_step_operator.kube import rest
     from k8s_step_operator.kube.logs import LogFollower
     from k8s_step_operator.kube.podwatch import PodWatch
     from k8s_step_operator.settings import K8sStepOperatorSettings
@@ -178,7 +177,7 @@ def test_printed_rbac_allows_exactly_the_operators_calls(
     api = as_service_account
     settings = K8sStepOperatorSettings()
     identity = manifest.StepIdentity("run-1", "pipe", "train", str(uuid.uuid4()))
-    pod = manifest.build_pod(settings, identity, "busybox", ["sh", "-c", "echo hello"], namespace, "train-env")
+    pod = manifest.build_pod(settings, identity, current("busybox"), ["sh", "-c", "echo hello"], namespace, "train-env")
     name = pod["metadata"]["name"]
     secret = manifest.build_env_secret("train-env", namespace, identity, {"ZENML_STORE_URL": "sqlite://"})
     core = client.CoreV1Api(api_client)
@@ -190,7 +189,6 @@ def test_printed_rbac_allows_exactly_the_operators_calls(
     assert created["metadata"]["ownerReferences"][0]["uid"] == stored.metadata.uid
 
     # get_status / wait: the operator's shared watch (LIST + WATCH by label selector).
-    has_nodes = bool(core.list_node().items)
     watch = PodWatch(api, namespace)
     try:
         assert watch.wait_synced(timeout=15), watch.last_error
@@ -198,28 +196,22 @@ def test_printed_rbac_allows_exactly_the_operators_calls(
         deadline = time.monotonic() + 10
         while watch.watch_requests == 0 and time.monotonic() < deadline:
             time.sleep(0.05)
-        if has_nodes:  # the watch must also see the pod finish
 
-            def finished(pod_seen: dict | None, _gone: bool) -> str | None:
-                phase = ((pod_seen or {}).get("status") or {}).get("phase")
-                return phase if phase in ("Succeeded", "Failed") else None
+        def finished(pod_seen: dict | None, _gone: bool) -> str | None:  # the watch sees the pod finish
+            phase = ((pod_seen or {}).get("status") or {}).get("phase")
+            return phase if phase in ("Succeeded", "Failed") else None
 
-            assert watch.wait_for(name, finished, timeout=90) == "Succeeded", watch.last_error
+        assert watch.wait_for(name, finished, timeout=90) == "Succeeded", watch.last_error
         time.sleep(0.5)
         assert "403" not in watch.last_error and "Forbidden" not in watch.last_error, watch.last_error
     finally:
         watch.close()
 
-    # logs: GET pods/log with follow, through the operator's LogFollower when a node ran the pod.
-    log_path = f"/api/v1/namespaces/{namespace}/pods/{name}/log"
-    if has_nodes:
-        lines: list[str] = []
-        follower = LogFollower(api, namespace, name, "main", lines.append).start()
-        assert follower.join(30)
-        assert lines == ["hello"]
-    else:  # no node ran it: the log is empty or refused for lack of a host, but never forbidden
-        status = _status(lambda: rest.request(api, "GET", log_path, {"container": "main"}, stream=True).release_conn())
-        assert status != 403
+    # logs: GET pods/log with follow, through the operator's LogFollower.
+    lines: list[str] = []
+    follower = LogFollower(api, namespace, name, "main", lines.append).start()
+    assert follower.join(30)
+    assert lines == ["hello"]
 
     # cancel / clean-up: DELETE pod and secret (a second delete is a 404, which the operator ignores).
     base = f"/api/v1/namespaces/{namespace}"
@@ -276,7 +268,7 @@ def test_resource_steps_rbac_with_cluster_role(
             "metadata": {"name": "j"},
             "spec": {
                 "template": {
-                    "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}
+                    "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": current("busybox")}]}
                 }
             },
         }
@@ -308,8 +300,7 @@ def _run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
 def test_local_cluster_up_status_down(tmp_path: Path) -> None:
     """A second cluster under a temporary root: up (twice), status, down, nothing left."""
     root = tmp_path / "lc"
-    nodes = importlib.util.find_spec("k8s_step_operator.localcluster.node") is not None
-    up_args = ["local-cluster", "up", "--root", str(root), "--timeout", "180"] + ([] if nodes else ["--no-nodes"])
+    up_args = ["local-cluster", "up", "--root", str(root), "--timeout", "180"]
 
     stopped = _run("local-cluster", "status", "--root", str(root))
     assert stopped.returncode == 1 and "not running" in stopped.stdout
@@ -325,8 +316,8 @@ def test_local_cluster_up_status_down(tmp_path: Path) -> None:
         assert status.returncode == 0, status.stdout + status.stderr
         for component in ("etcd", "apiserver", "controller-manager", "scheduler"):
             assert component in status.stdout
-        if nodes:
-            assert "local-cpu" in status.stdout and "Ready" in status.stdout
+        assert "local-cpu" in status.stdout and "local-gpu" in status.stdout and "Ready" in status.stdout
+        slot = json.loads((root / "ready.json").read_text())["slot"]
         pids = [int(c["pid"]) for c in json.loads((root / "status.json").read_text())["components"].values()]
         supervisor = int((root / "supervisor.pid").read_text())
         api = config.new_client_from_config(config_file=str(kubeconfig))
@@ -341,6 +332,8 @@ def test_local_cluster_up_status_down(tmp_path: Path) -> None:
     assert not [pid for pid in [supervisor, *pids] if cli_state.alive(pid)]
     assert cli_state.leftover_processes(cli_state.ClusterDir.at(root)) == []
     assert sorted(p.name for p in root.iterdir()) == ["logs", "supervisor.log"]
+    net = network.ClusterNet(slot)  # nothing of the real nodes is left on this machine
+    assert network.leftovers(net) + nodes.leftovers(net, nodes.default_nodes()) == []
 
     after = _run("local-cluster", "status", "--root", str(root))
     assert after.returncode == 1 and "not running" in after.stdout

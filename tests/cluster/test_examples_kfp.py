@@ -12,10 +12,11 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
-from kubernetes import client
+import yaml
+from kubernetes import client, utils
 
 from k8s_step_operator.kube import rest
 
@@ -52,15 +53,43 @@ class Project:
         return json.loads(lines[-1][len("RESULT "):]), logs
 
 
+RUNNER = "kfp-runner"  # the step pods' ServiceAccount: the run-end clean-up hook runs in the last step's pod
+
+
+def _grant_resource_steps(api: client.ApiClient, namespace: str) -> list[dict]:
+    """Apply what ``k8s-step-operator rbac --resource-steps`` prints for the volume and snapshot steps,
+    as a user would for pipelines whose steps (and hooks) create and delete volumes in pods."""
+    printed = subprocess.run(
+        [str(BIN / "k8s-step-operator"), "rbac", "-n", namespace, "--service-account", RUNNER,
+         "--resource-steps", "--action", "create", "--action", "delete"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    docs = [doc for doc in yaml.safe_load_all(printed) if doc]
+    for doc in docs:
+        utils.create_from_dict(api, doc)
+    return [doc for doc in docs if doc["kind"].startswith("Cluster")]
+
+
 @pytest.fixture
-def project(tmp_path: Path, namespace: str, local_cluster: Any) -> Project:
+def project(tmp_path: Path, namespace: str, local_cluster: Any, api_client: client.ApiClient) -> Iterator[Project]:
+    cluster_scoped = _grant_resource_steps(api_client, namespace)
+    try:
+        yield _project(tmp_path, namespace, local_cluster)
+    finally:  # the namespace goes with the test; cluster-scoped grants do not
+        rbac = client.RbacAuthorizationV1Api(api_client)
+        for doc in cluster_scoped:
+            delete = (rbac.delete_cluster_role if doc["kind"] == "ClusterRole" else rbac.delete_cluster_role_binding)
+            delete(doc["metadata"]["name"])
+
+
+def _project(tmp_path: Path, namespace: str, local_cluster: Any) -> Project:
     env = zenml_env(tmp_path, K8SSO_STEP_OPERATOR=OPERATOR, PYTHONPATH=src_on_pythonpath())
     proj = Project(tmp_path, env)
     proj.zenml("init")
     proj.zenml("step-operator", "flavor", "register", "k8s_step_operator.flavor.K8sStepOperatorFlavor")
     proj.zenml(
         "step-operator", "register", OPERATOR, "--flavor=k8s", f"--kubernetes_namespace={namespace}",
-        f"--kubeconfig={local_cluster.kubeconfig}", "--local=True",
+        f"--kubeconfig={local_cluster.kubeconfig}", "--local=True", f"--service_account_name={RUNNER}",
     )
     proj.zenml("stack", "register", "k8s-stack", "-o", "default", "-a", "default", "-s", OPERATOR, "--set")
     return proj

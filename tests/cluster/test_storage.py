@@ -2,13 +2,11 @@
 
 The first half are pure unit tests of the helpers; the rest run against the session's
 local cluster (fixtures ``api_client`` and ``namespace``). Files are written straight
-into a PV's hostPath directory, since pods need the node agent; the pod round trip
-runs only when the node agent is available.
+into a PV's hostPath directory; the pod round trip runs busybox pods on the real nodes.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import threading
 import time
@@ -22,6 +20,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from k8s_step_operator.kube import rest
+from k8s_step_operator.localcluster.images import current
 from k8s_step_operator.localcluster.storage_install import crd_established, load_manifests
 from k8s_step_operator.localcluster.storage_kube import (
     Informer,
@@ -42,6 +41,8 @@ from k8s_step_operator.localcluster.storage_provisioner import (
     supported_access_modes,
 )
 from k8s_step_operator.localcluster.storage_snapshotter import SnapshotError, format_bytes, pick_class
+
+BUSYBOX = current("busybox")
 
 GROUP, VERSION = "snapshot.storage.k8s.io", "v1"
 
@@ -489,7 +490,7 @@ def test_wait_for_first_consumer(core: client.CoreV1Api, namespace: str) -> None
             "containers": [
                 {
                     "name": "c",
-                    "image": "busybox",
+                    "image": BUSYBOX,
                     "command": ["true"],
                     "volumeMounts": [{"name": "v", "mountPath": "/data"}],
                 }
@@ -683,9 +684,6 @@ def test_namespace_deletion_leaves_no_contents(core: client.CoreV1Api, custom: c
 
 @pytest.mark.cluster
 def test_data_through_pods(core: client.CoreV1Api, custom: client.CustomObjectsApi, namespace: str) -> None:
-    if importlib.util.find_spec("k8s_step_operator.localcluster.node") is None:
-        pytest.skip("node agent (k8s_step_operator.localcluster.node) not available")
-
     def run_pod(name: str, claim: str, script: str) -> str:
         pod = {
             "metadata": {"name": name},
@@ -694,7 +692,7 @@ def test_data_through_pods(core: client.CoreV1Api, custom: client.CustomObjectsA
                 "containers": [
                     {
                         "name": "c",
-                        "image": "busybox",
+                        "image": BUSYBOX,
                         "command": ["sh", "-c", script],
                         "volumeMounts": [{"name": "v", "mountPath": "/data"}],
                     }

@@ -20,6 +20,7 @@ to the very end, whatever order collection produced.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import logging
 import sys
 import threading
@@ -37,7 +38,7 @@ from k8s_step_operator import names
 from k8s_step_operator.kube.podwatch import PodWatch
 
 LEAK_MODULE = "test_zz_no_leaks.py"
-PY_IMAGE = "python:3.11-slim"
+PY_IMAGE = os.environ["K8SSO_TEST_IMAGE"]  # the content-tagged step image (tests/conftest.py)
 MANAGED = "app.kubernetes.io/managed-by=k8s-step-operator"
 
 

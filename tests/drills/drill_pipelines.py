@@ -18,7 +18,7 @@ import time
 from zenml import pipeline, step
 from zenml.config import DockerSettings
 
-IMAGE = os.environ.get("K8SSO_TEST_IMAGE", "local/zenml-step:latest")
+IMAGE = os.environ.get("K8SSO_TEST_IMAGE", "registry.k8sso.local/k8sso/step:latest")
 OPERATOR = os.environ.get("K8SSO_OPERATOR", "k8s-drill")
 DOCKER = DockerSettings(skip_build=True, parent_image=IMAGE)
 SECRET_NAME = "drill-secret"

@@ -47,9 +47,9 @@ def drill_api(drill_cluster: LocalCluster) -> Iterator[client.ApiClient]:
 
 def _restore(cluster: LocalCluster) -> None:
     """Bring back whatever a drill left down; wait until the cluster is healthy again."""
-    for name, proc in list(cluster.procs.items()):
+    for name, proc in list(cluster.procs.items()):  # containerd before its kubelet (insertion order)
         if proc.poll() is not None:
-            cluster.start_component(name)
+            cluster.start_component(name, wait=False)
     cluster.wait_healthy(180)
 
 
@@ -120,15 +120,16 @@ def test_watch_expires_with_410_mid_step_and_is_relisted(ddrill: Drill, drill_cl
 
 
 def test_node_deleted_mid_run_fails_the_step_naming_the_node(ddrill: Drill, drill_cluster: LocalCluster) -> None:
-    """The machine disappears (its agent dies) and its Node object is deleted, as a cloud does
-    on scale-down or spot preemption; the pod garbage collector then removes the pod."""
+    """The machine disappears (its kubelet and containerd die) and its Node object is deleted, as a
+    cloud does on scale-down or spot preemption; the pod garbage collector then removes the pod."""
     step = ddrill.submit(ddrill.step("stranded", "import time\nprint('started', flush=True)\ntime.sleep(600)\n"))
     waiting = ddrill.wait_async(step)
     ddrill.wait_line(step, "started")
     node = ddrill.pod(step).spec.node_name
     assert node == "local-cpu"
 
-    drill_cluster.kill(f"node-{node}")
+    drill_cluster.kill(f"kubelet-{node}")
+    drill_cluster.kill(f"containerd-{node}")
     client.CoreV1Api(ddrill.api).delete_node(node)
 
     assert waiting.result(240) is ExecutionStatus.FAILED

@@ -9,13 +9,16 @@ Control-plane crashes, 410 Gone and node deletion are in ``test_destructive.py``
 from __future__ import annotations
 
 import os
+import signal
 import time
+import uuid
+from pathlib import Path
 
 import pytest
 from kubernetes import client
 from zenml.enums import ExecutionStatus
 
-from k8s_step_operator.localcluster.node import EVICT_ANNOTATION
+from k8s_step_operator.localcluster.images import ref
 
 from .conftest import Drill, bounded, pod_exists, secret_exists, settle, wait_until
 
@@ -29,16 +32,16 @@ def _secret_of(drill: Drill, step) -> str:
 
 
 def test_evicted_pod_fails_with_reason_evicted(drill: Drill) -> None:
-    step = drill.submit(drill.step("evictee", SLEEPER))
+    """The kubelet's eviction manager evicts a pod that writes past its ephemeral-storage limit."""
+    code = "open('/tmp/fill', 'wb').write(b'x' * 8 * 2**20)\n" + SLEEPER
+    settings = {"pod_settings": {"resources": {"limits": {"ephemeral-storage": "1Mi"}}}}
+    step = drill.submit(drill.step("evictee", code, settings=settings))
     waiting = drill.wait_async(step)
     drill.wait_line(step, "started")
-    message = "drill: The node was low on resource: memory."
-    client.CoreV1Api(drill.api).patch_namespaced_pod(
-        drill.pod_name(step), drill.namespace, {"metadata": {"annotations": {EVICT_ANNOTATION: message}}}
-    )
-    assert waiting.result(60) is ExecutionStatus.FAILED
+    assert waiting.result(180) is ExecutionStatus.FAILED
     [reason] = drill.reasons(step)
-    assert reason == f"pod {drill.namespace}/{drill.pod_name(step)}: Evicted: {message}"
+    assert reason.startswith(f"pod {drill.namespace}/{drill.pod_name(step)}: Evicted: "), reason
+    assert "ephemeral local storage usage exceeds the total limit of containers 1Mi" in reason
     assert drill.console.lines(step.prefix) == ["started"]
     assert drill.status(step) is ExecutionStatus.FAILED  # asked again: the same answer
     drill.cleanup(step)
@@ -49,7 +52,7 @@ def test_evicted_pod_fails_with_reason_evicted(drill: Drill) -> None:
 
 
 def test_unpullable_image_fails_fast_naming_image_and_reason(drill: Drill) -> None:
-    image = "registry.invalid/drills/no-such-image:1.0"
+    image = ref("drills-no-such-image", "1.0")  # a real pull from the local registry, answered 404
     step = drill.submit(drill.step("unpullable", "print('never')", image=image, settings={"startup_timeout": 600}))
     started = time.monotonic()
     assert drill.wait(step, 90) is ExecutionStatus.FAILED
@@ -66,7 +69,7 @@ def test_unpullable_image_fails_fast_naming_image_and_reason(drill: Drill) -> No
 
 
 def test_cleanup_leaves_no_pending_pod_of_a_failed_step(drill: Drill) -> None:
-    step = drill.submit(drill.step("pending-leak", "print('never')", image="registry.invalid/drills/leak:1"))
+    step = drill.submit(drill.step("pending-leak", "print('never')", image=ref("drills-leak", "1")))
     assert drill.wait(step, 90) is ExecutionStatus.FAILED
     drill.cleanup(step)
 
@@ -96,11 +99,6 @@ def test_unschedulable_pod_fails_after_startup_timeout_with_scheduler_message(dr
     wait_until(lambda: not pod_exists(drill.api, drill.namespace, drill.pod_name(step)), 30, "its pod deleted")
 
 
-def _cgroups_enforced() -> bool:
-    return os.access("/sys/fs/cgroup/memory", os.W_OK) or os.path.exists("/sys/fs/cgroup/cgroup.controllers")
-
-
-@pytest.mark.skipif(not _cgroups_enforced(), reason="no writable memory cgroup: the node cannot enforce limits")
 def test_oom_killed_container_fails_with_reason_oomkilled(drill: Drill) -> None:
     code = "print('allocating', flush=True)\nx = bytearray(512 * 2**20)\nprint('survived', flush=True)\n"
     settings = {"pod_settings": {"resources": {"limits": {"memory": "64Mi"}}}}
@@ -113,14 +111,33 @@ def test_oom_killed_container_fails_with_reason_oomkilled(drill: Drill) -> None:
 
 
 def test_exit_137_shows_code_and_signal(drill: Drill) -> None:
-    code = "import os, signal\nprint('killing myself', flush=True)\nos.kill(os.getpid(), signal.SIGKILL)\n"
+    """SIGKILL from outside the container (a container's PID 1 cannot be killed from inside)."""
+    marker = f"sigkill-me-{uuid.uuid4().hex}"
+    code = f"import time\nprint('waiting for the kill', flush=True)\ntime.sleep(600)  # {marker}\n"
     step = drill.submit(drill.step("sigkilled", code))
-    assert drill.wait(step, 90) is ExecutionStatus.FAILED
+    waiting = drill.wait_async(step)
+    drill.wait_line(step, "waiting for the kill")
+    pids = [pid for pid, cmd in _command_lines() if marker in cmd]
+    assert pids, "the step's process is not visible on this machine"
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    assert waiting.result(90) is ExecutionStatus.FAILED
     [reason] = drill.reasons(step)
     assert "container 'main' terminated" in reason and "exit code 137" in reason
     assert "OOMKilled" not in reason
-    assert drill.console.lines(step.prefix) == ["killing myself"]
+    assert drill.console.lines(step.prefix) == ["waiting for the kill"]
     drill.cleanup(step)
+
+
+def _command_lines() -> list[tuple[int, str]]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                found.append((int(entry.name), (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")))
+            except OSError:
+                pass
+    return found
 
 
 def test_cancel_mid_run_removes_pod_and_secret(drill: Drill) -> None:

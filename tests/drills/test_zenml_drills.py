@@ -73,7 +73,8 @@ def _pods(api: client.ApiClient, namespace: str, step: str) -> list:
 
 
 def test_orchestrator_dies_mid_step_and_a_new_one_completes_the_run(project: Project, api_client: client.ApiClient) -> None:
-    flag = project.root / f"flag-{uuid.uuid4().hex[:6]}"
+    # the step's pod sees the ZenML config directory (local=True mounts it), not the rest of this machine
+    flag = Path(project.env["ZENML_CONFIG_PATH"]) / f"flag-{uuid.uuid4().hex[:6]}"
     run_name = f"drill-orphan-{uuid.uuid4().hex[:8]}"
     orchestrator = project.start("slow", str(flag), run_name)
     try:

@@ -4,7 +4,7 @@ import datetime as dt
 
 import pytest
 
-from k8s_step_operator.pod_status import Phase, assess, progress, startup_deadline, waiting_reason
+from k8s_step_operator.pod_status import Phase, assess, progress, ran_to_an_end, startup_deadline, waiting_reason
 
 FATAL = ["InvalidImageName", "ErrImagePull", "ImagePullBackOff", "CreateContainerConfigError"]
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
@@ -117,3 +117,11 @@ def test_pod_gc_disruption_names_reason_and_node():
              "message": "PodGC: node no longer exists"}]
     verdict = assess(pod("Failed", "local-cpu", conditions=cond))
     assert verdict.reason == "DeletionByPodGC: PodGC: node no longer exists (node local-cpu)"
+
+
+def test_ran_to_an_end_counts_the_main_exit_before_the_phase():
+    assert ran_to_an_end(pod("Failed")) and ran_to_an_end(pod("Succeeded"))
+    assert ran_to_an_end(pod("Running", statuses=main_state(terminated={"exitCode": 1})))  # phase not yet updated
+    assert not ran_to_an_end(pod("Pending", statuses=main_state(waiting={"reason": "ImagePullBackOff"})))
+    assert not ran_to_an_end(pod("Running", statuses=main_state(running={})))
+    assert not ran_to_an_end(None)

@@ -15,7 +15,7 @@ from zenml.config import DockerSettings
 from k8s_step_operator.settings import K8sStepOperatorSettings as KubernetesStepOperatorSettings
 from kubernetes.client.models import V1Toleration
 
-IMAGE = os.environ.get("K8SSO_TEST_IMAGE", "local/zenml-step:latest")
+IMAGE = os.environ.get("K8SSO_TEST_IMAGE", "registry.k8sso.local/k8sso/step:latest")
 OPERATOR = os.environ.get("K8SSO_OPERATOR", "k8s-local")
 NAMESPACE = os.environ.get("K8SSO_NAMESPACE", "zenml")
 DOCKER = DockerSettings(skip_build=True, parent_image=IMAGE)
@@ -51,7 +51,7 @@ def failing_pipeline() -> None:
     boom()
 
 
-@step(step_operator=OPERATOR, settings={"docker": DockerSettings(skip_build=True, parent_image="registry.invalid/none/such:1")})
+@step(step_operator=OPERATOR, settings={"docker": DockerSettings(skip_build=True, parent_image="registry.k8sso.local/k8sso/none-such:1")})
 def unpullable() -> int:
     return 1
 

@@ -204,7 +204,7 @@ def _tail(path: Path, lines: int = 25) -> str:
 def up(cdir: ClusterDir, timeout: float = 240.0, nodes: bool = True) -> UpResult:
     """Start the supervisor unless it runs; wait until the cluster is ready.
 
-    ``nodes=False`` starts the control plane only (no node agents).
+    ``nodes=False`` starts the control plane only (no nodes).
 
     Raises:
         RuntimeError: If the supervisor dies or the cluster is not ready in time

@@ -1,16 +1,18 @@
-"""Start and stop a real Kubernetes control plane plus process nodes on loopback.
+"""Start and stop a real Kubernetes cluster on this machine: control plane plus real nodes.
 
-``LocalCluster`` owns every process it starts: etcd, kube-apiserver,
-kube-controller-manager, kube-scheduler, one node agent per ``NodeSpec`` and the
-storage controller. Children die with the process that started them, and
-``stop()`` removes the state directory.
+``LocalCluster`` owns every process it starts: etcd, kube-apiserver, kube-controller-manager,
+kube-scheduler, a registry, CoreDNS, per node a containerd and a kubelet, and the storage
+controller. It claims a network slot (``network.py``), so several clusters can run at once. Children
+die with the process that started them; a reaper process removes what they leave on the host
+(cgroups, mounts, links, addresses, the NAT chain) if that process is killed, and ``stop()`` does
+the same on a normal stop and removes the state directory.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
-import base64
 import shutil
 import signal
 import ssl
@@ -19,45 +21,18 @@ import sys
 import tempfile
 import time
 import urllib.request
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import yaml
 
-from . import processes
+from . import addons, network, nodes as node_runtime, processes, registry
 from .build import Binaries, ensure_binaries
+from .nodes import NodeSpec, default_nodes
 from .pki import CertificateAuthority, CertPair, service_account_keys
 
+__all__ = ["LocalCluster", "NodeSpec", "default_nodes", "write_kubeconfig"]
+
 CONTEXT_NAME = "k8s-step-operator-local"
-SERVICE_CIDR = "10.96.0.0/16"
-SERVICE_IP = "10.96.0.1"
-
-
-@dataclass
-class NodeSpec:
-    """A process node: what it advertises to the scheduler."""
-
-    name: str
-    labels: dict[str, str] = field(default_factory=dict)
-    taints: list[dict[str, str]] = field(default_factory=list)
-    capacity: dict[str, str] = field(
-        default_factory=lambda: {"cpu": "8", "memory": "32Gi", "pods": "110", "ephemeral-storage": "100Gi"}
-    )
-
-
-def default_nodes() -> list[NodeSpec]:
-    """One plain node and one GPU node labelled and tainted like ZenML's settings example."""
-    gpu = NodeSpec(
-        name="local-gpu",
-        labels={
-            "cloud.google.com/gke-nodepool": "ml-pool",
-            "gpu-type": "nvidia-tesla-v100",
-            "node-role.k8s-step-operator.io/gpu": "true",
-        },
-        taints=[{"key": "gpu", "value": "present", "effect": "NoSchedule"}],
-    )
-    gpu.capacity["nvidia.com/gpu"] = "2"
-    return [NodeSpec(name="local-cpu"), gpu]
 
 
 def write_kubeconfig(path: Path, server: str, ca: Path, client: CertPair, user: str) -> Path:
@@ -76,7 +51,7 @@ def write_kubeconfig(path: Path, server: str, ca: Path, client: CertPair, user: 
 
 
 class LocalCluster:
-    """A control plane and process nodes; use as a context manager or call start()/stop()."""
+    """A control plane and real nodes; use as a context manager or call start()/stop()."""
 
     def __init__(
         self,
@@ -93,11 +68,15 @@ class LocalCluster:
         self.procs: dict[str, subprocess.Popen] = {}
         self.kubeconfig = self.root / "kubeconfig"
         self.ports: dict[str, int] = {}
+        self._slot: network.SlotLock | None = None
+        self.net: network.ClusterNet | None = None
+        self._reaper: subprocess.Popen | None = None
 
     # ------------------------------------------------------------------ paths
     @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.ports['apiserver']}"
+        assert self.net is not None, "the cluster is not started"
+        return f"https://{self.net.api_ip}:{self.ports['apiserver']}"
 
     @property
     def pki(self) -> Path:
@@ -106,6 +85,10 @@ class LocalCluster:
     @property
     def logs(self) -> Path:
         return self.root / "logs"
+
+    def node_paths(self, spec: NodeSpec) -> node_runtime.NodePaths:
+        assert self.net is not None, "the cluster is not started"
+        return node_runtime.node_paths(self.net, spec)
 
     # -------------------------------------------------------------- lifecycle
     def __enter__(self) -> "LocalCluster":
@@ -124,8 +107,13 @@ class LocalCluster:
         bins = self._binaries or ensure_binaries()
         self.root.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(exist_ok=True)
-        for name in ("etcd_client", "etcd_peer", "apiserver", "controller_manager", "scheduler"):
+        self._slot = network.SlotLock.acquire(str(self.root))
+        self.net = net = network.ClusterNet(self._slot.slot)
+        node_runtime.sweep(net, self.nodes)  # whatever a killed owner of this slot left (before the reaper starts)
+        self._start_reaper()
+        for name in ("etcd_client", "etcd_peer", "apiserver", "controller_manager", "scheduler", "registry"):
             self.ports[name] = processes.free_port()
+        network.setup(net, len(self.nodes), self.ports["apiserver"])
         ca = CertificateAuthority(self.pki)
         sa = service_account_keys(self.pki)
         serving = ca.issue(
@@ -138,7 +126,8 @@ class LocalCluster:
                 "kubernetes.default.svc.cluster.local",
                 "localhost",
                 "127.0.0.1",
-                SERVICE_IP,
+                net.api_ip,
+                net.kubernetes_service_ip,
             ),
         )
         admin = ca.issue("admin", "k8s-step-operator-admin", "system:masters")
@@ -150,7 +139,9 @@ class LocalCluster:
         self._start_etcd(bins)
         self._start_apiserver(bins, ca.pair, sa, serving, kubelet_client)
         write_kubeconfig(self.kubeconfig, self.server, ca.pair.cert, admin, "admin")
+        self._start_registry()
         processes.wait_until(self._ready, timeout, what="kube-apiserver /readyz")
+        addons.install(self.apply)
 
         kcm_config = write_kubeconfig(self.root / "controller-manager.kubeconfig", self.server, ca.pair.cert, kcm, "kcm")
         sched_config = write_kubeconfig(self.root / "scheduler.kubeconfig", self.server, ca.pair.cert, sched, "sched")
@@ -187,22 +178,22 @@ class LocalCluster:
                 "--leader-elect=false",
             ],
         )
-        self._start_nodes(ca)
+        self._start_coredns(bins, ca)
+        self._start_nodes(bins, ca)
         self._start_storage()
+        processes.wait_until(self._nodes_registered, timeout, interval=0.25, what="nodes registered")
+        for spec in self.nodes:
+            if spec.extended_resources:
+                self.advertise(spec.name, spec.extended_resources)
         processes.wait_until(self._nodes_ready, timeout, interval=0.25, what="nodes Ready and untainted")
         processes.wait_until(self._default_sa_exists, timeout, interval=0.25, what="default ServiceAccount")
         processes.wait_until(self._storage_ready, timeout, interval=0.1, what="storage ready (volumes/ready)")
         return self
 
     def stop(self) -> None:
-        """Stop nodes first (so pods die), then the control plane; remove the state dir."""
-        order = [n for n in self.procs if n.startswith("node-")] + [
-            "storage",
-            "scheduler",
-            "controller-manager",
-            "apiserver",
-            "etcd",
-        ]
+        """Stop kubelets and containerds, then the control plane; sweep the host; remove the state dir."""
+        order = [n for n in self.procs if n.startswith("kubelet-")] + [n for n in self.procs if n.startswith("containerd-")]
+        order += ["storage", "coredns", "scheduler", "controller-manager", "registry", "apiserver", "etcd"]
         for name in order:
             proc = self.procs.pop(name, None)
             if proc is not None:
@@ -210,8 +201,23 @@ class LocalCluster:
         for proc in self.procs.values():
             processes.stop(proc)
         self.procs.clear()
+        if self.net is not None:
+            node_runtime.sweep(self.net, self.nodes)
+            network.teardown(self.net)
+        if self._reaper is not None:
+            processes.stop(self._reaper)
+            self._reaper = None
+        if self._slot is not None:
+            self._slot.release()
+            self._slot = None
         if self._own_root and not self.keep_root:
             shutil.rmtree(self.root, ignore_errors=True)
+
+    def leftovers(self) -> list[str]:
+        """What this cluster still holds on the host (empty after a clean stop)."""
+        if self.net is None:
+            return []
+        return node_runtime.leftovers(self.net, self.nodes) + network.leftovers(self.net)
 
     # ------------------------------------------------------------- components
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
@@ -220,6 +226,21 @@ class LocalCluster:
         time.sleep(0.05)
         if proc.poll() is not None:
             raise RuntimeError(f"{name} exited at once ({proc.returncode}); see {self.logs / (name + '.log')}")
+
+    def _start_reaper(self) -> None:
+        """A process in its own session that cleans the host if this one dies without stop()."""
+        assert self.net is not None
+        spec = json.dumps({"pid": os.getpid(), "slot": self.net.slot, "root": str(self.root),
+                           "nodes": [s.name for s in self.nodes]})
+        log = open(self.logs / "reaper.log", "ab")
+        try:
+            self._reaper = subprocess.Popen(
+                [sys.executable, "-m", "k8s_step_operator.localcluster.reaper", spec],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=self._python_env(), start_new_session=True,
+            )
+        finally:
+            log.close()
 
     def _start_etcd(self, bins: Binaries) -> None:
         client, peer = self.ports["etcd_client"], self.ports["etcd_peer"]
@@ -242,13 +263,14 @@ class LocalCluster:
     def _start_apiserver(
         self, bins: Binaries, ca: CertPair, sa: CertPair, serving: CertPair, kubelet_client: CertPair
     ) -> None:
+        assert self.net is not None
         self._spawn(
             "apiserver",
             [
                 *bins.command("apiserver"),
                 f"--etcd-servers=http://127.0.0.1:{self.ports['etcd_client']}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={self.net.api_ip}",
+                f"--advertise-address={self.net.api_ip}",
                 f"--secure-port={self.ports['apiserver']}",
                 f"--tls-cert-file={serving.cert}",
                 f"--tls-private-key-file={serving.key}",
@@ -256,12 +278,13 @@ class LocalCluster:
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                 f"--service-account-key-file={sa.cert}",
                 f"--service-account-signing-key-file={sa.key}",
-                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                f"--service-cluster-ip-range={self.net.service_cidr}",
                 "--authorization-mode=Node,RBAC",
                 "--enable-admission-plugins=NodeRestriction",
-                "--endpoint-reconciler-type=none",
+                "--endpoint-reconciler-type=lease",
                 f"--kubelet-client-certificate={kubelet_client.cert}",
                 f"--kubelet-client-key={kubelet_client.key}",
+                f"--kubelet-certificate-authority={ca.cert}",
                 "--kubelet-preferred-address-types=InternalIP",
                 "--allow-privileged=true",
                 "--profiling=false",
@@ -269,32 +292,36 @@ class LocalCluster:
             ],
         )
 
-    def _node_kubeconfig(self, ca: CertificateAuthority, node: str) -> Path:
-        client = ca.issue(f"node-{node}", f"system:node:{node}", "system:nodes")
-        return write_kubeconfig(self.root / f"node-{node}.kubeconfig", self.server, ca.pair.cert, client, node)
+    def _start_registry(self) -> None:
+        config = registry.write_config(self.root / "registry.json", self.ports["registry"], registry.registry_storage(),
+                                       read_only=True)
+        self._spawn("registry", [registry.registry_binary(), "serve", str(config)])
+        registry.wait_ready(self.ports["registry"])
 
-    def _start_nodes(self, ca: CertificateAuthority) -> None:
-        for spec in self.nodes:
+    def _start_coredns(self, bins: Binaries, ca: CertificateAuthority) -> None:
+        assert self.net is not None and bins.coredns is not None
+        client = ca.issue("coredns", addons.COREDNS_USER)
+        kubeconfig = write_kubeconfig(self.root / "coredns.kubeconfig", self.server, ca.pair.cert, client, "coredns")
+        corefile = self.root / "Corefile"
+        corefile.write_text(addons.corefile(self.net.dns_ip, kubeconfig, processes.free_port()))
+        self._spawn("coredns", [str(bins.coredns), "-conf", str(corefile)])
+
+    def _start_nodes(self, bins: Binaries, ca: CertificateAuthority) -> None:
+        assert self.net is not None
+        for index, spec in enumerate(self.nodes):
+            node = self.net.node(index)
+            paths = self.node_paths(spec)
+            node_runtime.prepare(self.net, node, spec, paths, self.ports["registry"])
+            serving = ca.issue(f"kubelet-{spec.name}", spec.name, "system:nodes", server_names=(node.ip, spec.name))
+            client = ca.issue(f"node-{spec.name}", f"system:node:{spec.name}", "system:nodes")
+            kubeconfig = write_kubeconfig(paths.root / "kubeconfig", self.server, ca.pair.cert, client, spec.name)
             port = processes.free_port()
-            serving = ca.issue(f"kubelet-{spec.name}", spec.name, server_names=("127.0.0.1", "localhost", spec.name))
-            config = {
-                **asdict(spec),
-                "kubeconfig": str(self._node_kubeconfig(ca, spec.name)),
-                "admin_kubeconfig": str(self.kubeconfig),
-                "state_dir": str(self.root / "nodes" / spec.name),
-                "port": port,
-                "serving_cert": str(serving.cert),
-                "serving_key": str(serving.key),
-                "ca_cert": str(ca.pair.cert),
-                "api_server": self.server,
-            }
-            path = self.root / f"node-{spec.name}.json"
-            path.write_text(json.dumps(config, indent=2))
-            self._spawn(
-                f"node-{spec.name}",
-                [sys.executable, "-m", "k8s_step_operator.localcluster.node", "--config", str(path)],
-                env=self._python_env(),
-            )
+            node_runtime.write_yaml(paths.kubelet_config, node_runtime.kubelet_config(
+                self.net, node, spec, paths, port, ca.pair.cert, serving.cert, serving.key))
+            self._spawn(f"containerd-{spec.name}", ["containerd", "--config", str(paths.containerd_config)])
+            processes.wait_until(paths.containerd_socket.exists, 30, interval=0.05, what=f"containerd of {spec.name}")
+            self._spawn(f"kubelet-{spec.name}",
+                        [*bins.command("kubelet"), *node_runtime.kubelet_args(spec, node, paths, kubeconfig)])
 
     def _start_storage(self) -> None:
         self._spawn(
@@ -319,6 +346,11 @@ class LocalCluster:
         env["PYTHONUNBUFFERED"] = "1"
         return env
 
+    def advertise(self, node: str, resources: dict[str, str]) -> None:
+        """Advertise extended resources (``nvidia.com/gpu``) in a node's status, as cluster admins do."""
+        patch = [{"op": "add", "path": f"/status/capacity/{k.replace('/', '~1')}", "value": v} for k, v in resources.items()]
+        self.request("PATCH", f"/api/v1/nodes/{node}/status", patch, "application/json-patch+json")
+
     # ---------------------------------------------------------------- probing
     def _ssl_context(self) -> ssl.SSLContext:
         ctx = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
@@ -329,6 +361,25 @@ class LocalCluster:
         """GET a raw apiserver path with the admin credential (e.g. /metrics)."""
         with urllib.request.urlopen(self.server + path, context=self._ssl_context(), timeout=timeout) as resp:
             return resp.read()
+
+    def request(self, method: str, path: str, body: object = None, content_type: str = "application/json") -> dict:
+        """A JSON request with the admin credential."""
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.server + path, data=data, method=method,
+                                     headers={"Content-Type": content_type, "Accept": "application/json"})
+        with urllib.request.urlopen(req, context=self._ssl_context(), timeout=30) as resp:
+            return json.loads(resp.read() or b"{}")
+
+    def apply(self, obj: dict, field_manager: str = "k8s-step-operator-local") -> dict:
+        """Server-side apply of one object (admin)."""
+        kind_path = addons.resource_path(obj)
+        return self.request("PATCH", f"{kind_path}?fieldManager={field_manager}&force=true", obj,
+                            "application/apply-patch+yaml")
+
+    def _nodes_registered(self) -> bool:
+        self._ready()
+        names = {n["metadata"]["name"] for n in self._json("/api/v1/nodes").get("items", [])}
+        return all(spec.name in names for spec in self.nodes)
 
     def _ready(self) -> bool:
         for name, proc in self.procs.items():
@@ -389,14 +440,24 @@ class LocalCluster:
                 pass
             proc.wait(timeout=timeout)
 
-    def start_component(self, component: str, timeout: float = 120.0) -> None:
-        """Start a killed component again with its original command line; wait until the cluster is healthy."""
+    def start_component(self, component: str, timeout: float = 120.0, wait: bool = True) -> None:
+        """Start a killed component again with its original command line; wait until the cluster is
+        healthy (unless ``wait`` is false: other components may still be down)."""
         proc = self.procs[component]
         if proc.poll() is None:
             raise RuntimeError(f"{component} is still running")
-        python = component == "storage" or component.startswith("node-")
+        python = component == "storage"
         self._spawn(component, [str(a) for a in proc.args], env=self._python_env() if python else None)
-        self.wait_healthy(timeout)
+        if component.startswith("containerd-"):
+            socket = self.node_paths(NodeSpec(component.split("-", 1)[1])).containerd_socket
+            processes.wait_until(socket.exists, 30, interval=0.05, what=f"{component} socket")
+        if component.startswith("kubelet-"):  # a node that registers again has lost its extended resources
+            spec = next(s for s in self.nodes if s.name == component.split("-", 1)[1])
+            if spec.extended_resources:
+                processes.wait_until(self._nodes_registered, timeout, interval=0.25, what="nodes registered")
+                self.advertise(spec.name, spec.extended_resources)
+        if wait:
+            self.wait_healthy(timeout)
 
     def restart(self, component: str, timeout: float = 120.0) -> None:
         """``kill`` then ``start_component``: returns once /readyz is ok and every node is Ready."""

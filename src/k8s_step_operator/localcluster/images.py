@@ -30,7 +30,7 @@ from typing import Callable, Iterable
 from .build import cache_root
 
 REGISTRY_HOST = "registry.k8sso.local"  # resolved by the nodes' containerd to the cluster's own registry
-RECIPE_VERSION = "1"  # bump to rebuild every image
+RECIPE_VERSION = "2"  # bump to rebuild every image
 SOURCE_DATE_EPOCH = 1735689600  # 2025-01-01: the mtime of every file we write into a layer
 DEBIAN_SUITE = "bookworm"
 STEP_PACKAGES = ("python3", "python3-venv", "ca-certificates", "procps", "iproute2")
@@ -67,6 +67,26 @@ def registry_storage() -> Path:
 
 def ref(repository: str, tag: str) -> str:
     return f"{REGISTRY_HOST}/k8sso/{repository}:{tag}"
+
+
+def _current_file() -> Path:
+    return image_cache() / "current.json"
+
+
+def current(name: str) -> str:
+    """The content-tagged reference of the last pushed ``name`` image (a tag that is not ``latest``, so
+    the kubelet's default pull policy is IfNotPresent and a node pulls it once)."""
+    try:
+        return json.loads(_current_file().read_text())[name]
+    except (OSError, KeyError, ValueError):
+        raise RuntimeError(f"no {name} image built yet: run scripts/setup.sh "
+                           "(python -m k8s_step_operator.localcluster.registry)") from None
+
+
+def record_current(references: dict[str, str]) -> None:
+    tmp = _current_file().with_suffix(".tmp")
+    tmp.write_text(json.dumps(references, indent=1, sort_keys=True))
+    tmp.replace(_current_file())
 
 
 @dataclass(frozen=True)
@@ -256,7 +276,7 @@ def _build_step_base(out: Path, requirements: str) -> None:
         _run([
             "mmdebstrap", "--variant=minbase", "--mode=root", "--format=tar",
             f"--include={','.join(STEP_PACKAGES)}",
-            "--customize-hook=mkdir -p \"$1/app\" \"$1/tmp/wheels\"",
+            "--customize-hook=mkdir -p \"$1/app\" \"$1/tmp/wheels\" && chmod 1777 \"$1/app\"",  # any uid may unpack code in the WORKDIR
             f"--customize-hook=copy-in {wheels}/. /tmp/wheels",
             f"--customize-hook=chroot \"$1\" python3 -m venv {VENV}",
             f"--customize-hook=chroot \"$1\" env SOURCE_DATE_EPOCH={SOURCE_DATE_EPOCH} {VENV}/bin/pip install -q "
@@ -288,3 +308,7 @@ def build_step() -> Image:
 
 
 BUILDERS: dict[str, Callable[[], Image]] = {"pause": build_pause, "busybox": build_busybox, "step": build_step}
+
+
+if __name__ == "__main__":  # python -m k8s_step_operator.localcluster.images step  ->  its current reference
+    print(current(sys.argv[1] if len(sys.argv) > 1 else "step"))

@@ -182,6 +182,48 @@ def setup(net: ClusterNet, nodes: int, api_port: int) -> None:
         _iptables("-t", "nat", "-I", hook, "-j", net.chain)
 
 
+# Chains every kubelet adds to this machine's tables (its canaries and its localnet firewall), by table.
+KUBELET_CHAINS = {"filter": ("KUBE-FIREWALL", "KUBE-KUBELET-CANARY"), "nat": ("KUBE-KUBELET-CANARY",),
+                  "mangle": ("KUBE-IPTABLES-HINT", "KUBE-KUBELET-CANARY")}
+
+
+def other_slots_in_use(own: int) -> bool:
+    """Whether another local cluster holds a slot (its kubelets still need the shared chains)."""
+    for slot in range(SLOTS):
+        path = LOCK_DIR / f"slot-{slot}.lock"
+        if slot == own or not path.exists():
+            continue
+        with open(path, "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
+
+
+def remove_kubelet_chains() -> None:
+    """Remove the kubelets' own chains (IPv4 and IPv6), once no kubelet of ours runs any more."""
+    for tool in ("iptables", "ip6tables"):
+        for table, chains in KUBELET_CHAINS.items():
+            for chain in chains:
+                for hook in ("INPUT", "OUTPUT"):
+                    while subprocess.run([tool, "-w", "5", "-t", table, "-D", hook, "-j", chain],
+                                         capture_output=True).returncode == 0:
+                        pass
+                subprocess.run([tool, "-w", "5", "-t", table, "-F", chain], capture_output=True)
+                subprocess.run([tool, "-w", "5", "-t", table, "-X", chain], capture_output=True)
+
+
+def kubelet_chains_left() -> list[str]:
+    found = []
+    for tool in ("iptables", "ip6tables"):
+        for table, chains in KUBELET_CHAINS.items():
+            listing = subprocess.run([tool, "-w", "5", "-t", table, "-S"], capture_output=True, text=True).stdout
+            found += [f"{tool} {table} {c}" for c in chains if f"-N {c}" in listing.split("\n")]
+    return found
+
+
 def teardown(net: ClusterNet) -> None:
     """Remove every address, bridge and rule of the slot (idempotent)."""
     for hook in ("PREROUTING", "OUTPUT"):
@@ -197,6 +239,8 @@ def teardown(net: ClusterNet) -> None:
     for address in net.host_addresses(MAX_NODES):
         if f" {address}/32 " in present:
             _ip("addr", "del", f"{address}/32", "dev", "lo", check=False)
+    if not other_slots_in_use(net.slot):
+        remove_kubelet_chains()
 
 
 def leftovers(net: ClusterNet) -> list[str]:
@@ -207,4 +251,6 @@ def leftovers(net: ClusterNet) -> list[str]:
     found += [f"link {net.node(i).bridge}" for i in range(MAX_NODES) if Path(f"/sys/class/net/{net.node(i).bridge}").exists()]
     if _iptables("-t", "nat", "-S", net.chain, check=False).returncode == 0:
         found.append(f"iptables chain {net.chain}")
+    if not other_slots_in_use(net.slot):
+        found += kubelet_chains_left()
     return found

@@ -11,8 +11,10 @@ slot, or the slot's network (``network.py``); :func:`sweep` removes all of it, a
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -59,11 +61,23 @@ def cgroup_root(net: ClusterNet, spec: NodeSpec) -> str:
     return f"/k8sso-s{net.slot}-{spec.name}"
 
 
+# A node's state and sockets live at short paths named after the slot: the kubelet and containerd
+# put unix sockets in them, and a socket path must stay under 108 bytes whatever the cluster's root.
+STATE_DIR = Path("/var/lib/k8s-step-operator")
+RUN_DIR = Path("/run/k8s-step-operator")
+SHIM_SOCKETS = Path("/run/containerd/s")  # where containerd 1.6 puts its shims' sockets, whatever its config
+
+
+def node_paths(net: ClusterNet, spec: NodeSpec) -> "NodePaths":
+    return NodePaths(STATE_DIR / f"s{net.slot}-{spec.name}", RUN_DIR / f"s{net.slot}-{spec.name}")
+
+
 @dataclass(frozen=True)
 class NodePaths:
-    """Where one node keeps its state."""
+    """Where one node keeps its state (``root``) and its sockets (``run``)."""
 
     root: Path
+    run: Path
 
     @property
     def containerd_config(self) -> Path:
@@ -71,7 +85,7 @@ class NodePaths:
 
     @property
     def containerd_socket(self) -> Path:
-        return self.root / "containerd" / "containerd.sock"
+        return self.run / "containerd.sock"
 
     @property
     def kubelet_config(self) -> Path:
@@ -105,7 +119,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   address = "{paths.containerd_socket}"
 
 [ttrpc]
-  address = "{r}/containerd/containerd.sock.ttrpc"
+  address = "{paths.run}/containerd.sock.ttrpc"
 
 [debug]
   address = ""
@@ -197,7 +211,7 @@ def kubelet_config(net: ClusterNet, node: NodeNet, spec: NodeSpec, paths: NodePa
 
 def prepare(net: ClusterNet, node: NodeNet, spec: NodeSpec, paths: NodePaths, registry_port: int) -> None:
     """Write the node's files and make its cgroup root in every v1 hierarchy."""
-    for d in (paths.root, paths.kubelet_root, paths.cni_conf_dir, paths.containerd_socket.parent,
+    for d in (paths.root, paths.kubelet_root, paths.cni_conf_dir, paths.run,
               paths.registry_hosts / "registry.k8sso.local", paths.root / "pod-logs"):
         d.mkdir(parents=True, exist_ok=True)
     paths.containerd_config.write_text(containerd_config(paths, registry_port))
@@ -320,27 +334,48 @@ def kill_processes_mentioning(text: str, timeout: float = 5.0) -> None:
         time.sleep(0.05)
 
 
-def sweep(net: ClusterNet, specs: list[NodeSpec], state_root: Path) -> None:
-    """Remove what nodes leave behind: processes, cgroups, mounts (netns included), log links."""
-    kill_processes_mentioning(str(state_root))  # kubelets, containerds, shims
+def shim_sockets(containerd_socket: Path, state: Path) -> list[Path]:
+    """The shims' socket files of one containerd: sha256 of its address, namespace and task id."""
+    found = []
+    tasks = state / "io.containerd.runtime.v2.task"
+    for namespace in tasks.iterdir() if tasks.is_dir() else ():
+        for task in namespace.iterdir():
+            digest = hashlib.sha256(str(containerd_socket / namespace.name / task.name).encode()).hexdigest()
+            found.append(SHIM_SOCKETS / digest)
+    return found
+
+
+def sweep(net: ClusterNet, specs: list[NodeSpec]) -> None:
+    """Remove what nodes leave behind: processes, cgroups, mounts (netns included), sockets, files."""
     for spec in specs:
+        paths = node_paths(net, spec)
+        kill_processes_mentioning(str(paths.root))  # the kubelet and containerd
+        kill_processes_mentioning(str(paths.run))  # shims (their command line names containerd's socket)
         kill_cgroup(cgroup_root(net, spec))
-    unmount_under(state_root)
-    legacy_logs = Path("/var/log/containers")  # the kubelet links container logs here, whatever podLogsDir says
-    if legacy_logs.is_dir():
-        for link in legacy_logs.iterdir():
-            try:
-                if link.is_symlink() and os.readlink(link).startswith(str(state_root)):
-                    link.unlink()
-            except OSError:
-                pass
+        for socket in shim_sockets(paths.containerd_socket, paths.root / "containerd" / "state"):
+            socket.unlink(missing_ok=True)
+        unmount_under(paths.root)
+        legacy_logs = Path("/var/log/containers")  # the kubelet links container logs here, whatever podLogsDir says
+        if legacy_logs.is_dir():
+            for link in legacy_logs.iterdir():
+                try:
+                    if link.is_symlink() and os.readlink(link).startswith(str(paths.root)):
+                        link.unlink()
+                except OSError:
+                    pass
+        shutil.rmtree(paths.run, ignore_errors=True)
+        shutil.rmtree(paths.root, ignore_errors=True)
 
 
-def leftovers(net: ClusterNet, specs: list[NodeSpec], state_root: Path) -> list[str]:
+def leftovers(net: ClusterNet, specs: list[NodeSpec]) -> list[str]:
     """What of the nodes is still on the host (for tests after a stop)."""
-    found = [f"process {pid}" for pid in processes_mentioning(str(state_root))]
-    found += [f"cgroup {d}" for spec in specs for d in _cgroup_dirs(cgroup_root(net, spec))]
-    found += [f"mount {m}" for m in _mounts_under(state_root)]
+    found = []
+    for spec in specs:
+        paths = node_paths(net, spec)
+        found += [f"process {pid}" for d in (paths.root, paths.run) for pid in processes_mentioning(str(d))]
+        found += [f"cgroup {d}" for d in _cgroup_dirs(cgroup_root(net, spec))]
+        found += [f"mount {m}" for m in _mounts_under(paths.root)]
+        found += [f"directory {d}" for d in (paths.root, paths.run) if d.exists()]
     return found
 
 

@@ -34,7 +34,8 @@ def main(argv: list[str]) -> int:
     net = network.ClusterNet(spec["slot"])
     root = Path(spec["root"])
     print(f"owner {spec['pid']} gone: cleaning slot {net.slot} and {root}", flush=True)
-    nodes.sweep(net, [nodes.NodeSpec(name) for name in spec["nodes"]], root)
+    nodes.kill_processes_mentioning(str(root))  # the control plane: SIGTERM from its dead parent may not end it
+    nodes.sweep(net, [nodes.NodeSpec(name) for name in spec["nodes"]])
     network.teardown(net)
     log_dir = root / "logs"
     for entry in root.iterdir() if root.is_dir() else ():

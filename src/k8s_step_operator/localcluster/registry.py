@@ -18,7 +18,8 @@ import urllib.parse
 from pathlib import Path
 
 from . import processes
-from .images import BUILDERS, MEDIA_CONFIG, MEDIA_LAYER, MEDIA_MANIFEST, Image, _digest_file, registry_storage
+from .images import (BUILDERS, MEDIA_CONFIG, MEDIA_LAYER, MEDIA_MANIFEST, Image, _digest_file, record_current,
+                     registry_storage)
 
 REGISTRY_BINARY = "docker-registry"
 
@@ -125,7 +126,9 @@ def ensure_images(names: tuple[str, ...] = tuple(BUILDERS)) -> dict[str, str]:
                 print(f"pushed {image.reference} in {time.monotonic() - started:.1f}s", file=sys.stderr)
         finally:
             processes.stop(proc)
-    return {name: image.reference for name, image in built.items()}
+    references = {name: image.reference for name, image in built.items()}
+    record_current(references)
+    return references
 
 
 if __name__ == "__main__":

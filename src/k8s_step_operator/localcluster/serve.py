@@ -71,7 +71,8 @@ def serve(cdir: ClusterDir, timeout: float, nodes: bool = True) -> int:
         _report(cdir, cluster)
         write_json(
             cdir.ready_file,
-            {"pid": os.getpid(), "kubeconfig": str(cdir.kubeconfig), "server": cluster.server},
+            {"pid": os.getpid(), "kubeconfig": str(cdir.kubeconfig), "server": cluster.server,
+             "slot": cluster.net.slot if cluster.net else None},
         )
         _log(f"ready: {cluster.server}; kubeconfig {cdir.kubeconfig}")
         while True:
@@ -97,7 +98,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m k8s_step_operator.localcluster.serve")
     parser.add_argument("--root", required=True, type=Path, help="directory of this cluster")
     parser.add_argument("--timeout", type=float, default=240.0, help="seconds to wait for the cluster")
-    parser.add_argument("--no-nodes", action="store_true", help="control plane only, no node agents")
+    parser.add_argument("--no-nodes", action="store_true", help="control plane only, no nodes")
     args = parser.parse_args(argv)
     cdir = ClusterDir.at(args.root)
     cdir.root.mkdir(parents=True, exist_ok=True)
