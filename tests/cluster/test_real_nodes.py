@@ -578,3 +578,41 @@ def test_each_node_has_its_own_containerd(core: client.CoreV1Api, namespace: str
         assert container_id in listed[node] and container_id not in listed[other]
     for node in pods:
         assert core.read_namespaced_pod(f"on-{node}", namespace).status.phase == "Running"
+
+
+def test_kubelets_authenticate_and_authorize_their_callers(core: client.CoreV1Api, local_cluster: Any) -> None:
+    """Anonymous requests to a kubelet are refused (401); the API server's kubelet-client certificate
+    passes (webhook authentication and authorization, as on real clusters); the node is registered under
+    its own identity (the Node authorizer and NodeRestriction apply to it)."""
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    cluster = local_cluster.cluster
+    if cluster is None:
+        pytest.skip("K8SSO_KUBECONFIG points at an external cluster: its kubelets' credentials are not ours")
+    node = core.read_node("local-gpu")
+    address = next(a.address for a in node.status.addresses if a.type == "InternalIP")
+    url = f"https://{address}:{node.status.daemon_endpoints.kubelet_endpoint.port}/pods"
+    anonymous = ssl.create_default_context(cafile=str(cluster.pki / "ca.crt"))  # also verifies the serving cert
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(url, context=anonymous, timeout=10)
+    assert refused.value.code == 401
+    apiserver = ssl.create_default_context(cafile=str(cluster.pki / "ca.crt"))
+    apiserver.load_cert_chain(str(cluster.pki / "apiserver-kubelet-client.crt"),
+                              str(cluster.pki / "apiserver-kubelet-client.key"))
+    with urllib.request.urlopen(url, context=apiserver, timeout=10) as resp:
+        assert resp.status == 200 and json.loads(resp.read())["kind"] == "PodList"
+    assert node.metadata.labels["gpu-type"] == "nvidia-tesla-v100"
+    assert node.status.capacity["nvidia.com/gpu"] == "2" and node.spec.taints[0].key == "gpu"
+    # the node's own identity may not label itself into the restricted namespace (NodeRestriction)
+    kubeconfig = cluster.node_paths(next(s for s in cluster.nodes if s.name == "local-gpu")).root / "kubeconfig"
+    from kubernetes import config as kube_config
+
+    as_node = client.CoreV1Api(kube_config.new_client_from_config(config_file=str(kubeconfig)))
+    with pytest.raises(ApiException) as forbidden:
+        as_node.patch_node("local-gpu", {"metadata": {"labels": {"node-restriction.kubernetes.io/x": "y"}}})
+    assert forbidden.value.status == 403
+    with pytest.raises(ApiException) as other:
+        as_node.patch_node("local-cpu", {"metadata": {"labels": {"x": "y"}}})  # another node: Node authorizer
+    assert other.value.status == 403
