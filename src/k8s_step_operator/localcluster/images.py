@@ -302,6 +302,10 @@ def build_step() -> Image:
     if not project.exists():
         project.parent.mkdir(parents=True, exist_ok=True)
         write_layer(project, _with_dirs(files))
+    for kept in (base.parent, project.parent):  # the cache holds the current layers only (0.5 GB each)
+        for other in kept.parent.iterdir():
+            if other != kept:
+                shutil.rmtree(other, ignore_errors=True)
     layers = (base, project)
     env = [f"PATH={VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONUNBUFFERED=1"]
     return Image("step", (project_key, "latest"), layers, _config(None, ["python3"], env, "/app", layers))

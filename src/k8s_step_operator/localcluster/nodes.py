@@ -20,6 +20,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Iterable
 
 import yaml
 
@@ -291,16 +292,21 @@ def cgroup_pids(name: str) -> set[int]:
     return pids
 
 
-def kill_cgroup(name: str, timeout: float = 10.0) -> None:
-    """SIGKILL every process in the cgroup tree, then remove its directories."""
+def _kill_until_gone(find: Callable[[], Iterable[int]], timeout: float) -> None:
+    """SIGKILL whatever ``find`` returns until it returns nothing (or ``timeout`` passes)."""
     deadline = time.monotonic() + timeout
-    while (pids := cgroup_pids(name)) and time.monotonic() < deadline:
+    while (pids := list(find())) and time.monotonic() < deadline:
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         time.sleep(0.05)
+
+
+def kill_cgroup(name: str, timeout: float = 10.0) -> None:
+    """SIGKILL every process in the cgroup tree, then remove its directories."""
+    _kill_until_gone(lambda: cgroup_pids(name), timeout)
     for d in _cgroup_dirs(name):
         try:
             d.rmdir()
@@ -324,14 +330,7 @@ def processes_mentioning(text: str) -> list[int]:
 
 
 def kill_processes_mentioning(text: str, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while (pids := processes_mentioning(text)) and time.monotonic() < deadline:
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.05)
+    _kill_until_gone(lambda: processes_mentioning(text), timeout)
 
 
 def shim_sockets(containerd_socket: Path, state: Path) -> list[Path]:
