@@ -40,7 +40,7 @@ from k8sbench import report  # noqa: E402
 from k8sbench.common import Admin, percentile  # noqa: E402
 
 SECTIONS = ("completion", "e2e", "requests", "scale", "resource", "failure")
-UNPULLABLE_IMAGE = "registry.invalid/k8sbench/no-such-image:1"
+UNPULLABLE_IMAGE = "registry.k8sso.local/k8sso/k8sbench-no-such-image:1"  # a real pull, answered 404 by the local registry
 
 
 # ------------------------------------------------------------------------------- plan
