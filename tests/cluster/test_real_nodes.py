@@ -23,6 +23,7 @@ from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from k8s_step_operator.localcluster.images import current, ref
+from k8s_step_operator.localcluster.nodes import processes_mentioning
 
 PY = current("step")
 BUSYBOX = current("busybox")
@@ -293,23 +294,11 @@ def test_service_account_token_works(core: client.CoreV1Api, namespace: str) -> 
                     "ca": "-----BEGIN CERTIFICATE-----"}
 
 
-def _pids_with(marker: str) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if marker.encode() in (entry / "cmdline").read_bytes():
-                    pids.append(int(entry.name))
-            except OSError:
-                pass
-    return pids
-
-
 def _wait_pids(marker: str) -> list[int]:
     deadline = time.monotonic() + 5
-    while not _pids_with(marker) and time.monotonic() < deadline:
+    while not processes_mentioning(marker) and time.monotonic() < deadline:
         time.sleep(0.05)
-    pids = _pids_with(marker)
+    pids = processes_mentioning(marker)
     assert pids, "the container process is not visible on the host"
     return pids
 

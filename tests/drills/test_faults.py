@@ -12,13 +12,13 @@ import os
 import signal
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 from kubernetes import client
 from zenml.enums import ExecutionStatus
 
 from k8s_step_operator.localcluster.images import ref
+from k8s_step_operator.localcluster.nodes import processes_mentioning
 
 from .conftest import Drill, bounded, pod_exists, secret_exists, settle, wait_until
 
@@ -117,7 +117,7 @@ def test_exit_137_shows_code_and_signal(drill: Drill) -> None:
     step = drill.submit(drill.step("sigkilled", code))
     waiting = drill.wait_async(step)
     drill.wait_line(step, "waiting for the kill")
-    pids = [pid for pid, cmd in _command_lines() if marker in cmd]
+    pids = processes_mentioning(marker)
     assert pids, "the step's process is not visible on this machine"
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
@@ -128,16 +128,6 @@ def test_exit_137_shows_code_and_signal(drill: Drill) -> None:
     assert drill.console.lines(step.prefix) == ["waiting for the kill"]
     drill.cleanup(step)
 
-
-def _command_lines() -> list[tuple[int, str]]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                found.append((int(entry.name), (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")))
-            except OSError:
-                pass
-    return found
 
 
 def test_cancel_mid_run_removes_pod_and_secret(drill: Drill) -> None:

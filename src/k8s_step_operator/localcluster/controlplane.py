@@ -319,9 +319,13 @@ class LocalCluster:
             node_runtime.write_yaml(paths.kubelet_config, node_runtime.kubelet_config(
                 self.net, node, spec, paths, port, ca.pair.cert, serving.cert, serving.key))
             self._spawn(f"containerd-{spec.name}", ["containerd", "--config", str(paths.containerd_config)])
-            processes.wait_until(paths.containerd_socket.exists, 30, interval=0.05, what=f"containerd of {spec.name}")
+            self._wait_for_containerd(spec)
             self._spawn(f"kubelet-{spec.name}",
                         [*bins.command("kubelet"), *node_runtime.kubelet_args(spec, node, paths, kubeconfig)])
+
+    def _wait_for_containerd(self, spec: NodeSpec) -> None:
+        socket = self.node_paths(spec).containerd_socket
+        processes.wait_until(socket.exists, 30, interval=0.05, what=f"containerd of {spec.name}")
 
     def _start_storage(self) -> None:
         self._spawn(
@@ -449,8 +453,7 @@ class LocalCluster:
         python = component == "storage"
         self._spawn(component, [str(a) for a in proc.args], env=self._python_env() if python else None)
         if component.startswith("containerd-"):
-            socket = self.node_paths(NodeSpec(component.split("-", 1)[1])).containerd_socket
-            processes.wait_until(socket.exists, 30, interval=0.05, what=f"{component} socket")
+            self._wait_for_containerd(NodeSpec(component.split("-", 1)[1]))
         if component.startswith("kubelet-"):  # a node that registers again has lost its extended resources
             spec = next(s for s in self.nodes if s.name == component.split("-", 1)[1])
             if spec.extended_resources:

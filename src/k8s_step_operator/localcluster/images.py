@@ -254,6 +254,11 @@ def _project_files() -> dict[str, tuple[bytes, int]]:
     return files
 
 
+def _normalise(distribution: str) -> str:
+    """A distribution's name as wheel file names spell it (``zenml``, ``typing_extensions``)."""
+    return distribution.lower().replace("-", "_").replace(".", "_")
+
+
 def _build_step_base(out: Path, requirements: str) -> None:
     """mmdebstrap a Debian root file system with Python and a virtualenv of ``requirements``."""
     with tempfile.TemporaryDirectory(prefix="k8sso-step-") as tmp:
@@ -264,12 +269,11 @@ def _build_step_base(out: Path, requirements: str) -> None:
         wheelhouse.mkdir(parents=True, exist_ok=True)
         _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-r", str(reqs), "-w", str(wheelhouse)])
         wheels.mkdir()
-        names = {line.split("==")[0].lower().replace("-", "_").replace(".", "_") for line in requirements.splitlines() if "==" in line}
-        versions = {line.split("==")[0].lower().replace("-", "_").replace(".", "_"): line.split("==")[1] for line in requirements.splitlines() if "==" in line}
+        pinned = dict(line.split("==", 1) for line in requirements.splitlines() if "==" in line)
+        versions = {_normalise(name): version for name, version in pinned.items()}
         for whl in wheelhouse.glob("*.whl"):
             dist, version = whl.name.split("-")[:2]
-            norm = dist.lower().replace("-", "_").replace(".", "_")
-            if norm in names and versions[norm] == version:
+            if versions.get(_normalise(dist)) == version:
                 shutil.copy2(whl, wheels / whl.name)
         shutil.copy2(reqs, wheels / "requirements.txt")
         env = {**os.environ, "SOURCE_DATE_EPOCH": str(SOURCE_DATE_EPOCH)}
