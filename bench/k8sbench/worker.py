@@ -61,9 +61,13 @@ class PodEvents:
 
 
 def pod_name(kind: str, operator: Any, step_run: Any) -> str | None:
+    """The name the Job controller gave our step's pod (None before it exists, or for the built-in)."""
     if kind == "k8s":
+        from k8s_step_operator.jobs import JOB_NAME_LABEL
+
         sub = operator._known.get(str(step_run.id))
-        return sub.pod if sub else None
+        pods = operator._watch(sub.namespace).select(JOB_NAME_LABEL, sub.job) if sub else []
+        return min(p["metadata"]["name"] for p, _ in pods) if pods else None
     return None
 
 
@@ -97,8 +101,8 @@ def completion(p: dict) -> dict:
         t_submit = time.time()
         submit(op, info, step_command(exit_file, seconds), STEP_ENV)
         t_submitted = time.time()
-        pod = pod_name(kind, op, step_run)
         status = op.wait(step_run)
+        pod = pod_name(kind, op, step_run)
         t_return = time.time()
         op.cleanup_step_submission(step_run)
         t_exit = wait_for_exit_file(exit_file)
@@ -281,7 +285,6 @@ def scale(p: dict) -> dict:
         ts = time.perf_counter()
         submit(op, step["info"], step_command(step["exit_file"], p["seconds"]), STEP_ENV)
         step["submit_s"] = time.perf_counter() - ts
-        step["pod"] = pod_name(kind, op, step["step_run"])
 
     t0 = time.time()
     if pool <= 1:
@@ -298,6 +301,7 @@ def scale(p: dict) -> dict:
         except Exception as exc:  # noqa: BLE001 - reported
             step["status"] = f"error: {exc}"
         step["t_return"] = time.time()
+        step["pod"] = pod_name(kind, op, step["step_run"])
 
     threads = [threading.Thread(target=waiter, args=(s,), daemon=True) for s in steps]
     for t in threads:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence
 
 from k8s_step_operator.merge import deep_merge
-from k8s_step_operator.names import label_value, pod_name, text_hash
+from k8s_step_operator.names import label_value, pod_name, text_hash, zenml_label_value
 from k8s_step_operator.settings import (
     MAIN_CONTAINER_NAME,
     RESERVED_ANNOTATION_PREFIX,
@@ -45,6 +45,8 @@ LABEL_STEP_RUN_ID = "step-run-id"
 LABEL_RUN_ID = "run-id"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY = "k8s-step-operator"
+# ZenML 0.98's own step labels, so selectors written for its operator find our pods too
+ZENML_LABEL_KEYS = ("project_id", "run_id", "run_name", "step_run_id", "step_name")
 RESERVED_LABEL_KEYS = frozenset(
     {
         LABEL_RUN,
@@ -53,8 +55,13 @@ RESERVED_LABEL_KEYS = frozenset(
         LABEL_STEP_RUN_ID,
         LABEL_RUN_ID,
         LABEL_MANAGED_BY,
+        *ZENML_LABEL_KEYS,
     }
 )
+# ZenML 0.98's annotations (zenml.integrations.kubernetes.constants)
+ANNOTATION_ZENML_STEP_NAME = "zenml.io/step-name"
+ANNOTATION_ZENML_STEP_OPERATOR = "zenml.io/step-operator"
+ANNOTATION_ZENML_USER_ID = "zenml.io/workspace-user-id"
 
 ANNOTATION_PREFIX = RESERVED_ANNOTATION_PREFIX
 ANNOTATION_RUN = ANNOTATION_PREFIX + "run"
@@ -89,6 +96,7 @@ class StepIdentity:
     step_name: str
     step_run_id: str
     run_id: str = ""
+    project_id: str = ""
 
 
 def identity_labels(identity: StepIdentity) -> dict[str, str]:
@@ -102,6 +110,14 @@ def identity_labels(identity: StepIdentity) -> dict[str, str]:
     }
     if identity.run_id:
         labels[LABEL_RUN_ID] = label_value(identity.run_id)
+    zenml = {
+        "project_id": identity.project_id,
+        "run_id": identity.run_id,
+        "run_name": identity.run_name,
+        "step_run_id": identity.step_run_id,
+        "step_name": identity.step_name,
+    }
+    labels.update({key: zenml_label_value(value) for key, value in zenml.items() if value})
     return labels
 
 
@@ -218,23 +234,6 @@ def build_env_secret(
     }
 
 
-def owned_by(pod: dict, secret: dict) -> dict:
-    """A copy of ``pod`` owned by the created ``secret`` (its server-assigned uid).
-
-    The Secret anchors the step: deleting it lets garbage collection delete the Pod,
-    so one DELETE cleans up both. Not a controller reference, and it blocks nothing.
-    """
-    meta = secret["metadata"]
-    owner = {"apiVersion": "v1", "kind": "Secret", "name": meta["name"], "uid": meta["uid"]}
-    return {**pod, "metadata": {**pod["metadata"], "ownerReferences": [owner]}}
-
-
-def is_owned_by_secret(pod: Optional[dict], secret_name: str) -> bool:
-    """Whether ``pod`` carries an owner reference to the Secret ``secret_name``."""
-    refs = ((pod or {}).get("metadata") or {}).get("ownerReferences") or []
-    return any(ref.get("kind") == "Secret" and ref.get("name") == secret_name for ref in refs)
-
-
 def _metadata(
     settings: K8sStepOperatorSettings,
     pod_settings: K8sPodSettings,
@@ -273,8 +272,9 @@ def _main_container(
     }
     if pod_settings.image_pull_policy:
         container["imagePullPolicy"] = pod_settings.image_pull_policy
-    if pod_settings.resources:
-        container["resources"] = pod_settings.resources
+    resources = with_default_memory_request(pod_settings.resources, settings.default_memory_request)
+    if resources:
+        container["resources"] = resources
     if pod_settings.env:
         container["env"] = pod_settings.env
     env_from = list(pod_settings.env_from)
@@ -293,6 +293,39 @@ def _main_container(
     if security:
         container["securityContext"] = security
     return container
+
+
+def with_default_memory_request(resources: Mapping[str, Any], memory: Optional[str]) -> dict[str, Any]:
+    """``resources`` with ``requests.memory = memory`` when the user asked for no memory at all.
+
+    Like ZenML's 400Mi default, but a memory limit alone is left alone: the API
+    server then defaults the request to the limit, which a larger default would break.
+    """
+    result = {key: dict(value) for key, value in resources.items()}
+    if memory and "memory" not in result.get("requests", {}) and "memory" not in result.get("limits", {}):
+        result.setdefault("requests", {})["memory"] = memory
+    return result
+
+
+def run_as(pod: dict, uid: Any, gid: Any) -> dict:
+    """The pod running as the user's OIDC Linux ids (claims ``linux_uid``/``linux_gid``), like ZenML.
+
+    Positive integers only (others are ignored); they win over the pod's and every
+    container's security context. Returns a new Pod dict.
+    """
+    ids = {
+        key: value
+        for key, value in (("runAsUser", uid), ("runAsGroup", gid))
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0
+    }
+    if not ids:
+        return pod
+    spec = dict(pod["spec"])
+    spec["securityContext"] = {**(spec.get("securityContext") or {}), **ids}
+    for key in ("containers", "initContainers"):
+        if spec.get(key):
+            spec[key] = [{**c, "securityContext": {**(c.get("securityContext") or {}), **ids}} for c in spec[key]]
+    return {**pod, "spec": spec}
 
 
 def _extra_container(

@@ -70,6 +70,12 @@ def label_value(text: str) -> str:
     return _fit(text, cleaned, 63, "-_.")
 
 
+def zenml_label_value(text: str) -> str:
+    """A label value sanitized exactly as ZenML 0.98 does (cut at 63, no hash), for ZenML's own keys."""
+    cleaned = _LABEL_INVALID.sub("-", text).strip("._-")[:63]
+    return re.sub(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$", "", cleaned)
+
+
 def _run_suffix(step_run_id: str, length: int = 10) -> str:
     """Recognizable short id: the UUID's leading hex digits, else a hash."""
     try:

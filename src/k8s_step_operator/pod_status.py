@@ -33,6 +33,7 @@ class Verdict:
 
     phase: Phase
     reason: str = ""
+    pod: str = ""  # the pod the verdict is about (a multi-pod step: the one that failed)
 
 
 def parse_time(value: str | None) -> dt.datetime | None:
@@ -112,12 +113,32 @@ def ran_to_an_end(pod: dict | None) -> bool:
     return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed") or _main_terminated(pod) is not None
 
 
+# The kubelet's own pull rate limit (registryPullQPS): it retries, so the pull error is not final.
+_THROTTLED = "pull QPS exceeded"
+
+
+def _throttled(waiting: dict) -> bool:
+    return _THROTTLED in str(waiting.get("message") or "")
+
+
+def worth_keeping(pod: dict | None) -> bool:
+    """Whether a failed pod is worth keeping for debugging: it ran to an end and stays.
+
+    A pod already being deleted, or disrupted (``DisruptionTarget``: pod GC after its node went,
+    the taint manager, preemption) is on its way out whatever we keep.
+    """
+    if not ran_to_an_end(pod) or ((pod or {}).get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    disruption = _condition(pod or {}, "DisruptionTarget")
+    return not (disruption and disruption.get("status") == "True")
+
+
 def _fatal_waiting(pod: dict, fatal: Iterable[str]) -> str | None:
     fatal = set(fatal)
     for key in ("initContainerStatuses", "containerStatuses"):
         for cs in _statuses(pod, key):
             waiting = (cs.get("state") or {}).get("waiting") or {}
-            if waiting.get("reason") in fatal:
+            if waiting.get("reason") in fatal and not _throttled(waiting):
                 name = cs.get("name", "?")
                 text = f"{waiting['reason']}: container '{name}'"
                 image = cs.get("image") or _image_of(pod, name)
@@ -183,6 +204,68 @@ def assess(
         if waited > startup_timeout:
             return Verdict(Phase.FAILED, f"pod did not start within {startup_timeout:g}s: {reason}")
     return Verdict(Phase.PENDING, reason)
+
+
+DELETED = "the step pod was deleted before it finished"
+
+
+def assess_pod(
+    pod: dict | None,
+    deleted: bool,
+    *,
+    fatal_waiting_reasons: Iterable[str] = (),
+    startup_timeout: float | None = None,
+    now: dt.datetime | None = None,
+) -> Verdict:
+    """:func:`assess` for a pod that may be gone: gone before it finished is a failure."""
+    name = str(((pod or {}).get("metadata") or {}).get("name", ""))
+    if deleted:
+        verdict = assess(pod)
+        if not verdict.phase.finished:
+            node = ((pod or {}).get("spec") or {}).get("nodeName")
+            verdict = Verdict(Phase.FAILED, DELETED + (f" (it was on node {node})" if node else ""))
+    else:
+        verdict = assess(
+            pod, fatal_waiting_reasons=fatal_waiting_reasons, startup_timeout=startup_timeout, now=now
+        )
+    return Verdict(verdict.phase, verdict.reason, name)
+
+
+def assess_step(
+    pods: Iterable[tuple[dict, bool]],
+    pod_count: int = 1,
+    *,
+    fatal_waiting_reasons: Iterable[str] = (),
+    startup_timeout: float | None = None,
+    submitted: dt.datetime | None = None,
+    now: dt.datetime | None = None,
+) -> Verdict:
+    """Judge a step from all its pods (present or deleted): what ZenML sees.
+
+    The first pod that failed by itself decides (a pod stopped because another
+    failed explains less); success needs ``pod_count`` pods that succeeded.
+    With no pod yet, ``startup_timeout`` counts from ``submitted``.
+    """
+    now = now or dt.datetime.now(dt.timezone.utc)
+    verdicts = [
+        assess_pod(pod, deleted, fatal_waiting_reasons=fatal_waiting_reasons, startup_timeout=startup_timeout, now=now)
+        for pod, deleted in pods
+    ]
+    failed = [v for v in verdicts if v.phase is Phase.FAILED]
+    if failed:
+        return min(failed, key=lambda v: (v.reason.startswith(DELETED), v.pod))
+    if sum(v.phase is Phase.SUCCEEDED for v in verdicts) >= pod_count:
+        return Verdict(Phase.SUCCEEDED)
+    running = [v for v in verdicts if v.phase is Phase.RUNNING]
+    if running:
+        return running[0]
+    pending = [v for v in verdicts if v.phase is Phase.PENDING]
+    if pending:
+        return min(pending, key=lambda v: v.pod)
+    if not verdicts and startup_timeout is not None and submitted is not None:
+        if (now - submitted).total_seconds() > startup_timeout:
+            return Verdict(Phase.FAILED, f"the Job created no pod within {startup_timeout:g}s")
+    return Verdict(Phase.PENDING, "waiting for the Job's pods" if not verdicts else "waiting for the other pods")
 
 
 def startup_deadline(pod: dict, startup_timeout: float | None) -> dt.datetime | None:

@@ -8,12 +8,13 @@ into one SelfSubjectAccessReview per verb (:func:`required_checks`), and the
 tests check that the operator's real API calls fit inside it.
 
 The step operator's calls (see ``step_operator.py`` and ``kube/``):
-POST secrets, POST pods (owned by the Secret), LIST + WATCH pods (one shared
-watch per namespace, by label selector), GET pods/log (follow), DELETE
-secrets (garbage collection then deletes the owned pod) and, on cancel or for
-a pod that never ended, pods. It never reads a Secret back, so ``get``/``list`` on
-secrets are deliberately absent: whoever runs ZenML cannot read other
-Secrets of the namespace through this Role.
+POST pods as a dry run, POST jobs (suspended), POST secrets (owned by the
+Job), POST services (multi-pod steps), PATCH jobs (resume), LIST + WATCH pods
+(one shared watch per namespace, by label selector), GET pods/log (follow),
+LIST jobs (after a restart), DELETE jobs (garbage collection deletes the
+pods, Secret and Service) or, when failed pods are kept, secrets. It never
+reads a Secret back, so ``get``/``list`` on secrets are deliberately absent:
+whoever runs ZenML cannot read other Secrets of the namespace through this Role.
 
 Resource steps act on kinds the user chooses; each action adds only its own
 verbs (:data:`ACTION_VERBS`), plus ``get``/``list``/``watch`` to evaluate
@@ -181,7 +182,13 @@ class Check:
 
 
 OPERATOR_PERMISSIONS: tuple[Permission, ...] = (
-    Permission("", "pods", ("create",), "submit: create the step pod"),
+    Permission(
+        "",
+        "pods",
+        ("create",),
+        "submit: a dry run of the step pod (dryRun=All), so admission refuses it before anything exists; "
+        "the Job controller creates the real pods",
+    ),
     Permission(
         "",
         "pods",
@@ -189,16 +196,31 @@ OPERATOR_PERMISSIONS: tuple[Permission, ...] = (
         "status and wait: one shared LIST + WATCH of the operator's pods per namespace "
         "(label selector); get adds nothing beyond list",
     ),
-    Permission("", "pods", ("delete",), "cancel, and clean-up of a pod that never ended: delete the step pod"),
-    Permission("", "pods/log", ("get",), "stream the step's logs (follow)"),
-    Permission("", "secrets", ("create",), "submit: ZenML's environment goes into a per-step Secret `<pod>-env`"),
+    Permission("", "pods/log", ("get",), "stream the step's logs (follow), every pod's"),
+    Permission(
+        "batch",
+        "jobs",
+        ("create", "patch"),
+        "submit: the step's Job, created suspended and resumed (PATCH) once its Secret exists",
+    ),
+    Permission("batch", "jobs", ("list",), "status after a restart: find a step run's Job by label"),
+    Permission(
+        "batch",
+        "jobs",
+        ("delete",),
+        "clean-up and cancel: delete the Job; garbage collection deletes its pods, Secret and Service",
+    ),
+    Permission("", "secrets", ("create",), "submit: ZenML's environment goes into a per-step Secret `<job>-env`, "
+               "owned by the Job"),
     Permission(
         "",
         "secrets",
         ("delete",),
-        "clean-up: delete the step's Secret, which owns the pod (never get/list: the operator does not read "
-        "Secrets back)",
+        "clean-up when failed pods are kept: delete the step's Secret at once (never get/list: the operator "
+        "does not read Secrets back)",
     ),
+    Permission("", "services", ("create",), "multi-pod command steps: the headless Service giving each pod a "
+               "stable DNS name, owned by the Job"),
 )
 
 STORAGECLASS_PERMISSION = Permission(

@@ -40,6 +40,7 @@ from k8s_step_operator.validation import (
     validate_choice,
     validate_dns1123_label,
     validate_dns1123_subdomain,
+    validate_label_value,
     validate_labels,
     validate_quantity,
 )
@@ -547,6 +548,9 @@ _NON_NEGATIVE_FIELDS = (
 )
 
 
+DEFAULT_TTL_SECONDS = 24 * 3600
+
+
 class K8sStepOperatorSettings(BaseSettings):
     """Step operator settings: all of ZenML's, plus operator extras.
 
@@ -562,7 +566,8 @@ class K8sStepOperatorSettings(BaseSettings):
     )
     pod_count: PositiveInt = Field(
         default=1,
-        description="Number of pods per step; only 1 is supported.",
+        description="Number of pods the step runs on (an Indexed Job and a "
+        "headless Service); above 1 only for command steps, as in ZenML.",
     )
     service_account_name: Optional[str] = Field(
         default=None,
@@ -578,9 +583,20 @@ class K8sStepOperatorSettings(BaseSettings):
         description="Prefix of the pod name.",
     )
     ttl_seconds_after_finished: Optional[NonNegativeInt] = Field(
+        default=DEFAULT_TTL_SECONDS,
+        description="Seconds after a step's Job finished before the cluster "
+        "deletes it with its pods and Secret (kept failed pods, and "
+        "everything when the orchestrator died); None: never.",
+    )
+    default_memory_request: Optional[str] = Field(
+        default="400Mi",
+        description="Memory request added when the step sets no memory "
+        "request or limit (ZenML's default); None turns it off.",
+    )
+    queue_name: Optional[str] = Field(
         default=None,
-        description="Seconds to keep a finished step pod before it is "
-        "removed (ZenML's Job setting; accepted for compatibility).",
+        description="Kueue LocalQueue: the Job gets the queue label and "
+        "waits suspended until Kueue admits it.",
     )
     active_deadline_seconds: Optional[NonNegativeInt] = Field(
         default=None,
@@ -720,15 +736,20 @@ class K8sStepOperatorSettings(BaseSettings):
             return int(value)
         return value
 
-    @field_validator("pod_count")
+    @field_validator("default_memory_request")
     @classmethod
-    def _single_pod(cls, value: int) -> int:
-        """Only single-pod steps are supported."""
-        if value != 1:
-            raise ValueError(
-                f"pod_count: {value} is not supported; k8s-step-operator "
-                "runs each step in exactly 1 pod (allowed: 1)"
-            )
+    def _default_memory(cls, value: Optional[str]) -> Optional[str]:
+        """A Kubernetes quantity such as 400Mi."""
+        if value is not None:
+            validate_quantity(value, "default_memory_request")
+        return value
+
+    @field_validator("queue_name")
+    @classmethod
+    def _queue_name(cls, value: Optional[str]) -> Optional[str]:
+        """A LocalQueue name is a label value."""
+        if value is not None:
+            validate_label_value(value, "queue_name")
         return value
 
     @field_validator("active_deadline_seconds")
@@ -828,3 +849,8 @@ def describe_settings_fields() -> list[SettingsFieldRow]:
     return _rows(K8sStepOperatorSettings, "") + _rows(
         K8sPodSettings, POD_SETTINGS + "."
     )
+
+
+# ZenML's names, so that moving from its operator changes only the module in the import line.
+KubernetesStepOperatorSettings = K8sStepOperatorSettings
+KubernetesPodSettings = K8sPodSettings

@@ -1,7 +1,8 @@
-"""The ``k8s`` step operator: each step runs as its own Pod, watched rather than polled.
+"""The ``k8s`` step operator: each step runs as its own Job, its pods watched rather than polled.
 
-Thin shell over the pure core: ``manifest`` builds the Pod and Secret,
-``pod_status`` judges the Pod, ``kube`` talks to the API.
+Thin shell over the pure core: ``manifest`` builds the Pod and Secret, ``jobs``
+the Job around them, ``allocation`` applies resource pools, ``pod_status``
+judges the pods, ``kube`` talks to the API.
 
 The Kubernetes client (and ``kube``, which uses it) is imported on first use, not with
 this module: ZenML also builds the stack's components inside every step's own pod, where
@@ -23,7 +24,7 @@ from zenml.logger import get_logger
 from zenml.stack import Stack, StackValidator
 from zenml.step_operators import BaseStepOperator
 
-from . import manifest, names, pod_status, rbac
+from . import allocation, jobs, manifest, names, pod_status, rbac
 from .flavor import K8sStepOperatorConfig
 from .settings import K8sStepOperatorSettings
 
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from .kube.podwatch import PodWatch
     from zenml.config.base_settings import BaseSettings
     from zenml.config.step_run_info import StepRunInfo
-    from zenml.models import PipelineSnapshotBase, StepRunResponse
+    from zenml.models import PipelineSnapshotBase, ResourceRequestResponse, StepRunResponse
 
 logger = get_logger(__name__)
 
@@ -52,22 +53,21 @@ _STATUS = {
 
 @dataclass
 class Submission:
-    """What this process knows about a submitted step run."""
+    """What this process knows about a submitted step run: its Job, and what was seen of its pods."""
 
     namespace: str
-    pod: str
+    job: str
     secret: str
     step: str
     settings: K8sStepOperatorSettings
+    submitted: dt.datetime
     verdict: Optional[pod_status.Verdict] = None
-    logs: Optional["LogFollower"] = None
-    seen: Optional[dict] = field(default=None, repr=False)
-    # the Secret owns the Pod: deleting the Secret lets garbage collection delete the Pod
-    anchored: bool = False
+    logs: Dict[str, "LogFollower"] = field(default_factory=dict)
+    seen: Dict[str, dict] = field(default_factory=dict, repr=False)
 
 
 class K8sStepOperator(BaseStepOperator):
-    """Runs steps as Kubernetes Pods built from ``K8sStepOperatorSettings``."""
+    """Runs each step as a Kubernetes Job built from ``K8sStepOperatorSettings``."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -82,6 +82,11 @@ class K8sStepOperator(BaseStepOperator):
     @property
     def settings_class(self) -> Optional[Type["BaseSettings"]]:
         return K8sStepOperatorSettings
+
+    @property
+    def supports_resource_pool_allocation(self) -> bool:
+        """ZenML hands us what a resource pool granted (see :meth:`submit_with_allocation`)."""
+        return True
 
     @property
     def validator(self) -> Optional[StackValidator]:
@@ -169,7 +174,7 @@ class K8sStepOperator(BaseStepOperator):
             )
         except ApiException as exc:
             if exc.status == 403:
-                access = rbac.request_access(method, path)
+                access = rbac.request_access(method, path, kwargs.get("query"))
                 resource = access.resource + (f"/{access.subresource}" if access.subresource else "")
                 text = forbidden_text(exc, access.verb, resource, access.namespace)
                 if text:
@@ -178,11 +183,31 @@ class K8sStepOperator(BaseStepOperator):
 
     # ---------------------------------------------------------------- submit
     def submit(self, info: "StepRunInfo", entrypoint_command: List[str], environment: Dict[str, str]) -> None:
-        """Create the step's Secret (ZenML's environment) and Pod; returns at once."""
-        settings = self._settings(info)
+        """Create the step's Job (and its Secret with ZenML's environment); returns at once."""
+        self._submit(info, entrypoint_command, environment, self._settings(info))
+
+    def submit_with_allocation(
+        self,
+        info: "StepRunInfo",
+        entrypoint_command: List[str],
+        environment: Dict[str, str],
+        allocated_resource_request: Optional["ResourceRequestResponse"],
+    ) -> None:
+        """:meth:`submit` with a resource pool's allocation applied, as ZenML 0.98 does."""
+        settings = allocation.apply(self._settings(info), allocated_resource_request)
+        self._submit(info, entrypoint_command, environment, settings)
+
+    def _submit(
+        self, info: "StepRunInfo", entrypoint_command: List[str], environment: Dict[str, str],
+        settings: K8sStepOperatorSettings,
+    ) -> None:
         _refuse_unknown_settings(settings)
-        if settings.pod_count != 1:
-            raise ValueError(f"pod_count: the k8s step operator runs one pod per step; got {settings.pod_count}")
+        if settings.pod_count > 1 and info.config.command is None:
+            raise ValueError(
+                f"pod_count: the step `{info.pipeline_step_name}` requests {settings.pod_count} pods but is not a "
+                "command step; a regular step on several pods would write its artifacts, outputs and logs once per "
+                "pod (allowed: 1, or any count for a CommandStep)"
+            )
         namespace = self._namespace(settings)
         identity = manifest.StepIdentity(
             run_name=info.run_name,
@@ -190,9 +215,14 @@ class K8sStepOperator(BaseStepOperator):
             step_name=info.pipeline_step_name,
             step_run_id=str(info.step_run_id),
             run_id=str(info.run_id),
+            project_id=str(info.snapshot.project_id),
         )
-        pod_name = names.pod_name(settings.job_name_prefix, identity.pipeline_name, identity.step_name, identity.step_run_id)
-        secret_name = f"{pod_name}-env"
+        name = jobs.job_name(
+            settings.job_name_prefix, identity.pipeline_name, identity.step_name, identity.step_run_id,
+            settings.pod_count,
+        )
+        secret_name = f"{name}-env"
+        user = _active_user()
         pod = manifest.build_pod(
             settings, identity, info.get_image(key=IMAGE_KEY), list(entrypoint_command), namespace, secret_name
         )
@@ -200,40 +230,64 @@ class K8sStepOperator(BaseStepOperator):
         if self.config.local:
             environment = {**local_environment(), **environment}
             pod = manifest.mount_host_paths(pod, local_paths())
+        pod = manifest.run_as(pod, user.linux_uid, user.linux_gid)
+        pod["metadata"] = {**pod["metadata"], "name": name}
+        pod["metadata"]["annotations"] = {**pod["metadata"]["annotations"], manifest.ANNOTATION_ZENML_USER_ID: user.id}
+        if settings.pod_count > 1:
+            environment = {**environment, **jobs.multi_pod_environment(name, namespace, settings.pod_count)}
         secret = manifest.build_env_secret(secret_name, namespace, identity, environment)
-        self._watch(namespace)  # start watching before the pod exists
-        self.create_pod_with_secret(settings, namespace, pod, secret)
-        self._known[identity.step_run_id] = Submission(
-            namespace, pod["metadata"]["name"], secret_name, identity.step_name, settings, anchored=True
+        job = jobs.build_job(
+            pod, name, ttl_seconds_after_finished=settings.ttl_seconds_after_finished,
+            pod_count=settings.pod_count, queue_name=settings.queue_name,
+            annotations={
+                manifest.ANNOTATION_ZENML_STEP_NAME: identity.step_name,
+                manifest.ANNOTATION_ZENML_STEP_OPERATOR: str(self.id),
+            },
         )
-        logger.info("Step `%s`: created pod %s/%s", identity.step_name, namespace, pod["metadata"]["name"])
+        self._watch(namespace)  # start watching before the pods exist
+        created = self.create_job(settings, pod, job, secret)
+        self._known[identity.step_run_id] = Submission(
+            namespace, name, secret_name, identity.step_name, settings,
+            pod_status.parse_time(created["metadata"].get("creationTimestamp")) or _now(),
+        )
+        logger.info("Step `%s`: created job %s/%s", identity.step_name, namespace, name)
 
-    def create_pod_with_secret(
-        self, settings: K8sStepOperatorSettings, namespace: str, pod: dict, secret: dict
-    ) -> dict:
-        """The Secret first (the Pod reads it), then the Pod, owned by the Secret from birth.
+    def create_job(self, settings: K8sStepOperatorSettings, pod: dict, job: dict, secret: dict) -> dict:
+        """Admission's verdict on the pod first, then the Job suspended, its Secret, then the Job resumed.
 
-        Two writes, no race: the Secret exists before the kubelet could look for it, and deleting
-        it later removes the Pod too (garbage collection). If the Pod cannot be created, the
-        Secret is deleted again, so nothing is left behind.
+        1. the pod as a dry run: whatever admission refuses (Pod Security, quotas, policies, a missing
+           service account) fails the step here, before anything exists, and not later in the Job
+           controller's events;
+        2. the Job, suspended: no pod can start before the Secret it reads exists;
+        3. the Secret (and for several pods the headless Service), owned by the Job: the Job's TTL or
+           its deletion removes them too, whatever happens to this process;
+        4. the Job resumed (unless Kueue admits it: ``queue_name``).
+        If a step after the Job fails, the Job is deleted again (garbage collection takes the rest).
         """
+        namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
         base = f"/api/v1/namespaces/{namespace}"
-        anchor = self._call(settings, "POST", f"{base}/secrets", body=secret)
+        path = f"/apis/batch/v1/namespaces/{namespace}/jobs"
+        self._call(settings, "POST", f"{base}/pods", body=pod, query={"dryRun": "All"})
+        created = self._call(settings, "POST", path, body=job)
         try:
-            return self._call(settings, "POST", f"{base}/pods", body=manifest.owned_by(pod, anchor))
+            self._call(settings, "POST", f"{base}/secrets", body=jobs.owned_by(secret, created))
+            if settings.pod_count > 1:
+                self._call(settings, "POST", f"{base}/services", body=jobs.build_headless_service(created))
+            if not settings.queue_name:
+                created = self._call(
+                    settings, "PATCH", f"{path}/{name}", body={"spec": {"suspend": False}},
+                    content_type="application/merge-patch+json",
+                )
         except Exception:
-            self._delete(settings, f"{base}/secrets/{secret['metadata']['name']}")
+            self._delete(settings, f"{path}/{name}")
             raise
+        return created
 
-    def _delete(
-        self, settings: K8sStepOperatorSettings, path: str, grace: Optional[int] = None, propagation: str = "Background"
-    ) -> bool:
+    def _delete(self, settings: K8sStepOperatorSettings, path: str, propagation: str = "Background") -> bool:
         """DELETE, ignoring not-found; True when something was deleted."""
         from kubernetes.client.exceptions import ApiException
 
         body: Dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation}
-        if grace is not None:
-            body["gracePeriodSeconds"] = grace
         try:
             self._call(settings, "DELETE", path, body=body)
             return True
@@ -244,117 +298,118 @@ class K8sStepOperator(BaseStepOperator):
 
     # --------------------------------------------------------------- locate
     def _locate(self, step_run: "StepRunResponse") -> Optional[Submission]:
-        """Our record of the step run, or one rebuilt from the cluster (found by label)."""
+        """Our record of the step run, or one rebuilt from its Job (found by label)."""
         known = self._known.get(str(step_run.id))
         if known is not None:
             return known
         settings = self._settings(step_run)
         namespace = self._namespace(settings)
-        watch = self._watch(namespace)
-        if not watch.wait_synced(timeout=float(settings.api_request_timeout or 30)):
-            raise RuntimeError(f"could not list pods in namespace {namespace}: {watch.last_error}")
-        name = watch.find(manifest.LABEL_STEP_RUN_ID, names.label_value(str(step_run.id)))
-        if name is None:
-            return None
-        pod, _ = watch.lookup(name)
-        secret = next(
-            (
-                env["secretRef"]["name"]
-                for c in (pod or {}).get("spec", {}).get("containers", [])
-                for env in c.get("envFrom") or []
-                if "secretRef" in env and c.get("name") == pod_status.MAIN_CONTAINER
-            ),
-            f"{name}-env",
+        self._watch(namespace)
+        selector = f"{manifest.LABEL_MANAGED_BY}={manifest.MANAGED_BY},{manifest.LABEL_STEP_RUN_ID}=" + names.label_value(
+            str(step_run.id)
         )
-        step = ((pod or {}).get("metadata", {}).get("annotations") or {}).get(manifest.ANNOTATION_STEP, step_run.name)
-        found = Submission(namespace, name, secret, step, settings, anchored=manifest.is_owned_by_secret(pod, secret))
-        self._known[str(step_run.id)] = found
-        return found
+        found = self._call(
+            settings, "GET", f"/apis/batch/v1/namespaces/{namespace}/jobs", query={"labelSelector": selector}
+        )
+        items = found.get("items") or []
+        if not items:
+            return None
+        meta = items[0]["metadata"]
+        step = (meta.get("annotations") or {}).get(manifest.ANNOTATION_STEP, step_run.name)
+        sub = Submission(
+            namespace, meta["name"], f"{meta['name']}-env", step, settings,
+            pod_status.parse_time(meta.get("creationTimestamp")) or _now(),
+        )
+        self._known[str(step_run.id)] = sub
+        return sub
 
-    def _judge(self, sub: Submission, pod: Optional[dict], deleted: bool) -> pod_status.Verdict:
-        if deleted:
-            verdict = pod_status.assess(pod, fatal_waiting_reasons=())
-            if not verdict.phase.finished:
-                node = (pod or {}).get("spec", {}).get("nodeName")
-                where = f" (it was on node {node})" if node else ""
-                verdict = pod_status.Verdict(
-                    pod_status.Phase.FAILED, f"the step pod was deleted before it finished{where}"
-                )
-            return verdict
-        return pod_status.assess(
-            pod,
+    def _pods(self, sub: Submission) -> List[Tuple[dict, bool]]:
+        return self._watch(sub.namespace).select(jobs.JOB_NAME_LABEL, sub.job)
+
+    def _judge(self, sub: Submission) -> pod_status.Verdict:
+        return pod_status.assess_step(
+            self._pods(sub),
+            sub.settings.pod_count,
             fatal_waiting_reasons=sub.settings.fail_on_container_waiting_reasons or (),
             startup_timeout=sub.settings.startup_timeout,
+            submitted=None if sub.settings.queue_name else sub.submitted,
         )
 
     # ---------------------------------------------------------------- status
     def get_status(self, step_run: "StepRunResponse") -> ExecutionStatus:
-        """Read the Pod (from the shared watch's cache) and judge it."""
+        """Judge the step's pods (from the shared watch's cache)."""
         try:
             sub = self._locate(step_run)
+            if sub is not None and not self._watch(sub.namespace).wait_synced(self._timeout(sub.settings)):
+                raise RuntimeError(self._watch(sub.namespace).last_error)
         except Exception as exc:  # transient: never fail a running step for it
-            logger.warning("Step `%s`: cannot read its pod right now (%s)", step_run.name, exc)
+            logger.warning("Step `%s`: cannot read its job right now (%s)", step_run.name, exc)
             return ExecutionStatus.RUNNING
         if sub is None:
-            logger.error("Step `%s`: no pod found for step run %s", step_run.name, step_run.id)
+            logger.error("Step `%s`: no job found for step run %s", step_run.name, step_run.id)
             return ExecutionStatus.FAILED
         if sub.verdict is not None and sub.verdict.phase.finished:
             return _STATUS[sub.verdict.phase]
-        pod, deleted = self._watch(sub.namespace).lookup(sub.pod)
-        if pod is None and not deleted:
-            return ExecutionStatus.PROVISIONING
-        verdict = self._judge(sub, pod, deleted)
+        verdict = self._judge(sub)
         if verdict.phase.finished:
             self._finish(step_run, sub, verdict)
         return _STATUS[verdict.phase]
 
     def wait(self, step_run: "StepRunResponse") -> ExecutionStatus:
-        """Block on the shared watch until the Pod finishes; stream its logs meanwhile."""
+        """Block on the shared watch until the step's pods finish; stream their logs meanwhile."""
         sub = self._locate(step_run)
         if sub is None:
-            logger.error("Step `%s`: no pod found for step run %s", step_run.name, step_run.id)
+            logger.error("Step `%s`: no job found for step run %s", step_run.name, step_run.id)
             return ExecutionStatus.FAILED
         watch = self._watch(sub.namespace)
         if not watch.wait_synced(self._timeout(sub.settings)):
             raise RuntimeError(f"cannot watch pods in namespace {sub.namespace}: {watch.last_error}")
 
-        def judge(pod: Optional[dict], deleted: bool) -> Optional[pod_status.Verdict]:
-            if pod is None and not deleted:
-                return None
-            self._report_progress(sub, pod)
-            if pod is not None and not deleted:
-                self._maybe_follow_logs(sub, pod)
-            verdict = self._judge(sub, pod, deleted)
+        def judge() -> Optional[pod_status.Verdict]:
+            for pod, deleted in self._pods(sub):
+                self._report_progress(sub, pod)
+                if not deleted:
+                    self._maybe_follow_logs(sub, pod)
+            verdict = self._judge(sub)
             return verdict if verdict.phase.finished else None
 
         def next_deadline() -> Optional[dt.datetime]:
-            pod, _ = watch.lookup(sub.pod)
-            if pod is None or (pod.get("status") or {}).get("phase") != "Pending":
-                return None
-            return pod_status.startup_deadline(pod, sub.settings.startup_timeout)
+            timeout = sub.settings.startup_timeout
+            pods = [pod for pod, deleted in self._pods(sub) if not deleted]
+            if not pods:
+                return None if sub.settings.queue_name else sub.submitted + dt.timedelta(seconds=timeout)
+            pending = [p for p in pods if (p.get("status") or {}).get("phase", "Pending") == "Pending"]
+            deadlines = [d for p in pending if (d := pod_status.startup_deadline(p, timeout)) is not None]
+            return min(deadlines, default=None)
 
-        verdict = watch.wait_for(sub.pod, judge, tick=next_deadline)
+        verdict = watch.wait_for(judge, tick=next_deadline)
         if verdict is None:  # the watch was closed under us
             return self.get_status(step_run)
-        if sub.logs is not None:
-            sub.logs.join(LOG_JOIN_TIMEOUT)
+        for follower in sub.logs.values():
+            follower.join(LOG_JOIN_TIMEOUT)
         self._finish(step_run, sub, verdict)
         return _STATUS[verdict.phase]
 
-    def _report_progress(self, sub: Submission, pod: Optional[dict]) -> None:
-        if pod is None:
-            return
-        for line in pod_status.progress(sub.seen, pod):
-            logger.info("Step `%s`: pod %s %s", sub.step, sub.pod, line)
-        sub.seen = pod
+    def _label(self, sub: Submission, pod: dict) -> str:
+        """``[step]`` for one pod, ``[step/rank]`` for each pod of a multi-pod step."""
+        rank = jobs.rank_of(pod)
+        return sub.step if rank is None or sub.settings.pod_count == 1 else f"{sub.step}/{rank}"
+
+    def _report_progress(self, sub: Submission, pod: dict) -> None:
+        name = pod["metadata"]["name"]
+        for line in pod_status.progress(sub.seen.get(name), pod):
+            logger.info("Step `%s`: pod %s %s", self._label(sub, pod), name, line)
+        sub.seen[name] = pod
 
     def _maybe_follow_logs(self, sub: Submission, pod: dict) -> None:
-        if sub.logs is not None or not sub.settings.stream_logs:
+        name = pod["metadata"]["name"]
+        if name in sub.logs or not sub.settings.stream_logs:
             return
         for cs in (pod.get("status") or {}).get("containerStatuses") or []:
             state = cs.get("state") or {}
             if cs.get("name") == pod_status.MAIN_CONTAINER and ("running" in state or "terminated" in state):
-                prefix = f"[{sub.step}] " if sub.settings.log_prefix else ""
+                many = sub.settings.pod_count > 1
+                prefix = f"[{self._label(sub, pod)}] " if sub.settings.log_prefix or many else ""
 
                 def emit(line: str, prefix: str = prefix) -> None:
                     sys.stdout.write(f"{prefix}{line}\n")
@@ -362,7 +417,7 @@ class K8sStepOperator(BaseStepOperator):
 
                 from .kube.logs import LogFollower
 
-                sub.logs = LogFollower(self.api, sub.namespace, sub.pod, pod_status.MAIN_CONTAINER, emit).start()
+                sub.logs[name] = LogFollower(self.api, sub.namespace, name, pod_status.MAIN_CONTAINER, emit).start()
                 return
 
     def _finish(self, step_run: "StepRunResponse", sub: Submission, verdict: pod_status.Verdict) -> None:
@@ -370,52 +425,70 @@ class K8sStepOperator(BaseStepOperator):
         if sub.verdict is not None:
             return
         sub.verdict = verdict
+        where = f"pod {sub.namespace}/{verdict.pod}" if verdict.pod else f"job {sub.namespace}/{sub.job}"
         if verdict.phase is pod_status.Phase.FAILED:
-            logger.error("Step `%s` failed in pod %s/%s: %s", sub.step, sub.namespace, sub.pod, verdict.reason)
-            _record_failure_reason(step_run, f"pod {sub.namespace}/{sub.pod}: {verdict.reason}")
+            logger.error("Step `%s` failed in %s: %s", sub.step, where, verdict.reason)
+            _record_failure_reason(step_run, f"{where}: {verdict.reason}")
         else:
-            logger.info("Step `%s`: pod %s finished", sub.step, sub.pod)
+            logger.info("Step `%s`: job %s finished", sub.step, sub.job)
 
     # ------------------------------------------------------- cancel, cleanup
     def cancel(self, step_run: "StepRunResponse") -> None:
-        """Delete the Pod now (grace period from the settings) and its Secret."""
+        """Delete the Job now: its pods get their grace period, its Secret goes with it."""
         sub = self._locate(step_run)
         if sub is None:
             return
-        self._remove(sub, delete_pod=True, grace=sub.settings.delete_grace_period_seconds)
-        logger.info("Step `%s`: cancelled, pod %s deleted", sub.step, sub.pod)
+        self._remove(sub, keep_pods=False)
+        logger.info("Step `%s`: cancelled, job %s deleted", sub.step, sub.job)
 
     def cleanup_step_submission(self, step_run: "StepRunResponse") -> None:
-        """Apply the clean-up policy; the Secret with ZenML's credentials never outlives the step."""
+        """Apply the clean-up policy; the Secret with ZenML's credentials never outlives the step.
+
+        Kept pods stay until the Job's ``ttlSecondsAfterFinished``: the cluster removes them then.
+        """
         sub = self._locate(step_run)
         if sub is None:
             return
         policy = sub.settings.cleanup_policy
         succeeded = sub.verdict is not None and sub.verdict.phase is pod_status.Phase.SUCCEEDED
-        pod, _ = self._watch(sub.namespace).lookup(sub.pod)
-        # a failed pod is kept for debugging only if it ran to an end; one stuck Pending (image pull,
-        # startup timeout) would hold its node's resources and retry for ever, so it goes at once
-        ended = pod_status.ran_to_an_end(pod)
+        # a failed pod is kept for debugging only if it ran to an end and stays; one stuck Pending (image
+        # pull, startup timeout) would hold its node's resources until the TTL, so it goes at once
+        ended = any(pod_status.worth_keeping(pod) for pod, deleted in self._pods(sub) if not deleted)
         keep = policy == "keep" or (policy == "delete-succeeded" and not succeeded and ended)
-        self._remove(sub, delete_pod=not keep, grace=None if ended else 0)
+        self._remove(sub, keep_pods=keep)
         self._known.pop(str(step_run.id), None)
 
-    def _remove(self, sub: Submission, delete_pod: bool, grace: Optional[int]) -> None:
-        """Delete the Secret always, the Pod if asked; one request when the Secret owns the Pod.
+    def _remove(self, sub: Submission, keep_pods: bool) -> None:
+        """One DELETE: the Secret when the pods stay, else the Job (garbage collection takes its pods,
+        Secret and Service)."""
+        if keep_pods:
+            self._delete(sub.settings, f"/api/v1/namespaces/{sub.namespace}/secrets/{sub.secret}")
+        else:
+            self._delete(sub.settings, f"/apis/batch/v1/namespaces/{sub.namespace}/jobs/{sub.job}")
+        for follower in sub.logs.values():
+            follower.stop()
 
-        - delete an ended Pod: DELETE the Secret; garbage collection deletes the Pod it owns.
-        - keep the Pod: DELETE the Secret with ``Orphan`` (the Pod loses its owner, not its life).
-        - a grace period (cancel, a Pod that has not ended) or no ownership: DELETE the Pod
-          explicitly first, then the Secret (orphaning, so the Pod's grace period stands).
-        """
-        base = f"/api/v1/namespaces/{sub.namespace}"
-        explicit = delete_pod and (grace is not None or not sub.anchored)
-        if explicit:
-            self._delete(sub.settings, f"{base}/pods/{sub.pod}", grace=grace)
-        cascade = delete_pod and not explicit
-        self._delete(sub.settings, f"{base}/secrets/{sub.secret}", propagation="Background" if cascade else "Orphan")
-        if sub.logs is not None:
-            sub.logs.stop()
+
+@dataclass(frozen=True)
+class _User:
+    """The active ZenML user, as ZenML's operator uses it: id, OIDC Linux ids."""
+
+    id: str
+    linux_uid: Any = None
+    linux_gid: Any = None
+
+
+def _active_user() -> _User:
+    from zenml.client import Client
+    from zenml.constants import LINUX_GID_CLAIM_KEY, LINUX_UID_CLAIM_KEY
+
+    user = Client().active_user
+    claims = getattr(user, "oidc_claims", None) or {}
+    return _User(str(user.id), claims.get(LINUX_UID_CLAIM_KEY), claims.get(LINUX_GID_CLAIM_KEY))
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
 
 
 def _record_failure_reason(step_run: "StepRunResponse", reason: str) -> None:

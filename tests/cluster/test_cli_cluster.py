@@ -14,7 +14,9 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Iterator
+from unittest.mock import patch
 
 import pytest
 import yaml
@@ -84,7 +86,7 @@ def test_rbac_output_applied_then_doctor_passes(local_cluster: Any, namespace: s
     result = _doctor(local_cluster.kubeconfig, namespace, "--as", _subject(namespace))
     assert result.exit_code == 0, result.output
     assert f"service account {namespace}/{SA} exists" in result.stdout
-    assert "All 8 permissions are granted" in result.stdout
+    assert f"All {len(rbac.required_checks(namespace))} permissions are granted" in result.stdout
     assert "✗" not in result.stdout and result.stderr == ""
 
 
@@ -108,7 +110,7 @@ def test_doctor_without_any_rbac_lists_everything_missing(local_cluster: Any, na
     lines = result.stderr.strip().splitlines()
     assert lines[0] == f"error: service account {namespace}/ghost does not exist"
     assert f"forbidden: needs get on pods/log in {namespace}" in lines
-    assert len([line for line in lines if line.startswith("forbidden:")]) == 8
+    assert len([line for line in lines if line.startswith("forbidden:")]) == len(rbac.required_checks(namespace))
 
 
 def test_doctor_as_admin_and_missing_namespace(local_cluster: Any, namespace: str) -> None:
@@ -168,7 +170,7 @@ def test_printed_rbac_allows_exactly_the_operators_calls(
     local_cluster: Any, api_client: client.ApiClient, namespace: str, as_service_account: client.ApiClient
 ) -> None:
     """As the service account, make the operator's requests; then try what is not granted."""
-    from k8s_step_operator import manifest
+    from k8s_step_operator import jobs, manifest
     from k8s_step_operator.kube.logs import LogFollower
     from k8s_step_operator.kube.podwatch import PodWatch
     from k8s_step_operator.settings import K8sStepOperatorSettings
@@ -178,30 +180,40 @@ def test_printed_rbac_allows_exactly_the_operators_calls(
     settings = K8sStepOperatorSettings()
     identity = manifest.StepIdentity("run-1", "pipe", "train", str(uuid.uuid4()))
     pod = manifest.build_pod(settings, identity, current("busybox"), ["sh", "-c", "echo hello"], namespace, "train-env")
-    name = pod["metadata"]["name"]
     secret = manifest.build_env_secret("train-env", namespace, identity, {"ZENML_STORE_URL": "sqlite://"})
     core = client.CoreV1Api(api_client)
 
-    # submit: POST secret, POST pod (owned by the secret).
+    # submit: POST pod (dry run), POST job (suspended), POST secret (owned by the job), PATCH job (resume);
+    # a multi-pod step also POSTs its headless Service.
     operator = _operator_as(api, namespace)
-    created = operator.create_pod_with_secret(settings, namespace, pod, secret)
+    job = jobs.build_job(pod, "train", ttl_seconds_after_finished=300)
+    created = operator.create_job(settings, pod, job, secret)
+    assert created["spec"]["suspend"] is False
     stored = core.read_namespaced_secret("train-env", namespace)
-    assert created["metadata"]["ownerReferences"][0]["uid"] == stored.metadata.uid
+    assert stored.metadata.owner_references[0].uid == created["metadata"]["uid"]
+    two = settings.model_copy(update={"pod_count": 2})
+    pair = manifest.StepIdentity("run-1", "pipe", "pair", str(uuid.uuid4()))
+    pair_pod = manifest.build_pod(two, pair, current("busybox"), ["true"], namespace, "pair-env")
+    pair_secret = manifest.build_env_secret("pair-env", namespace, pair, {})
+    operator.create_job(two, pair_pod, jobs.build_job(pair_pod, "pair", ttl_seconds_after_finished=300, pod_count=2), pair_secret)
+    assert core.read_namespaced_service("pair", namespace).spec.cluster_ip == "None"
 
     # get_status / wait: the operator's shared watch (LIST + WATCH by label selector).
     watch = PodWatch(api, namespace)
     try:
         assert watch.wait_synced(timeout=15), watch.last_error
-        assert watch.lookup(name)[0] is not None
         deadline = time.monotonic() + 10
         while watch.watch_requests == 0 and time.monotonic() < deadline:
             time.sleep(0.05)
 
-        def finished(pod_seen: dict | None, _gone: bool) -> str | None:  # the watch sees the pod finish
-            phase = ((pod_seen or {}).get("status") or {}).get("phase")
+        def finished() -> str | None:  # the watch sees the Job's pod finish
+            pods = watch.select(jobs.JOB_NAME_LABEL, "train")
+            phase = ((pods[0][0] if pods else {}).get("status") or {}).get("phase")
             return phase if phase in ("Succeeded", "Failed") else None
 
-        assert watch.wait_for(name, finished, timeout=90) == "Succeeded", watch.last_error
+        assert watch.wait_for(finished, timeout=90) == "Succeeded", watch.last_error
+        [(seen, _)] = watch.select(jobs.JOB_NAME_LABEL, "train")
+        name = seen["metadata"]["name"]
         time.sleep(0.5)
         assert "403" not in watch.last_error and "Forbidden" not in watch.last_error, watch.last_error
     finally:
@@ -213,11 +225,16 @@ def test_printed_rbac_allows_exactly_the_operators_calls(
     assert follower.join(30)
     assert lines == ["hello"]
 
-    # cancel / clean-up: DELETE pod and secret (a second delete is a 404, which the operator ignores).
-    base = f"/api/v1/namespaces/{namespace}"
-    assert _delete_status(operator, f"{base}/pods/{name}", grace=0) == 200
-    assert _delete_status(operator, f"{base}/secrets/train-env") == 200
-    assert _delete_status(operator, f"{base}/secrets/train-env") == 404
+    # after a restart: LIST jobs by label; clean-up: DELETE the secret (kept pods) or the job (a second
+    # delete is a 404, which the operator ignores).
+    step_run = SimpleNamespace(id=identity.step_run_id, name="train")
+    with patch.object(type(operator), "_settings", return_value=settings):
+        assert operator._locate(step_run).job == "train"
+    assert _delete_status(operator, f"/api/v1/namespaces/{namespace}/secrets/pair-env") == 200
+    jobs_path = f"/apis/batch/v1/namespaces/{namespace}/jobs"
+    assert _delete_status(operator, f"{jobs_path}/train") == 200
+    assert _delete_status(operator, f"{jobs_path}/pair") == 200
+    assert _delete_status(operator, f"{jobs_path}/train") == 404
 
     # ... and nothing else.
     impersonated = client.CoreV1Api(api)
@@ -228,7 +245,8 @@ def test_printed_rbac_allows_exactly_the_operators_calls(
     assert _status(lambda: impersonated.create_namespaced_pod(other, {**pod, "metadata": {"name": name}})) == 403
     assert _status(lambda: impersonated.list_namespaced_pod(other)) == 403
     assert _status(lambda: impersonated.create_namespaced_secret(other, {**secret, "metadata": {"name": "x"}})) == 403
-    assert _status(lambda: impersonated.replace_namespaced_pod(name, namespace, pod)) == 403
+    assert _status(lambda: impersonated.replace_namespaced_pod(name, namespace, {**pod, "metadata": {"name": name}})) == 403
+    assert _status(lambda: impersonated.delete_namespaced_pod(name, namespace)) == 403  # only through its Job
     assert _status(lambda: impersonated.list_namespace()) == 403
 
 
@@ -249,10 +267,10 @@ def test_resource_steps_rbac_with_cluster_role(
         assert "get     storageclasses.storage.k8s.io" in result.stdout
 
         narrower = _doctor(
-            local_cluster.kubeconfig, namespace, "--as", _subject(namespace), "--kind", "jobs.batch", "--action", "patch"
+            local_cluster.kubeconfig, namespace, "--as", _subject(namespace), "--kind", "persistentvolumeclaims", "--action", "patch"
         )
         assert narrower.exit_code == 1
-        assert narrower.stderr.strip().splitlines() == [f"forbidden: needs patch on jobs.batch in {namespace}"]
+        assert narrower.stderr.strip().splitlines() == [f"forbidden: needs patch on persistentvolumeclaims in {namespace}"]
 
         core, batch = client.CoreV1Api(as_service_account), client.BatchV1Api(as_service_account)
         storage = client.StorageV1Api(as_service_account)
@@ -278,7 +296,8 @@ def test_resource_steps_rbac_with_cluster_role(
         assert _status(lambda: batch.list_namespaced_job(namespace, field_selector="metadata.name=j")) == 200
         assert _status(lambda: storage.read_storage_class("no-such-class")) == 404  # allowed, just absent
         assert _status(lambda: storage.list_storage_class()) == 403  # only get
-        assert _status(lambda: batch.patch_namespaced_job("j", namespace, {"metadata": {"labels": {"a": "b"}}})) == 403
+        # the operator's own right (it resumes its suspended Jobs), not the resource steps'
+        assert _status(lambda: batch.patch_namespaced_job("j", namespace, {"metadata": {"labels": {"a": "b"}}})) == 200
         assert _status(lambda: core.patch_namespaced_persistent_volume_claim("data", namespace, {})) == 403
         assert _status(lambda: client.AppsV1Api(as_service_account).list_namespaced_deployment(namespace)) == 403
         assert _status(lambda: batch.delete_namespaced_job("j", namespace, propagation_policy="Background")) == 200

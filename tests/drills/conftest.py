@@ -127,9 +127,12 @@ def secret_exists(api: client.ApiClient, namespace: str, name: str) -> bool:
 
 
 def managed_objects(api: client.ApiClient, namespace: str) -> dict[str, list[str]]:
-    """Names of the operator's pods and Secrets in ``namespace``."""
+    """Names of the operator's Jobs, pods and Secrets in ``namespace``."""
     core = client.CoreV1Api(api)
     return {
+        "jobs": sorted(
+            j.metadata.name for j in client.BatchV1Api(api).list_namespaced_job(namespace, label_selector=MANAGED).items
+        ),
         "pods": sorted(p.metadata.name for p in core.list_namespaced_pod(namespace, label_selector=MANAGED).items),
         "secrets": sorted(
             s.metadata.name for s in core.list_namespaced_secret(namespace, label_selector=MANAGED).items
@@ -138,11 +141,14 @@ def managed_objects(api: client.ApiClient, namespace: str) -> dict[str, list[str
 
 
 def settle(api: client.ApiClient, namespace: str, pods: Optional[list[str]] = None, timeout: float = 30.0) -> None:
-    """Wait (bounded) until the operator's objects in ``namespace`` are exactly ``pods`` and no Secret.
+    """Wait (bounded) until the operator's objects in ``namespace`` are exactly the kept ``pods`` (with
+    the Jobs that own them until their TTL) and no Secret.
 
-    A deleted pod's owned Secret is removed by garbage collection, a moment after clean-up returns.
+    A deleted Job's pods and Secret are removed by garbage collection, a moment after clean-up returns.
     """
-    expected = {"pods": sorted(pods or []), "secrets": []}
+    core = client.CoreV1Api(api)
+    jobs = {core.read_namespaced_pod(p, namespace).metadata.labels["batch.kubernetes.io/job-name"] for p in pods or []}
+    expected = {"jobs": sorted(jobs), "pods": sorted(pods or []), "secrets": []}
     wait_until(lambda: managed_objects(api, namespace) == expected, timeout,
                f"the operator's objects in {namespace} to be {expected}")
 
@@ -262,6 +268,7 @@ class Drill:
     run_id: uuid.UUID = field(default_factory=uuid.uuid4)
     run_name: str = field(default_factory=lambda: f"drill-run-{uuid.uuid4().hex[:8]}")
     pipeline: str = "drill_pipeline"
+    _pods: dict[str, str] = field(default_factory=dict)
 
     def step(
         self,
@@ -289,6 +296,8 @@ class Drill:
         info.pipeline = self.mocker.NonCallableMagicMock(name="PipelineConfiguration")
         info.pipeline.name = self.pipeline
         info.get_image = self.mocker.Mock(return_value=image)
+        info.snapshot = self.mocker.NonCallableMagicMock(name="PipelineSnapshotResponse")
+        info.snapshot.project_id = uuid.UUID(int=7)
         return Step(name, step_id, info, run, command or py(code), dict(environment or {"DRILL_STEP": name}))
 
     def submit(self, step: Step) -> Step:
@@ -296,8 +305,21 @@ class Drill:
         self.operator.submit(step.info, step.command, step.environment)
         return step
 
-    def pod_name(self, step: Step) -> str:
+    def job_name(self, step: Step) -> str:
         return names.pod_name(None, self.pipeline, step.name, str(step.id))
+
+    def pod_name(self, step: Step, timeout: float = 30.0) -> str:
+        """The name the Job controller gave the step's (first) pod; remembered once seen."""
+        if step.name not in self._pods:
+            selector = f"batch.kubernetes.io/job-name={self.job_name(step)}"
+            core = client.CoreV1Api(self.api)
+
+            def first() -> Optional[str]:
+                items = core.list_namespaced_pod(self.namespace, label_selector=selector).items
+                return min(p.metadata.name for p in items) if items else None
+
+            self._pods[step.name] = wait_until(first, timeout, f"a pod of job {self.job_name(step)}")
+        return self._pods[step.name]
 
     def pod(self, step: Step) -> Any:
         return client.CoreV1Api(self.api).read_namespaced_pod(self.pod_name(step), self.namespace)
@@ -364,7 +386,8 @@ def zenml_store(mocker: Any) -> Any:
     """ZenML's store as the operator reaches it (``Client().zen_store``): records failure reasons."""
     store = mocker.MagicMock(name="zen_store")
     store.get_run_step.return_value.exception_info = None
-    mocker.patch("zenml.client.Client", return_value=mocker.NonCallableMagicMock(zen_store=store))
+    user = mocker.NonCallableMagicMock(id=uuid.UUID(int=1), oidc_claims={})
+    mocker.patch("zenml.client.Client", return_value=mocker.NonCallableMagicMock(zen_store=store, active_user=user))
     return store
 
 

@@ -2,7 +2,7 @@
 ZenML repo in a tmp dir (see ``test_zenml_drills.py``).
 
 Usage: python drill_pipelines.py SCENARIO [args]
-  slow FLAG RUN_NAME      a run whose operator step waits until FLAG exists
+  slow FLAG RUN_NAME      a run whose operator step waits until FLAG exists (DRILL_TTL: its Job's TTL)
   status RUN_NAME         a fresh orchestrator process asks the operator for the step's status
   resume RUN_NAME         ... waits for it, cleans up, prints the run's status
   secretive RUN_NAME      a step using a ZenML secret and a sensitive step environment value
@@ -24,7 +24,13 @@ DOCKER = DockerSettings(skip_build=True, parent_image=IMAGE)
 SECRET_NAME = "drill-secret"
 
 
-@step(step_operator=OPERATOR, settings={"docker": DOCKER})
+_TTL = os.environ.get("DRILL_TTL")
+
+
+@step(
+    step_operator=OPERATOR,
+    settings={"docker": DOCKER, "step_operator": {"ttl_seconds_after_finished": int(_TTL)} if _TTL else {}},
+)
 def slow(flag: str) -> int:
     print("slow step started", flush=True)
     deadline = time.time() + 180

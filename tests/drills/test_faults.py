@@ -28,7 +28,7 @@ SLEEPER = "import time\nprint('started', flush=True)\ntime.sleep(120)\nprint('sh
 
 
 def _secret_of(drill: Drill, step) -> str:
-    return f"{drill.pod_name(step)}-env"
+    return f"{drill.job_name(step)}-env"
 
 
 def test_evicted_pod_fails_with_reason_evicted(drill: Drill) -> None:
@@ -45,10 +45,14 @@ def test_evicted_pod_fails_with_reason_evicted(drill: Drill) -> None:
     assert drill.console.lines(step.prefix) == ["started"]
     assert drill.status(step) is ExecutionStatus.FAILED  # asked again: the same answer
     drill.cleanup(step)
-    # default policy keeps a failed pod for debugging; the Secret never outlives the step (deleted with
-    # propagationPolicy Orphan: garbage collection unhooks the kept pod, then the Secret is gone)
+    # default policy keeps a failed pod for debugging, until its Job's TTL (a day by default); the
+    # Secret with ZenML's credentials never outlives the step
     settle(drill.api, drill.namespace, pods=[drill.pod_name(step)])
-    assert drill.pod(step).metadata.owner_references is None
+    assert not secret_exists(drill.api, drill.namespace, _secret_of(drill, step))
+    [owner] = drill.pod(step).metadata.owner_references
+    assert (owner.kind, owner.name) == ("Job", drill.job_name(step))
+    job = client.BatchV1Api(drill.api).read_namespaced_job(drill.job_name(step), drill.namespace)
+    assert job.spec.ttl_seconds_after_finished == 24 * 3600
 
 
 def test_unpullable_image_fails_fast_naming_image_and_reason(drill: Drill) -> None:

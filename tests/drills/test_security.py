@@ -182,7 +182,7 @@ def test_operator_missing_permission_names_verb_and_resource(
     try:
         with pytest.raises(Exception) as info:
             drill.submit(drill.step("sa-nosecret", HELLO))
-        assert managed_objects(drill.api, drill_namespace) == {"pods": [], "secrets": []}
+        assert managed_objects(drill.api, drill_namespace) == {"jobs": [], "pods": [], "secrets": []}
         assert f"forbidden: needs create on secrets in namespace {drill_namespace}" in str(info.value).splitlines()[0]
     finally:
         PodWatch.close_all()
@@ -251,7 +251,7 @@ def test_restricted_namespace_rejects_privileged_pod_clearly_and_leaves_nothing(
     message = refusal(info.value)
     assert 'violates PodSecurity "restricted:latest"' in message
     assert 'privileged (container "main" must not set securityContext.privileged=true)' in message
-    assert managed_objects(rdrill.api, rdrill.namespace) == {"pods": [], "secrets": []}  # Secret rolled back
+    assert managed_objects(rdrill.api, rdrill.namespace) == {"jobs": [], "pods": [], "secrets": []}  # Secret rolled back
 
 
 def test_restricted_namespace_rejection_of_default_settings_names_what_to_set(rdrill: Drill) -> None:
@@ -261,4 +261,4 @@ def test_restricted_namespace_rejection_of_default_settings_names_what_to_set(rd
     for needed in ("allowPrivilegeEscalation != false", "unrestricted capabilities", "runAsNonRoot != true",
                    "seccompProfile"):
         assert needed in message, message
-    assert managed_objects(rdrill.api, rdrill.namespace) == {"pods": [], "secrets": []}
+    assert managed_objects(rdrill.api, rdrill.namespace) == {"jobs": [], "pods": [], "secrets": []}

@@ -4,6 +4,7 @@ completes the run; ZenML secret values never reach a pod spec, an event or a log
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import os
@@ -19,6 +20,7 @@ from typing import Any, Iterator
 import pytest
 from kubernetes import client
 
+from k8s_step_operator.localcluster.nodes import processes_mentioning
 from k8s_step_operator.manifest import LABEL_STEP
 
 from ..zenml_support import BIN, register_k8s_stack, zenml_env
@@ -93,9 +95,9 @@ def test_orchestrator_dies_mid_step_and_a_new_one_completes_the_run(project: Pro
         if orchestrator.poll() is None:
             os.killpg(orchestrator.pid, signal.SIGKILL)
             orchestrator.wait(30)
-    name = pod.metadata.name
+    name, job = pod.metadata.name, pod.metadata.labels["batch.kubernetes.io/job-name"]
     assert [p.metadata.name for p in _pods(api_client, project.namespace, "slow")] == [name]
-    assert managed_objects(api_client, project.namespace)["secrets"] == [f"{name}-env"]
+    assert managed_objects(api_client, project.namespace)["secrets"] == [f"{job}-env"]
 
     asked = project.script("status", run_name)  # a new process, which never submitted anything
     assert "STEP-STATUS running" in asked.stdout, asked.stdout + asked.stderr
@@ -107,6 +109,42 @@ def test_orchestrator_dies_mid_step_and_a_new_one_completes_the_run(project: Pro
     assert "RUN-STATUS completed" in output, output
     assert "[slow] slow step done" in output  # its logs, found through the pod's labels too
     settle(api_client, project.namespace)
+
+
+def test_orchestrator_killed_mid_step_leaves_nothing_after_the_ttl(project: Project, api_client: client.ApiClient) -> None:
+    """Nothing of ours needs to run for the clean-up: the Job's TTL, then garbage collection."""
+    flag = Path(project.env["ZENML_CONFIG_PATH"]) / f"flag-{uuid.uuid4().hex[:6]}"
+    run_name = f"drill-ttl-{uuid.uuid4().hex[:8]}"
+    orchestrator = project.start("slow", str(flag), run_name, env={"DRILL_TTL": "5"})
+    try:
+        pod = wait_until(
+            lambda: next((p for p in _pods(api_client, project.namespace, "slow")
+                          if p.metadata.labels.get("run_name") == run_name and p.status.phase == "Running"), None),
+            180, "the slow step's pod running",
+        )
+        os.killpg(orchestrator.pid, signal.SIGKILL)
+        orchestrator.wait(30)
+    finally:
+        if orchestrator.poll() is None:
+            os.killpg(orchestrator.pid, signal.SIGKILL)
+            orchestrator.wait(30)
+    assert processes_mentioning(run_name) == [], "a process of ours outlived the orchestrator"
+    job = pod.metadata.labels["batch.kubernetes.io/job-name"]
+    left = managed_objects(api_client, project.namespace)
+    assert (left["jobs"], left["secrets"]) == ([job], [f"{job}-env"])  # the orchestrator never cleaned up
+
+    flag.write_text("go")  # the step ends on its own, with no orchestrator to see it
+    finished = wait_until(
+        lambda: (client.BatchV1Api(api_client).read_namespaced_job(job, project.namespace).status.completion_time),
+        120, "the orphaned step's Job complete",
+    )
+    wait_until(
+        lambda: managed_objects(api_client, project.namespace) == {"jobs": [], "pods": [], "secrets": []},
+        90, "the TTL controller and garbage collection removing the Job, its pod and its Secret",
+    )
+    gone_after = (dt.datetime.now(dt.timezone.utc) - finished).total_seconds()
+    assert gone_after >= 5, f"removed {gone_after:.1f}s after the Job finished, before its 5 s TTL"
+    assert processes_mentioning(run_name) == []
 
 
 def test_zenml_secret_values_never_reach_pod_specs_events_or_logs(project: Project, api_client: client.ApiClient) -> None:
@@ -133,6 +171,8 @@ def test_zenml_secret_values_never_reach_pod_specs_events_or_logs(project: Proje
     for where, text in (("pod specs", pods), ("events", events), ("pod log", pod_log), ("orchestrator output", output)):
         for value in (secret_token, env_token):
             assert value not in text, f"a secret value leaked into the {where}"
-    # the env Secret is gone too (deleted with propagationPolicy Orphan, so the kept pod stays)
+    # the env Secret is gone too (the kept pod stays until its Job's TTL)
     wait_until(lambda: managed_objects(api_client, project.namespace)["secrets"] == [], 30, "the env Secret deleted")
-    core.delete_namespaced_pod(pod.metadata.name, project.namespace, grace_period_seconds=0)
+    client.BatchV1Api(api_client).delete_namespaced_job(
+        pod.metadata.labels["batch.kubernetes.io/job-name"], project.namespace, propagation_policy="Background"
+    )

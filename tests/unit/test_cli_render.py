@@ -203,7 +203,7 @@ def test_render_run_config_merges_step_over_pipeline(tmp_path: Path) -> None:
     labels = pod["metadata"]["labels"]
     assert labels["team"] == "ml" and labels["stage"] == "train"  # maps merge recursively, as in ZenML
     assert pod["spec"]["nodeSelector"] == {"pool": "gpu"}
-    assert _main(pod)["resources"] == {"limits": {"nvidia.com/gpu": "1"}}
+    assert _main(pod)["resources"] == {"limits": {"nvidia.com/gpu": "1"}, "requests": {"memory": "400Mi"}}
     assert "pass --component gpu-operator" in result.stderr
 
     loader = _pod(_render("--settings", path, "--step", "loader"))

@@ -66,10 +66,48 @@ def test_minimal_pod():
             "name": "main",
             "image": IMAGE,
             "command": COMMAND,
+            "resources": {"requests": {"memory": "400Mi"}},  # ZenML's default memory request
             "envFrom": [{"secretRef": {"name": "trainer-env"}}],
         }
     ]
     validate_dns1123_label(pod["metadata"]["name"], "name")
+
+
+@pytest.mark.parametrize(
+    "resources, default, expected",
+    [
+        ({}, "400Mi", {"requests": {"memory": "400Mi"}}),
+        ({"requests": {"cpu": "1"}}, "400Mi", {"requests": {"cpu": "1", "memory": "400Mi"}}),
+        ({"requests": {"memory": "1Gi"}}, "400Mi", {"requests": {"memory": "1Gi"}}),
+        # a limit alone: the API server defaults the request to it; 400Mi could exceed it
+        ({"limits": {"memory": "200Mi"}}, "400Mi", {"limits": {"memory": "200Mi"}}),
+        ({"limits": {"cpu": "1"}}, None, {"limits": {"cpu": "1"}}),
+    ],
+)
+def test_default_memory_request(resources, default, expected):
+    settings = K8sStepOperatorSettings(pod_settings={"resources": resources}, default_memory_request=default)
+    assert _main(_pod(settings)).get("resources", {}) == expected
+
+
+def test_oidc_ids_win_over_security_contexts():
+    from k8s_step_operator.manifest import run_as
+
+    settings = K8sStepOperatorSettings(
+        pod_settings={
+            "security_context": {"runAsUser": 5, "fsGroup": 7},
+            "container_security_context": {"runAsUser": 5, "readOnlyRootFilesystem": True},
+            "init_containers": [{"name": "init", "command": ["true"]}],
+        }
+    )
+    pod = run_as(_pod(settings), 1001, 2002)
+    assert pod["spec"]["securityContext"] == {"runAsUser": 1001, "runAsGroup": 2002, "fsGroup": 7}
+    for container in pod["spec"]["containers"] + pod["spec"]["initContainers"]:
+        assert container["securityContext"]["runAsUser"] == 1001
+        assert container["securityContext"]["runAsGroup"] == 2002
+    assert _main(pod)["securityContext"]["readOnlyRootFilesystem"] is True
+    # not positive integers (ZenML ignores them too): unchanged
+    for uid, gid in ((None, None), (0, -1), (True, "5")):
+        assert run_as(_pod(settings), uid, gid) == _pod(settings)
 
 
 def test_seed_004_settings_are_applied():
@@ -99,6 +137,11 @@ def test_identity_labels_and_annotations():
         "step": "trainer",
         "step-run-id": "0f8fad5b-d9cb-469f-a165-70867728950e",
         "run-id": "5a1b",
+        # ZenML 0.98's own keys, so selectors written for its operator work
+        "run_name": "training_pipeline-2024_01_01-12_00_00_000001",
+        "step_name": "trainer",
+        "step_run_id": "0f8fad5b-d9cb-469f-a165-70867728950e",
+        "run_id": "5a1b",
     }
     assert annotations["k8s-step-operator.zenml.io/pipeline"] == "training_pipeline"
     assert annotations["k8s-step-operator.zenml.io/run-id"] == "5a1b"
@@ -296,7 +339,7 @@ def test_pod_spec_overrides_are_merged_last():
     assert spec["restartPolicy"] == "OnFailure"
     assert "terminationGracePeriodSeconds" not in spec
     main = _main({"spec": spec})
-    assert main["resources"] == {"requests": {"cpu": "1"}, "limits": {"cpu": "2"}}
+    assert main["resources"] == {"requests": {"cpu": "1", "memory": "400Mi"}, "limits": {"cpu": "2"}}
     assert main["args"] == ["--x"] and main["image"] == IMAGE
     assert [c["name"] for c in spec["containers"]] == ["main", "sidecar"]
 
@@ -432,18 +475,3 @@ def test_pvolumes_setting_requires_absolute_paths():
     with pytest.raises(ValueError, match="mount path must be absolute"):
         K8sStepOperatorSettings(pvolumes={"mnt": "vol"})
     assert K8sStepOperatorSettings(pvolumes={"/mnt": "vol"}).pvolumes == {"/mnt": "vol"}
-
-
-def test_pod_owned_by_its_secret_from_birth() -> None:
-    from k8s_step_operator.manifest import is_owned_by_secret, owned_by
-
-    pod = {"metadata": {"name": "p", "labels": {"a": "b"}}, "spec": {}}
-    secret = {"metadata": {"name": "p-env", "uid": "1234"}}
-    owned = owned_by(pod, secret)
-    assert owned["metadata"]["ownerReferences"] == [{"apiVersion": "v1", "kind": "Secret", "name": "p-env", "uid": "1234"}]
-    assert owned["metadata"]["labels"] == {"a": "b"}
-    assert "ownerReferences" not in pod["metadata"]  # the input is not changed
-    assert is_owned_by_secret(owned, "p-env")
-    assert not is_owned_by_secret(owned, "other-env")
-    assert not is_owned_by_secret(pod, "p-env")
-    assert not is_owned_by_secret(None, "p-env")

@@ -125,3 +125,71 @@ def test_ran_to_an_end_counts_the_main_exit_before_the_phase():
     assert not ran_to_an_end(pod("Pending", statuses=main_state(waiting={"reason": "ImagePullBackOff"})))
     assert not ran_to_an_end(pod("Running", statuses=main_state(running={})))
     assert not ran_to_an_end(None)
+
+
+# ------------------------------------------------------------ a step's pods (a Job's)
+def named(p, name):
+    return {**p, "metadata": {**p["metadata"], "name": name}}
+
+
+def test_step_of_one_pod_follows_that_pod():
+    from k8s_step_operator.pod_status import assess_step
+
+    assert assess_step([(named(pod("Succeeded"), "a"), False)]).phase is Phase.SUCCEEDED
+    running = assess_step([(named(pod("Running", "n", main_state(running={})), "a"), False)])
+    assert (running.phase, running.pod) == (Phase.RUNNING, "a")
+    gone = assess_step([(named(pod("Running", "n1", main_state(running={})), "a"), True)])
+    assert gone.phase is Phase.FAILED and gone.reason == "the step pod was deleted before it finished (it was on node n1)"
+    # deleted after it succeeded (the Job's clean-up): still a success
+    assert assess_step([(named(pod("Succeeded"), "a"), True)]).phase is Phase.SUCCEEDED
+
+
+def test_step_of_several_pods_needs_every_pod():
+    from k8s_step_operator.pod_status import assess_step
+
+    done = (named(pod("Succeeded"), "j-0"), False)
+    running = (named(pod("Running", "n", main_state(running={})), "j-1"), False)
+    assert assess_step([done, running], 2).phase is Phase.RUNNING
+    assert assess_step([done], 2).phase is Phase.PENDING  # the other pod is not there yet
+    assert assess_step([done, (named(pod("Succeeded"), "j-1"), False)], 2).phase is Phase.SUCCEEDED
+
+
+def test_the_pod_that_failed_explains_the_step_not_the_ones_stopped_for_it():
+    from k8s_step_operator.pod_status import assess_step
+
+    failed = named(pod("Failed", "n", main_state(terminated={"exitCode": 3, "reason": "Error"})), "j-1")
+    stopped = named(pod("Running", "n", main_state(running={})), "j-0")
+    verdict = assess_step([(stopped, True), (failed, False)], 2)
+    assert verdict.phase is Phase.FAILED and verdict.pod == "j-1"
+    assert verdict.reason == "container 'main' terminated: Error (exit code 3)"
+
+
+def test_no_pod_yet_fails_after_the_startup_timeout_from_submission():
+    from k8s_step_operator.pod_status import assess_step
+
+    waiting = assess_step([], startup_timeout=60, submitted=T0, now=T0 + dt.timedelta(seconds=59))
+    assert waiting.phase is Phase.PENDING
+    late = assess_step([], startup_timeout=60, submitted=T0, now=T0 + dt.timedelta(seconds=61))
+    assert (late.phase, late.reason) == (Phase.FAILED, "the Job created no pod within 60s")
+    # no submission time (a Kueue queue admits the Job whenever it can): no deadline
+    assert assess_step([], startup_timeout=60, now=T0 + dt.timedelta(days=1)).phase is Phase.PENDING
+
+
+def test_the_kubelets_pull_rate_limit_is_not_a_fatal_pull_error():
+    throttled = pod("Pending", "n", main_state(waiting={"reason": "ErrImagePull", "message": "pull QPS exceeded"}))
+    verdict = assess(throttled, fatal_waiting_reasons=FATAL)
+    assert verdict.phase is Phase.PENDING and "pull QPS exceeded" in verdict.reason
+    missing = pod("Pending", "n", main_state(waiting={"reason": "ErrImagePull", "message": "not found"}))
+    assert assess(missing, fatal_waiting_reasons=FATAL).phase is Phase.FAILED
+
+
+def test_only_a_failed_pod_that_stays_is_worth_keeping():
+    from k8s_step_operator.pod_status import worth_keeping
+
+    ended = pod("Failed", "n", main_state(terminated={"exitCode": 1}))
+    assert worth_keeping(ended)
+    assert not worth_keeping(pod("Pending", "n"))  # never ran
+    leaving = {**ended, "metadata": {**ended["metadata"], "deletionTimestamp": "2026-01-01T00:01:00Z"}}
+    assert not worth_keeping(leaving)
+    gc = pod("Failed", "n", conditions=[{"type": "DisruptionTarget", "status": "True", "reason": "DeletionByPodGC"}])
+    assert not worth_keeping(gc)  # its node is gone: pod GC deletes it anyway

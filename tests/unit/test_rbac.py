@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from k8s_step_operator import rbac
 from k8s_step_operator.cli import main
 
-RESOURCE_KINDS = ["jobs.batch", "persistentvolumeclaims", "volumesnapshots.snapshot.storage.k8s.io"]
+RESOURCE_KINDS = ["cronjobs.batch", "persistentvolumeclaims", "volumesnapshots.snapshot.storage.k8s.io"]
 
 
 def _granted(perms: list[rbac.Permission]) -> dict[str, set[str]]:
@@ -34,9 +34,11 @@ def _granted(perms: list[rbac.Permission]) -> dict[str, set[str]]:
 # ------------------------------------------------------------- the table
 def test_operator_permissions_are_exactly_what_it_needs() -> None:
     assert _granted(rbac.permissions()) == {
-        "pods": {"create", "get", "list", "watch", "delete"},
+        "pods": {"create", "get", "list", "watch"},  # create: the dry run; the Job controller creates pods
         "pods/log": {"get"},
+        "jobs.batch": {"create", "patch", "list", "delete"},
         "secrets": {"create", "delete"},
+        "services": {"create"},
     }
     assert not any(p.cluster_scoped for p in rbac.permissions())
     assert all(p.why for p in rbac.permissions())
@@ -109,10 +111,14 @@ def test_required_checks_one_per_verb() -> None:
         ("get", "pods", "ml"),
         ("list", "pods", "ml"),
         ("watch", "pods", "ml"),
-        ("delete", "pods", "ml"),
         ("get", "pods/log", "ml"),
+        ("create", "jobs.batch", "ml"),
+        ("patch", "jobs.batch", "ml"),
+        ("list", "jobs.batch", "ml"),
+        ("delete", "jobs.batch", "ml"),
         ("create", "secrets", "ml"),
         ("delete", "secrets", "ml"),
+        ("create", "services", "ml"),
         ("get", "persistentvolumeclaims", "ml"),
         ("list", "persistentvolumeclaims", "ml"),
         ("watch", "persistentvolumeclaims", "ml"),
@@ -139,9 +145,11 @@ def test_manifests_operator_only() -> None:
     role = docs[1]
     assert role["metadata"] == {"name": "runner", "namespace": "ml"}
     assert {r["resources"][0]: r["verbs"] for r in role["rules"]} == {
-        "pods": ["get", "list", "watch", "create", "delete"],
+        "pods": ["get", "list", "watch", "create"],
         "pods/log": ["get"],
+        "jobs": ["list", "create", "patch", "delete"],
         "secrets": ["create", "delete"],
+        "services": ["create"],
     }
     binding = docs[2]
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "runner"}
@@ -158,8 +166,8 @@ def test_manifests_with_cluster_scoped_permission() -> None:
     assert cluster_role["metadata"]["name"] == "k8s-step-operator:ml:runner"
     assert cluster_binding["roleRef"]["name"] == "k8s-step-operator:ml:runner"
     assert cluster_binding["subjects"][0]["namespace"] == "ml"
-    jobs = next(r for r in role["rules"] if r["resources"] == ["jobs"])
-    assert jobs == {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch", "create", "delete"]}
+    cron = next(r for r in role["rules"] if r["resources"] == ["cronjobs"])
+    assert cron == {"apiGroups": ["batch"], "resources": ["cronjobs"], "verbs": ["get", "list", "watch", "create", "delete"]}
 
 
 def test_render_yaml_matches_manifests_and_explains_rules() -> None:
@@ -186,7 +194,8 @@ def test_rbac_command_resource_steps() -> None:
     docs = list(yaml.safe_load_all(result.stdout))
     assert [d["kind"] for d in docs] == ["ServiceAccount", "Role", "RoleBinding"]  # delete reads no StorageClass
     rules = {(r["apiGroups"][0], r["resources"][0]): r["verbs"] for r in docs[1]["rules"]}
-    assert rules[("batch", "jobs")] == ["delete"]
+    assert rules[("batch", "cronjobs")] == ["delete"]
+    assert rules[("batch", "jobs")] == ["list", "create", "patch", "delete"]  # the operator's own
     assert rules[("snapshot.storage.k8s.io", "volumesnapshots")] == ["delete"]
 
     with_claims = CliRunner().invoke(main, ["rbac", "-n", "ml", "--resource-steps"])
@@ -274,7 +283,7 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, dict]]:
     return calls
 
 
-def test_operator_requests_are_all_granted(recorded: list[tuple[str, str, dict]]) -> None:
+def test_operator_requests_are_all_granted(recorded: list[tuple[str, str, dict]], mocker: Any) -> None:
     from zenml.enums import StackComponentType
 
     from k8s_step_operator import manifest
@@ -297,23 +306,32 @@ def test_operator_requests_are_all_granted(recorded: list[tuple[str, str, dict]]
     )
     api = SimpleNamespace(configuration=SimpleNamespace(host="https://fake"))
     operator._api = api  # type: ignore[assignment]
+    from k8s_step_operator import jobs
+
     settings = K8sStepOperatorSettings()
     identity = manifest.StepIdentity("run", "pipe", "train", str(uuid.uuid4()))
     pod = manifest.build_pod(settings, identity, "img", ["true"], "ml", "train-env")
     secret = manifest.build_env_secret("train-env", "ml", identity, {"ZENML_STORE_URL": "x"})
 
-    operator.create_pod_with_secret(settings, "ml", pod, secret)  # submit
+    operator.create_job(settings, pod, jobs.build_job(pod, "train", ttl_seconds_after_finished=60), secret)  # submit
+    two = settings.model_copy(update={"pod_count": 2})
+    operator.create_job(two, pod, jobs.build_job(pod, "train", ttl_seconds_after_finished=60, pod_count=2), secret)
     watch = PodWatch(api, "ml")  # get_status / wait (the shared watch)
     assert watch.wait_synced(timeout=5)
     deadline = time.monotonic() + 5
     while watch.watch_requests == 0 and time.monotonic() < deadline:
         time.sleep(0.01)
     watch.close()
-    LogFollower(api, "ml", pod["metadata"]["name"], "main", lambda line: None).start().join(5)  # logs
+    LogFollower(api, "ml", "train-x1", "main", lambda line: None).start().join(5)  # logs
     step_run = SimpleNamespace(id=identity.step_run_id, name="train")
-    operator._known[identity.step_run_id] = Submission("ml", pod["metadata"]["name"], "train-env", "train", settings)
+    mocker.patch.object(K8sStepOperator, "_watch", return_value=watch)
+    mocker.patch.object(K8sStepOperator, "_settings", return_value=settings)
+    assert operator._locate(step_run) is None  # after a restart: LIST jobs by label (none here)
+    now = dt.datetime.now(dt.timezone.utc)
+    operator._known[identity.step_run_id] = Submission("ml", "train", "train-env", "train", settings, now)
     operator.cancel(step_run)
-    operator._known[identity.step_run_id] = Submission("ml", pod["metadata"]["name"], "train-env", "train", settings)
+    keep = settings.model_copy(update={"cleanup_policy": "keep"})
+    operator._known[identity.step_run_id] = Submission("ml", "train", "train-env", "train", keep, now)
     operator.cleanup_step_submission(step_run)
 
     perms = rbac.permissions()

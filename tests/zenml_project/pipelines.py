@@ -12,7 +12,7 @@ import sys
 from zenml import pipeline, step
 from zenml.config import DockerSettings
 
-from k8s_step_operator.settings import K8sStepOperatorSettings as KubernetesStepOperatorSettings
+from k8s_step_operator import KubernetesStepOperatorSettings
 from kubernetes.client.models import V1Toleration
 
 IMAGE = os.environ.get("K8SSO_TEST_IMAGE", "registry.k8sso.local/k8sso/step:latest")

@@ -134,14 +134,15 @@ class PodWatch:
                 return self._gone[name], True
             return None, False
 
-    def find(self, label: str, value: str) -> str | None:
-        """The name of a pod (present or gone) whose label ``label`` equals ``value``."""
+    def select(self, label: str, value: str) -> list[tuple[dict, bool]]:
+        """Every pod (present or gone) whose label ``label`` equals ``value``, as (pod, deleted)."""
         with self._cond:
-            for pods in (self._pods, self._gone):
-                for name, pod in pods.items():
-                    if ((pod.get("metadata") or {}).get("labels") or {}).get(label) == value:
-                        return name
-        return None
+            return [
+                (pod, deleted)
+                for pods, deleted in ((self._pods, False), (self._gone, True))
+                for pod in pods.values()
+                if ((pod.get("metadata") or {}).get("labels") or {}).get(label) == value
+            ]
 
     def wait_synced(self, timeout: float | None = None) -> bool:
         with self._cond:
@@ -149,22 +150,20 @@ class PodWatch:
 
     def wait_for(
         self,
-        name: str,
-        judge: Callable[[dict | None, bool], T | None],
+        judge: Callable[[], T | None],
         timeout: float | None = None,
         tick: Callable[[], dt.datetime | None] | None = None,
     ) -> T | None:
-        """Call ``judge(pod, deleted)`` after every change until it returns non-None.
+        """Call ``judge()`` (it reads this cache) after every change until it returns non-None.
 
         ``tick`` may return the next moment the judge must run even without an
         event (e.g. a startup deadline). Returns None on ``timeout``.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
+        with self._cond:  # re-entrant: judge() may call lookup() and select()
             while not self._stop.is_set():
                 if self._synced:
-                    pod, deleted = self._lookup_locked(name)
-                    verdict = judge(pod, deleted)
+                    verdict = judge()
                     if verdict is not None:
                         return verdict
                 wait = None if deadline is None else deadline - time.monotonic()
@@ -177,10 +176,3 @@ class PodWatch:
                         wait = max(0.0, until) if wait is None else min(wait, max(0.0, until))
                 self._cond.wait(wait)
         return None
-
-    def _lookup_locked(self, name: str) -> tuple[dict | None, bool]:
-        if name in self._pods:
-            return self._pods[name], False
-        if name in self._gone:
-            return self._gone[name], True
-        return None, False
