@@ -231,6 +231,21 @@ def assess_pod(
     return Verdict(verdict.phase, verdict.reason, name)
 
 
+_NEVER = dt.datetime.max.replace(tzinfo=dt.timezone.utc)
+
+
+def _failed_at(pod: dict | None) -> dt.datetime:
+    """When a pod failed: its first container's end, else its disruption (latest possible if unknown)."""
+    ends = [
+        parse_time(((cs.get("state") or {}).get("terminated") or {}).get("finishedAt"))
+        for key in ("initContainerStatuses", "containerStatuses")
+        for cs in _statuses(pod or {}, key)
+    ]
+    disruption = _condition(pod or {}, "DisruptionTarget") or {}
+    ends.append(parse_time(disruption.get("lastTransitionTime")))
+    return min((t for t in ends if t is not None), default=_NEVER)
+
+
 def assess_step(
     pods: Iterable[tuple[dict, bool]],
     pod_count: int = 1,
@@ -242,18 +257,20 @@ def assess_step(
 ) -> Verdict:
     """Judge a step from all its pods (present or deleted): what ZenML sees.
 
-    The first pod that failed by itself decides (a pod stopped because another
-    failed explains less); success needs ``pod_count`` pods that succeeded.
+    The pod that failed first decides (the others were stopped because of it, and a
+    pod deleted before it finished explains least); success needs ``pod_count`` pods
+    that succeeded.
     With no pod yet, ``startup_timeout`` counts from ``submitted``.
     """
     now = now or dt.datetime.now(dt.timezone.utc)
+    pods = list(pods)
     verdicts = [
         assess_pod(pod, deleted, fatal_waiting_reasons=fatal_waiting_reasons, startup_timeout=startup_timeout, now=now)
         for pod, deleted in pods
     ]
-    failed = [v for v in verdicts if v.phase is Phase.FAILED]
+    failed = [(v, _failed_at(pod)) for v, (pod, _) in zip(verdicts, pods) if v.phase is Phase.FAILED]
     if failed:
-        return min(failed, key=lambda v: (v.reason.startswith(DELETED), v.pod))
+        return min(failed, key=lambda f: (f[0].reason.startswith(DELETED), f[1], f[0].pod))[0]
     if sum(v.phase is Phase.SUCCEEDED for v in verdicts) >= pod_count:
         return Verdict(Phase.SUCCEEDED)
     running = [v for v in verdicts if v.phase is Phase.RUNNING]

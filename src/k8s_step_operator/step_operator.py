@@ -115,12 +115,16 @@ class K8sStepOperator(BaseStepOperator):
         )
 
     def get_docker_builds(self, snapshot: "PipelineSnapshotBase") -> List[BuildConfiguration]:
-        """One build per step that runs on this operator."""
-        return [
+        """One build per step that runs on this operator; for a dynamic pipeline also the pipeline's
+        own, since its steps are known only at run time (without it ZenML finds no build at all)."""
+        builds = [
             BuildConfiguration(key=IMAGE_KEY, settings=step.config.docker_settings, step_name=name)
             for name, step in snapshot.step_configurations.items()
             if step.config.uses_step_operator(self.name)
         ]
+        if getattr(snapshot, "is_dynamic", False):
+            builds.append(BuildConfiguration(key=IMAGE_KEY, settings=snapshot.pipeline_configuration.docker_settings))
+        return builds
 
     def _settings(self, container: Any) -> K8sStepOperatorSettings:
         return cast(K8sStepOperatorSettings, self.get_settings(container))

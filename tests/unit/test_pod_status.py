@@ -193,3 +193,15 @@ def test_only_a_failed_pod_that_stays_is_worth_keeping():
     assert not worth_keeping(leaving)
     gc = pod("Failed", "n", conditions=[{"type": "DisruptionTarget", "status": "True", "reason": "DeletionByPodGC"}])
     assert not worth_keeping(gc)  # its node is gone: pod GC deletes it anyway
+
+
+def test_the_first_pod_to_fail_explains_the_step_even_when_the_others_failed_too():
+    from k8s_step_operator.pod_status import assess_step
+
+    def ended(name, code, at):
+        term = {"exitCode": code, "reason": "Error", "finishedAt": f"2026-01-01T00:00:{at:02d}Z"}
+        return (named(pod("Failed", "n", main_state(terminated=term)), name), False)
+
+    # rank 1 failed at :05; rank 0 was stopped for it and ended at :40 (SIGKILL after its grace period)
+    verdict = assess_step([ended("j-0-a", 137, 40), ended("j-1-b", 3, 5)], 2)
+    assert verdict.pod == "j-1-b" and "exit code 3" in verdict.reason

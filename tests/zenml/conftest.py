@@ -58,7 +58,8 @@ def zenml_namespace(api_client: client.ApiClient) -> str:
 @pytest.fixture(scope="session")
 def zenml_project(tmp_path_factory: pytest.TempPathFactory, local_cluster, zenml_namespace: str) -> ZenMLProject:
     root = tmp_path_factory.mktemp("zenml-project")
-    shutil.copy(PROJECT / "pipelines.py", root / "pipelines.py")
+    for script in ("pipelines.py", "pool_backend.py"):
+        shutil.copy(PROJECT / script, root / script)
     env = zenml_env(root, OPERATOR, K8SSO_NAMESPACE=zenml_namespace)
     project = ZenMLProject(root, env, zenml_namespace)
     register_k8s_stack(project.zenml, OPERATOR, zenml_namespace, local_cluster.kubeconfig, "k8s-stack", 60)

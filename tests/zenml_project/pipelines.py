@@ -9,8 +9,8 @@ import argparse
 import os
 import sys
 
-from zenml import pipeline, step
-from zenml.config import DockerSettings
+from zenml import CommandStep, pipeline, step
+from zenml.config import DockerSettings, ResourceSettings
 
 from k8s_step_operator import KubernetesStepOperatorSettings
 from kubernetes.client.models import V1Toleration
@@ -201,7 +201,109 @@ def config_pipeline() -> None:
     from_config()
 
 
+# ----------------------------------------------------------------------- command steps
+# Two pods meet at ZenML's main address (rank 0's stable DNS name through the headless Service).
+RENDEZVOUS = r"""
+import os, socket, time
+rank, count = int(os.environ["ZENML_KUBERNETES_POD_RANK"]), int(os.environ["ZENML_KUBERNETES_POD_COUNT"])
+host, port = os.environ["ZENML_KUBERNETES_MAIN_ADDRESS"], int(os.environ["ZENML_KUBERNETES_MAIN_PORT"])
+print(f"rank {rank} of {count} on {socket.gethostname()}, main {host}:{port}", flush=True)
+if rank == 0:
+    conn, _ = socket.create_server(("0.0.0.0", port)).accept()
+    print(f"rank 0 got {conn.recv(100).decode()!r}", flush=True)
+    conn.sendall(b"welcome")
+else:
+    deadline = time.time() + 60
+    while True:
+        try:
+            conn = socket.create_connection((host, port), timeout=5)
+            break
+        except OSError:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.5)
+    conn.sendall(f"hello from rank {rank}".encode())
+    print(f"rank {rank} got {conn.recv(100).decode()!r}", flush=True)
+"""
+FAIL_FAST = r"""
+import os, sys, time
+rank = int(os.environ["ZENML_KUBERNETES_POD_RANK"])
+print(f"rank {rank} started", flush=True)
+if rank == 1:
+    time.sleep(2)
+    sys.exit(3)
+time.sleep(600)
+"""
+COMMAND_SETTINGS = {"docker": DOCKER}
+
+single_command = CommandStep(
+    command=["python", "-c", "import socket; print('command step on', socket.gethostname(), flush=True)"],
+    name="single_command", step_operator=OPERATOR, settings=COMMAND_SETTINGS,
+)
+rendezvous = CommandStep(
+    command=["python", "-c", RENDEZVOUS], name="rendezvous", step_operator=OPERATOR,
+    settings={**COMMAND_SETTINGS, "step_operator": {"pod_count": 2}},
+)
+fail_fast = CommandStep(
+    command=["python", "-c", FAIL_FAST], name="fail_fast", step_operator=OPERATOR,
+    settings={**COMMAND_SETTINGS, "step_operator": {"pod_count": 2, "delete_grace_period_seconds": 1}},
+)
+
+
+@pipeline(enable_cache=False)
+def command_pipeline() -> None:
+    single_command()
+    rendezvous(after="single_command")
+
+
+@pipeline(enable_cache=False)
+def fail_fast_pipeline() -> None:
+    fail_fast()
+
+
+@step(step_operator=OPERATOR, settings={"docker": DOCKER, "step_operator": {"pod_count": 2}})
+def two_pod_regular() -> int:
+    return 1
+
+
+@pipeline(enable_cache=False)
+def multi_pod_regular_pipeline() -> None:
+    two_pod_regular()
+
+
+# ----------------------------------------------------------------------- resource pools
+@step(
+    step_operator=OPERATOR,
+    settings={
+        "docker": DOCKER,
+        "resources": ResourceSettings(cpu_count=0.5, memory="300MiB", allocation_wait_timeout_seconds=60),
+        "step_operator": {"cleanup_policy": "keep"},
+    },
+)
+def pooled() -> str:
+    return "pooled"
+
+
+@pipeline(dynamic=True, enable_cache=False, settings={"docker": DOCKER})
+def pool_pipeline() -> None:
+    pooled()
+
+
+def _with_pool(pipe):
+    """Resource pools are granted in this process (see pool_backend.py), as ZenML Pro's service would."""
+    from zenml.client import Client
+
+    from pool_backend import GrantingPool
+
+    GrantingPool(Client().zen_store, overrides={"pod_settings": {"labels": {"granted-by": "test-pool"}}})
+    return pipe
+
+
 SCENARIOS = {
+    "command": command_pipeline,
+    "fail-fast": fail_fast_pipeline,
+    "multi-pod-regular": multi_pod_regular_pipeline,
+    "pool": pool_pipeline,
     "hello": hello_pipeline,
     "failing": failing_pipeline,
     "unpullable": unpullable_pipeline,
@@ -217,6 +319,8 @@ def main() -> int:
     parser.add_argument("--config", help="run-config YAML")
     args = parser.parse_args()
     pipe = SCENARIOS[args.scenario]
+    if args.scenario == "pool":
+        pipe = _with_pool(pipe)
     if args.config:
         pipe = pipe.with_options(config_path=args.config)
     run = pipe()
