@@ -251,7 +251,8 @@ def test_restricted_namespace_rejects_privileged_pod_clearly_and_leaves_nothing(
     message = refusal(info.value)
     assert 'violates PodSecurity "restricted:latest"' in message
     assert 'privileged (container "main" must not set securityContext.privileged=true)' in message
-    assert managed_objects(rdrill.api, rdrill.namespace) == {"jobs": [], "pods": [], "secrets": []}  # Secret rolled back
+    # the pod's dry run was refused: nothing was created
+    assert managed_objects(rdrill.api, rdrill.namespace) == {"jobs": [], "pods": [], "secrets": []}
 
 
 def test_restricted_namespace_rejection_of_default_settings_names_what_to_set(rdrill: Drill) -> None:
@@ -262,3 +263,16 @@ def test_restricted_namespace_rejection_of_default_settings_names_what_to_set(rd
                    "seccompProfile"):
         assert needed in message, message
     assert managed_objects(rdrill.api, rdrill.namespace) == {"jobs": [], "pods": [], "secrets": []}
+
+
+def test_the_zenml_users_oidc_linux_ids_are_the_steps_uid_and_gid(drill: Drill) -> None:
+    """As in ZenML's operator: the claims win over the settings' security contexts."""
+    from zenml.client import Client
+
+    Client().active_user.oidc_claims = {"linux_uid": 1234, "linux_gid": 2345}
+    code = "import os\nprint('ids', os.getuid(), os.getgid(), flush=True)\n"
+    settings = {"pod_settings": {"security_context": {"runAsUser": 1000}}}
+    step = drill.submit(drill.step("oidc", code, settings=settings))
+    assert drill.wait(step, 90) is ExecutionStatus.COMPLETED
+    assert drill.console.lines(step.prefix) == ["ids 1234 2345"]
+    drill.cleanup(step)
