@@ -736,20 +736,13 @@ class K8sStepOperatorSettings(BaseSettings):
             return int(value)
         return value
 
-    @field_validator("default_memory_request")
+    @field_validator("default_memory_request", "queue_name")
     @classmethod
-    def _default_memory(cls, value: Optional[str]) -> Optional[str]:
-        """A Kubernetes quantity such as 400Mi."""
+    def _optional_text(cls, value: Optional[str], info: Any) -> Optional[str]:
+        """A Kubernetes quantity (``default_memory_request``); a label value (``queue_name``, a LocalQueue)."""
+        check = validate_quantity if info.field_name == "default_memory_request" else validate_label_value
         if value is not None:
-            validate_quantity(value, "default_memory_request")
-        return value
-
-    @field_validator("queue_name")
-    @classmethod
-    def _queue_name(cls, value: Optional[str]) -> Optional[str]:
-        """A LocalQueue name is a label value."""
-        if value is not None:
-            validate_label_value(value, "queue_name")
+            check(value, info.field_name)
         return value
 
     @field_validator("active_deadline_seconds")
