@@ -1,4 +1,5 @@
-"""Which DELETE clean-up and cancel send. The Job owns its pods, Secret and Service, so removing a
+"""Which requests submit sends (a dry run, the suspended Job, its Secret, the resume; on a refusal half-way
+the Job is deleted again), and which DELETE clean-up and cancel send. The Job owns its pods, Secret and Service, so removing a
 step is one DELETE of the Job (garbage collection takes the rest); keeping the pods for debugging is
 one DELETE of the Secret (the Job's TTL removes the pods later)."""
 
@@ -65,3 +66,77 @@ def test_cancel_deletes_the_job(mocker, deletes):
     operator = operator_with(mocker, sub("keep", Phase.RUNNING), ["Running"])
     operator.cancel(mocker.Mock(id="run-1"))
     assert deletes == [JOB]
+
+
+# ------------------------------------------------------------------ submit's requests
+@pytest.fixture
+def sent(monkeypatch):
+    """``kube.rest.request`` answered like an API server; ``fail`` names a path suffix to refuse."""
+    from kubernetes.client.exceptions import ApiException
+
+    from k8s_step_operator.kube import rest
+
+    calls, fail = [], set()
+
+    def fake(api, method, path, query=None, body=None, **kwargs):
+        calls.append((method, path.split("/ns/")[1], dict(query or {})))
+        if any(path.endswith(f) and method == "POST" for f in fail):
+            raise ApiException(status=422, reason="Unprocessable Entity")
+        if method == "POST":
+            return {**body, "metadata": {**body["metadata"], "uid": "u-1"}}
+        return {**(body or {}), "metadata": {"name": path.rsplit("/", 1)[1]}}
+
+    monkeypatch.setattr(rest, "request", fake)
+    return calls, fail
+
+
+def _job(pod_count=1, **settings):
+    from k8s_step_operator import jobs, manifest
+
+    settings = K8sStepOperatorSettings(pod_count=pod_count, **settings)
+    identity = manifest.StepIdentity("run", "pipe", "train", "0f8fad5b-d9cb-469f-a165-70867728950e")
+    pod = manifest.build_pod(settings, identity, "img", ["true"], "ns", "train-env")
+    job = jobs.build_job(pod, "train", ttl_seconds_after_finished=60, pod_count=pod_count, queue_name=settings.queue_name)
+    return settings, pod, job, manifest.build_env_secret("train-env", "ns", identity, {"A": "1"})
+
+
+def _operator(mocker):
+    mocker.patch.object(K8sStepOperator, "api", new=object())  # rest.request is faked: any client does
+    return K8sStepOperator.__new__(K8sStepOperator)
+
+
+def test_submit_is_a_dry_run_then_the_suspended_job_its_secret_and_the_resume(sent, mocker):
+    calls, _ = sent
+    _operator(mocker).create_job(*_job())
+    assert calls == [
+        ("POST", "pods", {"dryRun": "All"}),
+        ("POST", "jobs", {}),
+        ("POST", "secrets", {}),
+        ("PATCH", "jobs/train", {}),
+    ]
+
+
+def test_several_pods_add_the_service_and_a_queue_leaves_the_job_to_kueue(sent, mocker):
+    calls, _ = sent
+    _operator(mocker).create_job(*_job(pod_count=2, queue_name="gpus"))
+    assert [(m, p) for m, p, _ in calls] == [("POST", "pods"), ("POST", "jobs"), ("POST", "secrets"), ("POST", "services")]
+
+
+def test_a_refused_secret_deletes_the_job_again(sent, mocker):
+    from kubernetes.client.exceptions import ApiException
+
+    calls, fail = sent
+    fail.add("/secrets")
+    with pytest.raises(ApiException):
+        _operator(mocker).create_job(*_job())
+    assert [(m, p) for m, p, _ in calls][-1] == ("DELETE", "jobs/train")  # garbage collection takes the rest
+
+
+def test_a_refused_dry_run_creates_nothing(sent, mocker):
+    from kubernetes.client.exceptions import ApiException
+
+    calls, fail = sent
+    fail.add("/pods")
+    with pytest.raises(ApiException):
+        _operator(mocker).create_job(*_job())
+    assert calls == [("POST", "pods", {"dryRun": "All"})]
