@@ -610,7 +610,7 @@ class K8sStepOperatorSettings(BaseSettings):
     )
     api_request_timeout: Optional[PositiveInt] = Field(
         default=None,
-        description="Timeout of Kubernetes API requests in seconds; none "
+        description="Timeout of Kubernetes API requests in seconds; 30 "
         "if unset.",
     )
     max_api_retries: NonNegativeInt = Field(
@@ -643,7 +643,8 @@ class K8sStepOperatorSettings(BaseSettings):
     )
     log_prefix: bool = Field(
         default=True,
-        description="Prefix streamed log lines with the container name.",
+        description="Prefix streamed log lines with `[step]` (always "
+        "`[step/rank]` for several pods).",
     )
     pvolumes: Dict[str, str] = Field(
         default_factory=dict,

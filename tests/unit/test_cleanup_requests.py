@@ -140,3 +140,8 @@ def test_a_refused_dry_run_creates_nothing(sent, mocker):
     with pytest.raises(ApiException):
         _operator(mocker).create_job(*_job())
     assert calls == [("POST", "pods", {"dryRun": "All"})]
+
+
+def test_api_requests_time_out_after_30_s_unless_set():
+    assert K8sStepOperator._timeout(K8sStepOperatorSettings()) == 30.0
+    assert K8sStepOperator._timeout(K8sStepOperatorSettings(api_request_timeout=5)) == 5.0
