@@ -127,6 +127,11 @@ def _timed(what: str, action) -> None:
     print(f"built {what} in {time.monotonic() - started:.0f}s", file=sys.stderr)
 
 
+def _need_go() -> None:
+    if shutil.which("go") is None:
+        raise RuntimeError("Go is needed to build the local cluster's CSI binaries (scripts/setup.sh installs it)")
+
+
 def ensure_csi() -> CsiBinaries:
     """Return the cached CSI binaries, building what is missing."""
     groups: dict[tuple[str, str], list[str]] = {}
@@ -136,11 +141,13 @@ def ensure_csi() -> CsiBinaries:
     for (module, version), names in groups.items():
         out_dir = cache_root() / "bin" / f"{module.split('/')[2]}-{version}"
         if not all((out_dir / n).exists() for n in names):
+            _need_go()
             pkgs = [UPSTREAM[n][2] for n in names]
             _timed(f"{', '.join(names)} {version}", lambda: build_upstream(module, version, pkgs, out_dir))
         paths.update({n: out_dir / n for n in names})
     driver = driver_path()
     if not driver.exists():
+        _need_go()
         driver.parent.mkdir(parents=True, exist_ok=True)
         _timed("k8sso-csi-driver", lambda: build_driver(driver))
     return CsiBinaries(
