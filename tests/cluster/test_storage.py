@@ -471,3 +471,19 @@ def test_data_through_pods(core: client.CoreV1Api, custom: client.CustomObjectsA
     wait_snapshot_ready(custom, namespace, "after-a")
     make_claim(core, namespace, "back", data_source={**SNAPSHOT_REF, "name": "after-a"})
     assert run_pod(core, namespace, "reader", "back", "cat /data/out.txt").strip() == "from-pod-a"
+
+
+def test_node_plugin_registers_again_after_a_restart(local_cluster: ClusterHandle, core: client.CoreV1Api,
+                                                     namespace: str) -> None:
+    """A killed node plugin comes back on a fresh socket; the kubelet's plugin watcher registers it again."""
+    if local_cluster.cluster is None:
+        pytest.skip("needs the processes of a cluster this session started")
+    node = "local-cpu"
+    log = local_cluster.cluster.logs / f"csi-node-{node}.log"
+    registered = log.read_text().count("registered with the kubelet")
+    local_cluster.cluster.restart(f"csi-node-{node}")
+    wait_for(lambda: log.read_text().count("registered with the kubelet") == registered + 1,
+             what="the kubelet's NotifyRegistrationStatus to the new process")
+    make_claim(core, namespace, "after", storage_class="local-wffc")
+    assert run_pod(core, namespace, "again", "after", "echo ok > /data/f && cat /data/f").strip() == "ok"
+    assert core.read_namespaced_pod("again", namespace).spec.node_name == node
