@@ -185,7 +185,8 @@ def test_storage_classes_and_driver(api_client: client.ApiClient) -> None:
 def test_snapshot_crds_are_the_pinned_upstream_ones(api_client: client.ApiClient) -> None:
     ext = client.ApiextensionsV1Api(api_client)
     files = {path.name for path in snapshot_crds()}
-    assert files == {f"{GROUP}_volumesnapshot{s}.yaml" for s in ("classes", "contents", "s")}
+    assert files == {f"{group}_volume{kind}{s}.yaml" for group, kind in ((GROUP, "snapshot"),
+                     (f"group{GROUP}", "groupsnapshot")) for s in ("classes", "contents", "s")}
     for obj in csi.crd_objects():
         crd = ext.read_custom_resource_definition(obj["metadata"]["name"])
         assert crd.metadata.annotations == obj["metadata"]["annotations"]  # api-approved, bundle version

@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from .build import _go_env, _run, cache_root
 
 PROVISIONER = ("github.com/kubernetes-csi/external-provisioner/v6", "v6.4.0")
@@ -39,11 +41,6 @@ UPSTREAM: dict[str, tuple[str, str, str]] = {
 LOCAL_REPLACES: dict[str, dict[str, tuple[str, str]]] = {
     SNAPSHOTTER[0]: {SNAPSHOT_CLIENT[0]: SNAPSHOT_CLIENT},
 }
-SNAPSHOT_CRDS = (
-    "snapshot.storage.k8s.io_volumesnapshotclasses.yaml",
-    "snapshot.storage.k8s.io_volumesnapshotcontents.yaml",
-    "snapshot.storage.k8s.io_volumesnapshots.yaml",
-)
 DRIVER_SOURCES = Path(__file__).resolve().parent / "csidriver"
 
 
@@ -161,10 +158,13 @@ def ensure_csi() -> CsiBinaries:
 
 
 def snapshot_crds() -> list[Path]:
-    """The VolumeSnapshot CRDs of the pinned client module (``config/crd``)."""
+    """The CRDs of the pinned client module's ``config/crd`` (its kustomization's list): VolumeSnapshot,
+    VolumeSnapshotContent, VolumeSnapshotClass and their VolumeGroupSnapshot counterparts (without the
+    latter the snapshot controller waits 30 s at start for them, then runs without the feature)."""
     module, version = SNAPSHOT_CLIENT
-    root = _download(module, version, cache_root() / "build" / "snapshot-client")
-    return [root / "config" / "crd" / name for name in SNAPSHOT_CRDS]
+    crd_dir = _download(module, version, cache_root() / "build" / "snapshot-client") / "config" / "crd"
+    kustomization = yaml.safe_load((crd_dir / "kustomization.yaml").read_text())
+    return [crd_dir / name for name in kustomization["resources"]]
 
 
 # The upstream RBAC of each controller, from its pinned module (module, version, path in the module).

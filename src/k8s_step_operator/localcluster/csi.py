@@ -10,7 +10,7 @@ server's host-side sockets, and no images for the sidecars exist; a process need
   ``snapshot-controller``, each with a client certificate for the ServiceAccount that the upstream
   RBAC manifests (read from the pinned modules' ``deploy/kubernetes``) bind their permissions to.
 
-The VolumeSnapshot CRDs come from the pinned client module's ``config/crd``.
+The VolumeSnapshot (and VolumeGroupSnapshot) CRDs come from the pinned client module's ``config/crd``.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def storage_objects() -> list[dict]:
 
 
 def crd_objects() -> list[dict]:
-    """The VolumeSnapshot, VolumeSnapshotContent and VolumeSnapshotClass CRDs of the pinned release."""
+    """The (group) snapshot CRDs of the pinned release."""
     return [yaml.safe_load(path.read_text()) for path in snapshot_crds()]
 
 
