@@ -3,10 +3,11 @@
 ``LocalCluster`` owns every process it starts: etcd, kube-apiserver, kube-controller-manager,
 kube-scheduler, a registry, CoreDNS, per node a containerd, a kubelet and our CSI driver's node
 plugin, and the storage controllers (our CSI driver's controller plugin under the upstream CSI
-sidecars and snapshot controller, ``csi.py``). It claims a network slot (``network.py``), so several clusters can run at once. Children
-die with the process that started them; a reaper process removes what they leave on the host
-(cgroups, mounts, links, addresses, the NAT chain) if that process is killed, and ``stop()`` does
-the same on a normal stop and removes the state directory.
+sidecars and snapshot controller, ``csi.py``). It claims a network slot (``network.py``), so
+several clusters can run at once. Children die with the process that started them; a reaper
+process removes what they leave on the host (cgroups, mounts, links, addresses, the NAT chain) if
+that process is killed, and ``stop()`` does the same on a normal stop and removes the state
+directory.
 """
 
 from __future__ import annotations
