@@ -123,7 +123,7 @@ def rbac_objects() -> list[dict]:
 _NAMESPACED = {"ServiceAccount": "serviceaccounts", "Role": "roles", "RoleBinding": "rolebindings"}
 _CLUSTER = {"ClusterRole": "clusterroles", "ClusterRoleBinding": "clusterrolebindings",
             "CustomResourceDefinition": "customresourcedefinitions", "StorageClass": "storageclasses",
-            "CSIDriver": "csidrivers"}
+            "CSIDriver": "csidrivers", "VolumeSnapshotClass": "volumesnapshotclasses"}
 
 
 def resource_path(obj: dict) -> str:
@@ -132,8 +132,7 @@ def resource_path(obj: dict) -> str:
     prefix = "/api/v1" if version == "v1" else f"/apis/{version}"
     if kind in _NAMESPACED:
         return f"{prefix}/namespaces/{obj['metadata']['namespace']}/{_NAMESPACED[kind]}/{name}"
-    plural = _CLUSTER.get(kind) or kind.lower() + "es"  # VolumeSnapshotClass -> volumesnapshotclasses
-    return f"{prefix}/{plural}/{name}"
+    return f"{prefix}/{_CLUSTER[kind]}/{name}"
 
 
 def crd_established(crd: dict) -> bool:
