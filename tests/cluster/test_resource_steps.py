@@ -503,6 +503,25 @@ def test_rwx_on_single_node_class_fails_fast_with_a_modes_error(cluster: Cluster
     assert "access mode MULTI_NODE_MULTI_WRITER is not supported" in message
 
 
+def test_rwx_on_a_documented_single_node_provisioner_is_refused_up_front(cluster: Cluster, run: RunInfo) -> None:
+    """A class of a block-storage provisioner (here EBS's name; nothing serves it) cannot give ReadWriteMany:
+    refused before the claim is created."""
+    name = f"ebs-{cluster.namespace}"[:63]
+    raw(cluster, "POST", "/apis/storage.k8s.io/v1/storageclasses", {
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": name},
+        "provisioner": "ebs.csi.aws.com"})
+    try:
+        with pytest.raises(ResourceSpecError) as info:
+            run_volume(build_volume_spec("shared", "1Gi", storage_class=name, modes=VOLUME_MODE_RWM),
+                       cluster=cluster, run=run)
+        assert str(info.value) == (
+            f"modes: storage class {name!r} does not offer ReadWriteMany: its provisioner ebs.csi.aws.com attaches "
+            "a volume to one node at a time; allowed: ReadWriteOnce, ReadWriteOncePod")
+        assert raw(cluster, "GET", f"/api/v1/namespaces/{cluster.namespace}/persistentvolumeclaims")["items"] == []
+    finally:
+        raw(cluster, "DELETE", f"/apis/storage.k8s.io/v1/storageclasses/{name}")
+
+
 def test_rwx_on_default_class_names_it(cluster: Cluster, run: RunInfo) -> None:
     """Without a class named, the error names the default class the claim got (it binds on first consumer,
     so no provisioning is tried yet and nothing fails)."""
