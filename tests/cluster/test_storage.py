@@ -268,6 +268,8 @@ def test_deleting_claim_removes_volume_and_dir(core: client.CoreV1Api, namespace
                                                data_dir: Callable[[str, str], Path]) -> None:
     make_claim(core, namespace, "temp")
     volume = wait_bound(core, namespace, "temp").spec.volume_name
+    finalizers = core.read_persistent_volume(volume).metadata.finalizers
+    assert {"kubernetes.io/pv-protection", "external-provisioner.volume.kubernetes.io/finalizer"} <= set(finalizers)
     path = data_dir(namespace, "temp")
     write_tree(path, {"junk": "x"})
     core.delete_namespaced_persistent_volume_claim("temp", namespace)
@@ -376,15 +378,16 @@ def test_snapshot_of_a_volume_in_use(core: client.CoreV1Api, custom: client.Cust
     assert run_pod(core, namespace, "reader", "cold", "cat /data/f").strip() == "before"
 
 
-def test_snapshot_source_claim_protected_while_snapshotting(core: client.CoreV1Api, custom: client.CustomObjectsApi,
-                                                            namespace: str) -> None:
-    """A claim deleted after its snapshot is ready goes away; the snapshot (and a restore from it) stay."""
+def test_source_claim_deleted_after_its_snapshot_is_ready(core: client.CoreV1Api, custom: client.CustomObjectsApi,
+                                                          namespace: str) -> None:
+    """A claim deleted after its snapshot is ready goes away; the snapshot (bound, with its finalizer) and a
+    restore from it stay."""
     make_claim(core, namespace, "orig")
     wait_bound(core, namespace, "orig")
     make_snapshot(custom, namespace, "keep", {"persistentVolumeClaimName": "orig"})
     wait_snapshot_ready(custom, namespace, "keep")
-    assert "snapshot.storage.kubernetes.io/volumesnapshot-bound-protection" in \
-        get_snapshot(custom, namespace, "keep")["metadata"]["finalizers"]
+    wait_for(lambda: "snapshot.storage.kubernetes.io/volumesnapshot-bound-protection" in
+             get_snapshot(custom, namespace, "keep")["metadata"].get("finalizers", []), what="bound finalizer")
     core.delete_namespaced_persistent_volume_claim("orig", namespace)
     wait_for(lambda: gone(lambda: claim(core, namespace, "orig")), what="source claim deleted")
     make_claim(core, namespace, "again", data_source={**SNAPSHOT_REF, "name": "keep"})
@@ -446,6 +449,8 @@ def test_deleting_snapshot_removes_content_and_data(core: client.CoreV1Api, cust
     make_snapshot(custom, namespace, "gone", {"persistentVolumeClaimName": "vol"})
     content_name = wait_snapshot_ready(custom, namespace, "gone")["status"]["boundVolumeSnapshotContentName"]
     handle = get_content(custom, content_name)["status"]["snapshotHandle"]
+    wait_for(lambda: "snapshot.storage.kubernetes.io/volumesnapshotcontent-bound-protection" in
+             get_content(custom, content_name)["metadata"].get("finalizers", []), what="content's bound finalizer")
     data = data_dir(namespace, "vol").parent.parent.parent / "snapshots" / handle / "data"
     assert (data / "f").read_text() == "1"
     custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "volumesnapshots", "gone")
