@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything the tests and the demo need, idempotently:
 # a virtualenv with the package and its test extras, the local cluster's binaries (control plane and kubelet,
-# CoreDNS, built from Go modules; containerd, runc, CNI plugins and the registry from Debian) and its images.
+# CoreDNS, the CSI sidecars and snapshot controller, our CSI driver, built from Go modules; containerd, runc, CNI plugins and the registry from Debian) and its images.
 # Everything lands under ${XDG_CACHE_HOME:-$HOME/.cache}/k8s-step-operator, never in the repo.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -37,5 +37,6 @@ fi
 
 # Build (first time: about ten minutes) or reuse the binaries, then the images (pause, busybox, step).
 "$venv/bin/python" -m k8s_step_operator.localcluster.build >/dev/null
+"$venv/bin/python" -m k8s_step_operator.localcluster.build_csi >/dev/null  # CSI sidecars, csi-sanity, our driver
 "$venv/bin/python" -m k8s_step_operator.localcluster.registry >/dev/null
 echo "$venv"

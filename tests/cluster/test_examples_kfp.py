@@ -19,6 +19,7 @@ import yaml
 from kubernetes import client, utils
 
 from k8s_step_operator.kube import rest
+from k8s_step_operator.localcluster.csi import DRIVER
 
 from ..zenml_support import BIN, src_on_pythonpath, zenml_env
 from k8s_step_operator.steps.object_watch import WaitTarget, wait_until_deleted
@@ -95,6 +96,12 @@ def _project(tmp_path: Path, namespace: str, local_cluster: Any) -> Project:
     return proj
 
 
+def _storage_events(api: client.ApiClient, namespace: str) -> set[tuple[str, str]]:
+    """(reporting component, reason) of the namespace's events, the component without its instance suffix."""
+    events = client.CoreV1Api(api).list_namespaced_event(namespace).items
+    return {((e.source.component or "").split("_")[0], e.reason) for e in events}
+
+
 def _gone(api: client.ApiClient, list_path: str, name: str) -> None:
     wait_until_deleted(api, WaitTarget(list_path, name, name), 60)
 
@@ -115,6 +122,7 @@ def test_volumeop_sequential(project: Project, api_client: client.ApiClient, nam
     assert result["cat"] == "1\n1\n"
     assert result["size"]
     _gone(api_client, f"/api/v1/namespaces/{namespace}/persistentvolumeclaims", result["pvc"])
+    assert (DRIVER, "ProvisioningSucceeded") in _storage_events(api_client, namespace)  # csi-provisioner
 
 
 def test_volume_snapshots(project: Project, api_client: client.ApiClient, namespace: str) -> None:
@@ -126,3 +134,7 @@ def test_volume_snapshots(project: Project, api_client: client.ApiClient, namesp
     assert all(result["restore_sizes"]) and result["restored_size"]
     for name in result["snapshots"]:
         _gone(api_client, f"/apis/snapshot.storage.k8s.io/v1/namespaces/{namespace}/volumesnapshots", name)
+    events = _storage_events(api_client, namespace)
+    assert (DRIVER, "ProvisioningSucceeded") in events  # csi-provisioner, also for the restore
+    # snapshot-controller reports the snapshot ready once csi-snapshotter has cut it through the driver
+    assert {("snapshot-controller", "SnapshotCreated"), ("snapshot-controller", "SnapshotReady")} <= events

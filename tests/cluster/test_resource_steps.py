@@ -486,29 +486,49 @@ def test_volume_on_wait_for_first_consumer_does_not_hang(cluster: Cluster, run: 
 
 def test_volume_default_class(cluster: Cluster, run: RunInfo) -> None:
     result = run_volume(build_volume_spec("dflt", "1Gi", generate_unique_name=False), cluster=cluster, run=run)
-    assert result.name == "dflt" and result.manifest["spec"]["storageClassName"] == "standard"
+    assert result.name == "dflt" and result.manifest["spec"]["storageClassName"] == "local-wffc"
 
 
-def test_rwx_on_rwo_class_is_refused_up_front(cluster: Cluster, run: RunInfo) -> None:
-    spec = build_volume_spec("shared", "1Gi", storage_class="local-rwo", modes=VOLUME_MODE_RWM)
-    with pytest.raises(ResourceSpecError) as info:
-        run_volume(spec, cluster=cluster, run=run)
-    assert str(info.value) == (
-        "modes: storage class 'local-rwo' does not offer ReadWriteMany; allowed by its accessModes parameter: ReadWriteOnce"
-    )
-    claims = raw(cluster, "GET", f"/api/v1/namespaces/{cluster.namespace}/persistentvolumeclaims")["items"]
-    assert claims == []
-
-
-def test_rwx_on_rwo_class_fails_fast_on_the_provisioning_event(cluster: Cluster, run: RunInfo) -> None:
+def test_rwx_on_single_node_class_fails_fast_with_a_modes_error(cluster: Cluster, run: RunInfo) -> None:
+    """The class's driver refuses multi-node modes; its ProvisioningFailed event ends the step at once."""
     spec = build_volume_spec("shared", "1Gi", storage_class="local-rwo", modes=VOLUME_MODE_RWM, timeout=120)
     started = time.monotonic()
     with pytest.raises(ConditionFailed) as info:
-        run_volume(spec, cluster=cluster, run=run, check_storage_class=False)
+        run_volume(spec, cluster=cluster, run=run)
     assert time.monotonic() - started < 30
     message = str(info.value)
-    assert message.startswith(f"PersistentVolumeClaim {cluster.namespace}/itest-shared: Warning event ProvisioningFailed:")
-    assert "ReadWriteMany" in message
+    assert message.startswith("modes: storage class 'local-rwo' cannot provide ReadWriteMany; its provisioner "
+                              f"refused the claim: PersistentVolumeClaim {cluster.namespace}/itest-shared: Warning "
+                              "event ProvisioningFailed:")
+    assert "access mode MULTI_NODE_MULTI_WRITER is not supported" in message
+
+
+def test_rwx_on_a_documented_single_node_provisioner_is_refused_up_front(cluster: Cluster, run: RunInfo) -> None:
+    """A class of a block-storage provisioner (here EBS's name; nothing serves it) cannot give ReadWriteMany:
+    refused before the claim is created."""
+    name = f"ebs-{cluster.namespace}"[:63]
+    raw(cluster, "POST", "/apis/storage.k8s.io/v1/storageclasses", {
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": name},
+        "provisioner": "ebs.csi.aws.com"})
+    try:
+        with pytest.raises(ResourceSpecError) as info:
+            run_volume(build_volume_spec("shared", "1Gi", storage_class=name, modes=VOLUME_MODE_RWM),
+                       cluster=cluster, run=run)
+        assert str(info.value) == (
+            f"modes: storage class {name!r} does not offer ReadWriteMany: its provisioner ebs.csi.aws.com attaches "
+            "a volume to one node at a time; allowed: ReadWriteOnce, ReadWriteOncePod")
+        assert raw(cluster, "GET", f"/api/v1/namespaces/{cluster.namespace}/persistentvolumeclaims")["items"] == []
+    finally:
+        raw(cluster, "DELETE", f"/apis/storage.k8s.io/v1/storageclasses/{name}")
+
+
+def test_rwx_on_default_class_names_it(cluster: Cluster, run: RunInfo) -> None:
+    """Without a class named, the error names the default class the claim got (it binds on first consumer,
+    so no provisioning is tried yet and nothing fails)."""
+    spec = build_volume_spec("shared", "1Gi", modes=VOLUME_MODE_RWM, generate_unique_name=False)
+    result = run_volume(spec, cluster=cluster, run=run)
+    assert result.manifest["spec"]["storageClassName"] == "local-wffc"
+    assert result.manifest["status"]["phase"] == "Pending"
 
 
 def test_unknown_storage_class_is_refused(cluster: Cluster, run: RunInfo) -> None:

@@ -22,7 +22,7 @@ from k8s_step_operator.steps import resource_step, snapshot_step, volume_step
 from k8s_step_operator.steps.cluster import Cluster, connect
 from k8s_step_operator.steps.resource_runtime import RunInfo
 from k8s_step_operator.steps.volume_runtime import run_volume
-from k8s_step_operator.steps.volume_spec import VOLUME_MODE_RWM, build_volume_spec
+from k8s_step_operator.steps.volume_spec import build_volume_spec
 
 from .conftest import Drill, delete_namespace, make_drill, make_namespace
 
@@ -174,19 +174,14 @@ STEP_CASES = [
 ]
 
 
-def _rwm_on_rwo(ctx: "Context") -> Any:
-    spec = build_volume_spec("shared", "1Gi", storage_class="local-rwo", modes=VOLUME_MODE_RWM)
-    return run_volume(spec, cluster=ctx.cluster, run=RunInfo(run_id=str(uuid.uuid4()), run_name="bad"))
-
-
 def _unknown_class(ctx: "Context") -> Any:
     spec = build_volume_spec("v", "1Gi", storage_class="no-such-class")
     return run_volume(spec, cluster=ctx.cluster, run=RunInfo(run_id=str(uuid.uuid4()), run_name="bad"))
 
 
+# A ReadWriteMany claim on a single-node class is not refused before the claim exists: on a real cluster
+# only the class's provisioner knows (tests/cluster/test_resource_steps.py checks its "modes:" error).
 CLUSTER_CASES = [
-    Case("volume-rwm-on-rwo-class", _rwm_on_rwo, "modes",
-         "does not offer ReadWriteMany; allowed by its accessModes parameter: ReadWriteOnce"),
     Case("volume-unknown-storage-class", _unknown_class, "storage_class", "allowed: local-rwo, local-wffc, standard"),
 ]
 

@@ -18,6 +18,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from k8s_step_operator.localcluster import csi
 from k8s_step_operator.localcluster.controlplane import default_nodes
 
 from .conftest import MANAGED, wait_until
@@ -25,8 +26,13 @@ from .conftest import MANAGED, wait_until
 pytestmark = pytest.mark.cluster
 
 SYSTEM_NAMESPACES = {"default", "kube-system", "kube-public", "kube-node-lease"}
-BUILTIN_CLUSTER_ROLES = {"admin", "cluster-admin", "edit", "view"}
-BUILTIN_CLUSTER_ROLE_BINDINGS = {"cluster-admin"}
+# The local cluster's own: the built-in ones, and the CSI controllers' upstream RBAC (localcluster/csi.py).
+_CSI_RBAC = csi.rbac_objects()
+BUILTIN_CLUSTER_ROLES = {"admin", "cluster-admin", "edit", "view"} | {
+    o["metadata"]["name"] for o in _CSI_RBAC if o["kind"] == "ClusterRole"}
+CLUSTER_CRDS = {o["metadata"]["name"] for o in csi.crd_objects()}  # the (group) snapshot CRDs
+BUILTIN_CLUSTER_ROLE_BINDINGS = {"cluster-admin"} | {
+    o["metadata"]["name"] for o in _CSI_RBAC if o["kind"] == "ClusterRoleBinding"}
 STORAGE_CRD_GROUP = "snapshot.storage.k8s.io"
 
 
@@ -106,7 +112,7 @@ def test_no_cluster_scoped_leftovers(local_cluster: Any, api_client: client.ApiC
 
     def crds_left() -> list[str]:
         return [c.metadata.name for c in ext.list_custom_resource_definition().items
-                if c.spec.group != STORAGE_CRD_GROUP]
+                if c.metadata.name not in CLUSTER_CRDS]
 
     try:
         wait_until(lambda: not crds_left(), 60, "test CRDs to finish deleting", interval=0.5)

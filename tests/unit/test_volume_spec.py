@@ -20,7 +20,8 @@ from k8s_step_operator.steps.volume_spec import (
     build_volume_spec,
     claim_name_of,
     final_name,
-    missing_access_modes,
+    refused_modes_message,
+    single_node_class_refuses,
     normalize_modes,
     parse_data_source,
     pvc_manifest,
@@ -195,11 +196,24 @@ class TestDataSourceAndNames:
         long = final_name("x" * 80, "run", True)
         assert len(long) <= 63
 
-    def test_access_modes_of_a_class(self) -> None:
-        rwo_only = {"parameters": {"accessModes": "ReadWriteOnce"}}
-        assert missing_access_modes(rwo_only, ["ReadWriteMany"]) == ["ReadWriteMany"]
-        assert missing_access_modes(rwo_only, ["ReadWriteOnce"]) == []
-        assert missing_access_modes({"parameters": {}}, ["ReadWriteMany"]) == []
+    def test_single_node_provisioners(self) -> None:
+        ebs = {"provisioner": "ebs.csi.aws.com"}
+        assert single_node_class_refuses(ebs, ["ReadWriteMany", "ReadWriteOnce"]) == ["ReadWriteMany"]
+        assert single_node_class_refuses(ebs, ["ReadWriteOnce"]) == []
+        # Neither a class parameter nor an unknown provisioner decides: the provisioner's answer does.
+        other = {"provisioner": "csi.example.com", "parameters": {"accessModes": "ReadWriteOnce"}}
+        assert single_node_class_refuses(other, ["ReadWriteMany"]) == []
+
+    def test_provisioning_failure_about_modes(self) -> None:
+        ours = ("PersistentVolumeClaim ns/c: Warning event ProvisioningFailed: rpc error: code = InvalidArgument "
+                "desc = access mode MULTI_NODE_MULTI_WRITER is not supported")
+        assert refused_modes_message("local-rwo", ["ReadWriteMany"], ours) == (
+            f"modes: storage class 'local-rwo' cannot provide ReadWriteMany; its provisioner refused the claim: {ours}")
+        ebs = "rpc error: code = InvalidArgument desc = Volume capabilities MULTI_NODE_MULTI_WRITER not supported."
+        assert refused_modes_message(None, ["ReadOnlyMany"], ebs).startswith(
+            "modes: the default storage class cannot provide ReadOnlyMany;")
+        assert refused_modes_message("x", ["ReadWriteOnce"], ours) is None  # the claim asked no multi-node mode
+        assert refused_modes_message("x", ["ReadWriteMany"], "quota exceeded") is None  # not about modes
 
     def test_quantity_comparison(self) -> None:
         assert quantity_at_least("1Gi", "1073741824")

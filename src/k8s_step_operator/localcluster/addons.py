@@ -75,6 +75,9 @@ _PLURALS = {"ClusterRole": "clusterroles", "ClusterRoleBinding": "clusterrolebin
             "ValidatingAdmissionPolicyBinding": "validatingadmissionpolicybindings"}
 
 
+KINDS = frozenset(_PLURALS)
+
+
 def resource_path(obj: dict) -> str:
     """The URL path of a cluster-scoped object of a kind listed above."""
     return f"/apis/{obj['apiVersion']}/{_PLURALS[obj['kind']]}/{obj['metadata']['name']}"

@@ -1,11 +1,13 @@
 """Start and stop a real Kubernetes cluster on this machine: control plane plus real nodes.
 
 ``LocalCluster`` owns every process it starts: etcd, kube-apiserver, kube-controller-manager,
-kube-scheduler, a registry, CoreDNS, per node a containerd and a kubelet, and the storage
-controller. It claims a network slot (``network.py``), so several clusters can run at once. Children
-die with the process that started them; a reaper process removes what they leave on the host
-(cgroups, mounts, links, addresses, the NAT chain) if that process is killed, and ``stop()`` does
-the same on a normal stop and removes the state directory.
+kube-scheduler, a registry, CoreDNS, per node a containerd, a kubelet and our CSI driver's node
+plugin, and the storage controllers (our CSI driver's controller plugin under the upstream CSI
+sidecars and snapshot controller, ``csi.py``). It claims a network slot (``network.py``), so
+several clusters can run at once. Children die with the process that started them; a reaper
+process removes what they leave on the host (cgroups, mounts, links, addresses, the NAT chain) if
+that process is killed, and ``stop()`` does the same on a normal stop and removes the state
+directory.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from pathlib import Path
 
 import yaml
 
-from . import addons, network, nodes as node_runtime, processes, registry
+from . import addons, csi, network, nodes as node_runtime, processes, registry
 from .build import Binaries, ensure_binaries
+from .build_csi import CsiBinaries, ensure_csi
 from .nodes import NodeSpec, default_nodes
 from .pki import CertificateAuthority, CertPair, service_account_keys
 
@@ -59,12 +62,14 @@ class LocalCluster:
         nodes: list[NodeSpec] | None = None,
         binaries: Binaries | None = None,
         keep_root: bool = False,
+        csi_binaries: CsiBinaries | None = None,
     ) -> None:
         self._own_root = root is None
         self.root = Path(root or tempfile.mkdtemp(prefix="k8sso-cluster-"))
         self.keep_root = keep_root
         self.nodes = nodes if nodes is not None else default_nodes()
         self._binaries = binaries
+        self._csi_binaries = csi_binaries
         self.procs: dict[str, subprocess.Popen] = {}
         self.kubeconfig = self.root / "kubeconfig"
         self.ports: dict[str, int] = {}
@@ -105,6 +110,7 @@ class LocalCluster:
     def start(self, timeout: float = 120.0) -> "LocalCluster":
         """Start every component and wait until the nodes are Ready."""
         bins = self._binaries or ensure_binaries()
+        csi_bins = self._csi_binaries or ensure_csi()
         self.root.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(exist_ok=True)
         self._slot = network.SlotLock.acquire(str(self.root))
@@ -142,6 +148,7 @@ class LocalCluster:
         self._start_registry()
         processes.wait_until(self._ready, timeout, what="kube-apiserver /readyz")
         addons.install(self.apply)
+        self._install_storage()
 
         kcm_config = write_kubeconfig(self.root / "controller-manager.kubeconfig", self.server, ca.pair.cert, kcm, "kcm")
         sched_config = write_kubeconfig(self.root / "scheduler.kubeconfig", self.server, ca.pair.cert, sched, "sched")
@@ -180,20 +187,22 @@ class LocalCluster:
         )
         self._start_coredns(bins, ca)
         self._start_nodes(bins, ca)
-        self._start_storage()
+        self._start_storage(csi_bins, ca)
         processes.wait_until(self._nodes_registered, timeout, interval=0.25, what="nodes registered")
         for spec in self.nodes:
             if spec.extended_resources:
                 self.advertise(spec.name, spec.extended_resources)
         processes.wait_until(self._nodes_ready, timeout, interval=0.25, what="nodes Ready and untainted")
         processes.wait_until(self._default_sa_exists, timeout, interval=0.25, what="default ServiceAccount")
-        processes.wait_until(self._storage_ready, timeout, interval=0.1, what="storage ready (volumes/ready)")
+        processes.wait_until(self._storage_ready, timeout, interval=0.2,
+                             what=f"CSI driver {csi.DRIVER} registered with every kubelet")
         return self
 
     def stop(self) -> None:
         """Stop kubelets and containerds, then the control plane; sweep the host; remove the state dir."""
         order = [n for n in self.procs if n.startswith("kubelet-")] + [n for n in self.procs if n.startswith("containerd-")]
-        order += ["storage", "coredns", "scheduler", "controller-manager", "registry", "apiserver", "etcd"]
+        order += [n for n in self.procs if n.startswith("csi-") or n == "snapshot-controller"]
+        order += ["coredns", "scheduler", "controller-manager", "registry", "apiserver", "etcd"]
         for name in order:
             proc = self.procs.pop(name, None)
             if proc is not None:
@@ -327,20 +336,41 @@ class LocalCluster:
         socket = self.node_paths(spec).containerd_socket
         processes.wait_until(socket.exists, 30, interval=0.05, what=f"containerd of {spec.name}")
 
-    def _start_storage(self) -> None:
-        self._spawn(
-            "storage",
-            [
-                sys.executable,
-                "-m",
-                "k8s_step_operator.localcluster.storage",
-                "--kubeconfig",
-                str(self.kubeconfig),
-                "--state-dir",
-                str(self.storage_dir),
-            ],
-            env=self._python_env(),
-        )
+    def _install_storage(self, timeout: float = 60.0) -> None:
+        """The snapshot CRDs, the controllers' upstream RBAC, the CSIDriver, StorageClasses, VolumeSnapshotClass."""
+        crds = csi.crd_objects()
+        for obj in crds + csi.rbac_objects():
+            self.apply(obj)
+        for crd in crds:
+            path = csi.resource_path(crd)
+            processes.wait_until(lambda p=path: csi.crd_established(self.request("GET", p)), timeout,
+                                 interval=0.1, what=f"CRD {crd['metadata']['name']} Established")
+        for obj in csi.storage_objects():  # right after Established a new resource may 404 for a moment
+            processes.wait_until(lambda o=obj: self.apply(o), timeout, interval=0.1, what=f"apply {obj['kind']}")
+
+    @property
+    def csi_socket(self) -> Path:
+        """The controller plugin's socket, shared by the CSI sidecars."""
+        return self.root / "csi" / "controller.sock"
+
+    def csi_node_socket(self, spec: NodeSpec) -> Path:
+        return self.node_paths(spec).run / "csi.sock"
+
+    def _start_storage(self, bins: CsiBinaries, ca: CertificateAuthority) -> None:
+        """Our driver (controller plugin, one node plugin per kubelet), then the upstream controllers."""
+        self.csi_socket.parent.mkdir(parents=True, exist_ok=True)
+        self._spawn("csi-controller", csi.driver_argv(bins.driver, self.csi_socket, self.storage_dir))
+        for spec in self.nodes:
+            registration = self.node_paths(spec).kubelet_root / "plugins_registry"
+            self._spawn(f"csi-node-{spec.name}", csi.driver_argv(
+                bins.driver, self.csi_node_socket(spec), self.storage_dir, node_id=spec.name,
+                registration_dir=registration))
+        processes.wait_until(self.csi_socket.exists, 30, interval=0.05, what="CSI controller socket")
+        for sidecar in csi.SIDECARS:
+            cert = ca.issue(sidecar.name, sidecar.user, "system:serviceaccounts")
+            kubeconfig = write_kubeconfig(self.root / f"{sidecar.name}.kubeconfig", self.server, ca.pair.cert, cert,
+                                          sidecar.name)
+            self._spawn(sidecar.name, csi.sidecar_argv(bins, sidecar, self.csi_socket, kubeconfig))
 
     @staticmethod
     def _python_env() -> dict[str, str]:
@@ -376,7 +406,7 @@ class LocalCluster:
 
     def apply(self, obj: dict, field_manager: str = "k8s-step-operator-local") -> dict:
         """Server-side apply of one object (admin)."""
-        kind_path = addons.resource_path(obj)
+        kind_path = addons.resource_path(obj) if obj["kind"] in addons.KINDS else csi.resource_path(obj)
         return self.request("PATCH", f"{kind_path}?fieldManager={field_manager}&force=true", obj,
                             "application/apply-patch+yaml")
 
@@ -413,8 +443,9 @@ class LocalCluster:
         return self.root / "volumes"
 
     def _storage_ready(self) -> bool:
-        self._ready()  # raises if storage (or any component) died
-        return (self.storage_dir / "ready").exists()
+        self._ready()  # raises if a storage process (or any component) died
+        csinodes = {n["metadata"]["name"]: n for n in self._json("/apis/storage.k8s.io/v1/csinodes").get("items", [])}
+        return all(csi.driver_registered(csinodes.get(spec.name, {})) for spec in self.nodes)
 
     def _default_sa_exists(self) -> bool:
         self._json("/api/v1/namespaces/default/serviceaccounts/default")
@@ -450,8 +481,7 @@ class LocalCluster:
         proc = self.procs[component]
         if proc.poll() is None:
             raise RuntimeError(f"{component} is still running")
-        python = component == "storage"
-        self._spawn(component, [str(a) for a in proc.args], env=self._python_env() if python else None)
+        self._spawn(component, [str(a) for a in proc.args])
         if component.startswith("containerd-"):
             self._wait_for_containerd(NodeSpec(component.split("-", 1)[1]))
         if component.startswith("kubelet-"):  # a node that registers again has lost its extended resources

@@ -1,9 +1,12 @@
 """Run volume (PVC) and snapshot steps: up-front cluster checks, then a create through the resource runtime.
 
 Checks made before anything is created (each a clear error naming the option):
-the storage class exists and its ``accessModes`` parameter offers the asked
-modes (when the class is readable), the data source / source PVC exists, and a
-restore is at least as large as the snapshot's ``restoreSize``.
+the storage class exists and, when its provisioner is a documented single-node
+one (EBS, PD, Azure Disk, local-path), the claim asks no multi-node mode; the data
+source / source PVC exists, and a restore is at least as large as the snapshot's
+``restoreSize``. Any other refusal of an access mode comes from the provisioner
+itself, as a ProvisioningFailed event: the wait ends at once with a ``modes:``
+error quoting it.
 
 With a ``WaitForFirstConsumer`` storage class the claim stays Pending until a
 pod uses it, so the volume step does not wait for Bound: it returns the
@@ -18,7 +21,7 @@ from typing import Any, Mapping
 
 from .cluster import Cluster, connect
 from .discovery import ApiResource
-from .errors import ResourceStepError
+from .errors import ConditionFailed, ResourceStepError
 from .resource_runtime import Executor, RunInfo, StepResult, run_resource
 from .resource_spec import Action, ResourceSpec, ResourceSpecError
 from .volume_spec import (
@@ -29,7 +32,8 @@ from .volume_spec import (
     SnapshotSpec,
     VolumeSpec,
     final_name,
-    missing_access_modes,
+    refused_modes_message,
+    single_node_class_refuses,
     parse_data_source,
     pvc_manifest,
     quantity_at_least,
@@ -109,12 +113,12 @@ def _check_class(storage_class: Mapping[str, Any] | None, modes: list[str]) -> b
     if storage_class is None:
         return False
     class_name = storage_class["metadata"]["name"]
-    missing = missing_access_modes(storage_class, modes)
-    if missing:
-        offered = storage_class.get("parameters", {}).get("accessModes")
+    refused = single_node_class_refuses(storage_class, modes)
+    if refused:
         raise ResourceSpecError(
-            f"modes: storage class {class_name!r} does not offer {', '.join(missing)}; allowed by its "
-            f"accessModes parameter: {offered}"
+            f"modes: storage class {class_name!r} does not offer {', '.join(refused)}: its provisioner "
+            f"{storage_class.get('provisioner')} attaches a volume to one node at a time; allowed: ReadWriteOnce, "
+            "ReadWriteOncePod"
         )
     return storage_class.get("volumeBindingMode") == "WaitForFirstConsumer"
 
@@ -202,7 +206,9 @@ def run_volume(
 
     wait_for_first_consumer = False
     if check_storage_class and class_name != "":
-        wait_for_first_consumer = _check_class(read_storage_class(executor, class_name), modes)
+        storage_class = read_storage_class(executor, class_name)
+        wait_for_first_consumer = _check_class(storage_class, modes)
+        class_name = storage_class["metadata"]["name"] if storage_class else class_name  # the default's name
     success, failure = spec.success_condition, spec.failure_condition
     if wait_for_first_consumer:
         if success:
@@ -229,7 +235,13 @@ def run_volume(
         kubeconfig=spec.kubeconfig,
         context=spec.context,
     )
-    result = run_resource(resource, cluster=cluster, run=run)
+    try:
+        result = run_resource(resource, cluster=cluster, run=run)
+    except ConditionFailed as exc:
+        clearer = refused_modes_message(class_name, modes, str(exc)) if "ProvisioningFailed" in str(exc) else None
+        if clearer:
+            raise ConditionFailed(clearer) from exc
+        raise
     manifest = result.manifest or {}
     bound = ((manifest.get("status") or {}).get("capacity") or {}).get("storage")
     phase = (manifest.get("status") or {}).get("phase")

@@ -47,7 +47,8 @@ __all__ = [
     "build_volume_spec",
     "claim_name_of",
     "final_name",
-    "missing_access_modes",
+    "refused_modes_message",
+    "single_node_class_refuses",
     "normalize_modes",
     "parse_data_source",
     "pvc_manifest",
@@ -97,13 +98,34 @@ def normalize_modes(modes: Any, field_name: str = "modes") -> list[str]:
     return result
 
 
-def missing_access_modes(storage_class: Mapping[str, Any], modes: Sequence[str]) -> list[str]:
-    """Modes the class's ``accessModes`` parameter (comma-separated) does not offer; [] if unrestricted."""
-    raw = str(((storage_class.get("parameters") or {}).get("accessModes") or "")).strip()
-    if not raw:
+# Provisioners whose filesystem volumes attach to one node at a time, as their documentation says: a
+# ReadWriteMany claim on them can only fail. Every other class is judged by its provisioner's answer.
+SINGLE_NODE_PROVISIONERS = frozenset({
+    "ebs.csi.aws.com", "kubernetes.io/aws-ebs",
+    "pd.csi.storage.gke.io", "kubernetes.io/gce-pd",
+    "disk.csi.azure.com", "kubernetes.io/azure-disk",
+    "rancher.io/local-path",
+})
+MULTI_NODE_MODES = ("ReadWriteMany", "ReadOnlyMany")
+# How provisioners word a refused access mode (CSI's capability names, Kubernetes' mode names, prose).
+_ACCESS_MODE_WORDS = ("access mode", "accessmode", "volume capabilit", "multi_node", "multi writer",
+                      "readwritemany", "readonlymany")
+
+
+def single_node_class_refuses(storage_class: Mapping[str, Any], modes: Sequence[str]) -> list[str]:
+    """Multi-node modes a class cannot give because its provisioner is a documented single-node one."""
+    if storage_class.get("provisioner") not in SINGLE_NODE_PROVISIONERS:
         return []
-    offered = {part.strip() for part in raw.split(",") if part.strip()}
-    return [mode for mode in modes if mode not in offered]
+    return [mode for mode in modes if mode in MULTI_NODE_MODES]
+
+
+def refused_modes_message(class_name: str | None, modes: Sequence[str], event_message: str) -> str | None:
+    """A ``modes:`` error when a ProvisioningFailed message is about the claim's multi-node access modes."""
+    wanted = [mode for mode in modes if mode in MULTI_NODE_MODES]
+    if not wanted or not any(word in event_message.lower() for word in _ACCESS_MODE_WORDS):
+        return None
+    cls = f"storage class {class_name!r}" if class_name else "the default storage class"
+    return f"modes: {cls} cannot provide {', '.join(wanted)}; its provisioner refused the claim: {event_message}"
 
 
 def final_name(resource_name: str, run_name: str | None, generate_unique_name: bool) -> str:
