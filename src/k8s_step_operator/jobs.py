@@ -151,12 +151,6 @@ def owned_by(obj: Mapping[str, Any], owner: Mapping[str, Any]) -> dict[str, Any]
     return {**obj, "metadata": {**obj["metadata"], "ownerReferences": [ref]}}
 
 
-def is_owned_by(obj: Optional[Mapping[str, Any]], kind: str, name: str) -> bool:
-    """Whether ``obj`` carries an owner reference to the ``kind`` named ``name``."""
-    refs = ((obj or {}).get("metadata") or {}).get("ownerReferences") or []
-    return any(ref.get("kind") == kind and ref.get("name") == name for ref in refs)
-
-
 def rank_of(pod: Mapping[str, Any]) -> Optional[int]:
     """The pod's completion index in an Indexed Job (None for a single-pod Job)."""
     value = ((pod.get("metadata") or {}).get("labels") or {}).get(COMPLETION_INDEX_LABEL)

@@ -57,13 +57,17 @@ class Submission:
 
     namespace: str
     job: str
-    secret: str
     step: str
     settings: K8sStepOperatorSettings
     submitted: dt.datetime
     verdict: Optional[pod_status.Verdict] = None
     logs: Dict[str, "LogFollower"] = field(default_factory=dict)
     seen: Dict[str, dict] = field(default_factory=dict, repr=False)
+
+    @property
+    def secret(self) -> str:
+        """The Secret holding ZenML's environment (named after the Job)."""
+        return secret_name(self.job)
 
 
 class K8sStepOperator(BaseStepOperator):
@@ -225,10 +229,9 @@ class K8sStepOperator(BaseStepOperator):
             settings.job_name_prefix, identity.pipeline_name, identity.step_name, identity.step_run_id,
             settings.pod_count,
         )
-        secret_name = f"{name}-env"
         user = _active_user()
         pod = manifest.build_pod(
-            settings, identity, info.get_image(key=IMAGE_KEY), list(entrypoint_command), namespace, secret_name
+            settings, identity, info.get_image(key=IMAGE_KEY), list(entrypoint_command), namespace, secret_name(name)
         )
         pod = manifest.mount_claims(pod, resolve_pvolumes(info, settings.pvolumes))
         if self.config.local:
@@ -239,7 +242,7 @@ class K8sStepOperator(BaseStepOperator):
         pod["metadata"]["annotations"] = {**pod["metadata"]["annotations"], manifest.ANNOTATION_ZENML_USER_ID: user.id}
         if settings.pod_count > 1:
             environment = {**environment, **jobs.multi_pod_environment(name, namespace, settings.pod_count)}
-        secret = manifest.build_env_secret(secret_name, namespace, identity, environment)
+        secret = manifest.build_env_secret(secret_name(name), namespace, identity, environment)
         job = jobs.build_job(
             pod, name, ttl_seconds_after_finished=settings.ttl_seconds_after_finished,
             pod_count=settings.pod_count, queue_name=settings.queue_name,
@@ -251,7 +254,7 @@ class K8sStepOperator(BaseStepOperator):
         self._watch(namespace)  # start watching before the pods exist
         created = self.create_job(settings, pod, job, secret)
         self._known[identity.step_run_id] = Submission(
-            namespace, name, secret_name, identity.step_name, settings,
+            namespace, name, identity.step_name, settings,
             pod_status.parse_time(created["metadata"].get("creationTimestamp")) or _now(),
         )
         logger.info("Step `%s`: created job %s/%s", identity.step_name, namespace, name)
@@ -321,7 +324,7 @@ class K8sStepOperator(BaseStepOperator):
         meta = items[0]["metadata"]
         step = (meta.get("annotations") or {}).get(manifest.ANNOTATION_STEP, step_run.name)
         sub = Submission(
-            namespace, meta["name"], f"{meta['name']}-env", step, settings,
+            namespace, meta["name"], step, settings,
             pod_status.parse_time(meta.get("creationTimestamp")) or _now(),
         )
         self._known[str(step_run.id)] = sub
@@ -330,9 +333,9 @@ class K8sStepOperator(BaseStepOperator):
     def _pods(self, sub: Submission) -> List[Tuple[dict, bool]]:
         return self._watch(sub.namespace).select(jobs.JOB_NAME_LABEL, sub.job)
 
-    def _judge(self, sub: Submission) -> pod_status.Verdict:
+    def _judge(self, sub: Submission, pods: List[Tuple[dict, bool]]) -> pod_status.Verdict:
         return pod_status.assess_step(
-            self._pods(sub),
+            pods,
             sub.settings.pod_count,
             fatal_waiting_reasons=sub.settings.fail_on_container_waiting_reasons or (),
             startup_timeout=sub.settings.startup_timeout,
@@ -344,8 +347,9 @@ class K8sStepOperator(BaseStepOperator):
         """Judge the step's pods (from the shared watch's cache)."""
         try:
             sub = self._locate(step_run)
-            if sub is not None and not self._watch(sub.namespace).wait_synced(self._timeout(sub.settings)):
-                raise RuntimeError(self._watch(sub.namespace).last_error)
+            watch = None if sub is None else self._watch(sub.namespace)
+            if watch is not None and not watch.wait_synced(self._timeout(sub.settings)):
+                raise RuntimeError(watch.last_error)
         except Exception as exc:  # transient: never fail a running step for it
             logger.warning("Step `%s`: cannot read its job right now (%s)", step_run.name, exc)
             return ExecutionStatus.RUNNING
@@ -354,7 +358,7 @@ class K8sStepOperator(BaseStepOperator):
             return ExecutionStatus.FAILED
         if sub.verdict is not None and sub.verdict.phase.finished:
             return _STATUS[sub.verdict.phase]
-        verdict = self._judge(sub)
+        verdict = self._judge(sub, self._pods(sub))
         if verdict.phase.finished:
             self._finish(step_run, sub, verdict)
         return _STATUS[verdict.phase]
@@ -370,11 +374,12 @@ class K8sStepOperator(BaseStepOperator):
             raise RuntimeError(f"cannot watch pods in namespace {sub.namespace}: {watch.last_error}")
 
         def judge() -> Optional[pod_status.Verdict]:
-            for pod, deleted in self._pods(sub):
+            pods = self._pods(sub)
+            for pod, deleted in pods:
                 self._report_progress(sub, pod)
                 if not deleted:
                     self._maybe_follow_logs(sub, pod)
-            verdict = self._judge(sub)
+            verdict = self._judge(sub, pods)
             return verdict if verdict.phase.finished else None
 
         def next_deadline() -> Optional[dt.datetime]:
@@ -489,6 +494,11 @@ def _active_user() -> _User:
     user = Client().active_user
     claims = getattr(user, "oidc_claims", None) or {}
     return _User(str(user.id), claims.get(LINUX_UID_CLAIM_KEY), claims.get(LINUX_GID_CLAIM_KEY))
+
+
+def secret_name(job: str) -> str:
+    """The per-step Secret's name: ``<job>-env``."""
+    return f"{job}-env"
 
 
 def _now() -> dt.datetime:

@@ -25,7 +25,7 @@ def deletes(mocker):
 
 def sub(policy, phase, **settings):
     settings = K8sStepOperatorSettings(cleanup_policy=policy, **settings)
-    return Submission("ns", "j", "j-env", "s", settings, dt.datetime.now(dt.timezone.utc), verdict=Verdict(phase))
+    return Submission("ns", "j", "s", settings, dt.datetime.now(dt.timezone.utc), verdict=Verdict(phase))
 
 
 def operator_with(mocker, submission, pod_phases):

@@ -328,10 +328,10 @@ def test_operator_requests_are_all_granted(recorded: list[tuple[str, str, dict]]
     mocker.patch.object(K8sStepOperator, "_settings", return_value=settings)
     assert operator._locate(step_run) is None  # after a restart: LIST jobs by label (none here)
     now = dt.datetime.now(dt.timezone.utc)
-    operator._known[identity.step_run_id] = Submission("ml", "train", "train-env", "train", settings, now)
+    operator._known[identity.step_run_id] = Submission("ml", "train", "train", settings, now)
     operator.cancel(step_run)
     keep = settings.model_copy(update={"cleanup_policy": "keep"})
-    operator._known[identity.step_run_id] = Submission("ml", "train", "train-env", "train", keep, now)
+    operator._known[identity.step_run_id] = Submission("ml", "train", "train", keep, now)
     operator.cleanup_step_submission(step_run)
 
     perms = rbac.permissions()

@@ -125,15 +125,6 @@ class PodWatch:
             self._cond.notify_all()
 
     # ----------------------------------------------------------------- reads
-    def lookup(self, name: str) -> tuple[dict | None, bool]:
-        """(latest pod or None, whether it is known to be deleted)."""
-        with self._cond:
-            if name in self._pods:
-                return self._pods[name], False
-            if name in self._gone:
-                return self._gone[name], True
-            return None, False
-
     def select(self, label: str, value: str) -> list[tuple[dict, bool]]:
         """Every pod (present or gone) whose label ``label`` equals ``value``, as (pod, deleted)."""
         with self._cond:
@@ -160,7 +151,7 @@ class PodWatch:
         event (e.g. a startup deadline). Returns None on ``timeout``.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:  # re-entrant: judge() may call lookup() and select()
+        with self._cond:  # re-entrant: judge() may call select()
             while not self._stop.is_set():
                 if self._synced:
                     verdict = judge()

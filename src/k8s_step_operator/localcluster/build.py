@@ -222,12 +222,20 @@ def ensure_coredns(coredns_version: str = COREDNS_VERSION) -> Path:
     return path
 
 
-def _build_into(path: Path, builder, version: str) -> None:
+def timed(what: str, action) -> None:
+    """Run ``action`` and say how long building ``what`` took."""
     started = time.monotonic()
-    tmp = path.with_suffix(".tmp")
-    builder(version, tmp)
-    tmp.rename(path)
-    print(f"built {path.name} {version} in {time.monotonic() - started:.0f}s", file=sys.stderr)
+    action()
+    print(f"built {what} in {time.monotonic() - started:.0f}s", file=sys.stderr)
+
+
+def _build_into(path: Path, builder, version: str) -> None:
+    def build() -> None:
+        tmp = path.with_suffix(".tmp")
+        builder(version, tmp)
+        tmp.rename(path)
+
+    timed(f"{path.name} {version}", build)
 
 
 def prebuilt() -> Binaries | None:

@@ -14,14 +14,12 @@ import hashlib
 import json
 import shutil
 import stat
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from .build import _go_env, _run, cache_root
+from .build import _go_env, _run, cache_root, timed
 
 PROVISIONER = ("github.com/kubernetes-csi/external-provisioner/v6", "v6.4.0")
 SNAPSHOTTER = ("github.com/kubernetes-csi/external-snapshotter/v8", "v8.7.0")
@@ -118,12 +116,6 @@ def build_driver(out: Path) -> None:
     tmp.rename(out)
 
 
-def _timed(what: str, action) -> None:
-    started = time.monotonic()
-    action()
-    print(f"built {what} in {time.monotonic() - started:.0f}s", file=sys.stderr)
-
-
 def _need_go() -> None:
     if shutil.which("go") is None:
         raise RuntimeError("Go is needed to build the local cluster's CSI binaries (scripts/setup.sh installs it)")
@@ -140,13 +132,13 @@ def ensure_csi() -> CsiBinaries:
         if not all((out_dir / n).exists() for n in names):
             _need_go()
             pkgs = [UPSTREAM[n][2] for n in names]
-            _timed(f"{', '.join(names)} {version}", lambda: build_upstream(module, version, pkgs, out_dir))
+            timed(f"{', '.join(names)} {version}", lambda: build_upstream(module, version, pkgs, out_dir))
         paths.update({n: out_dir / n for n in names})
     driver = driver_path()
     if not driver.exists():
         _need_go()
         driver.parent.mkdir(parents=True, exist_ok=True)
-        _timed("k8sso-csi-driver", lambda: build_driver(driver))
+        timed("k8sso-csi-driver", lambda: build_driver(driver))
     return CsiBinaries(
         provisioner=paths["csi-provisioner"],
         snapshot_controller=paths["snapshot-controller"],
