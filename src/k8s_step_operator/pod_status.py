@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 MAIN_CONTAINER = "main"
+DELETED = "the step pod was deleted before it finished"
 
 
 class Phase(str, enum.Enum):
@@ -180,7 +181,7 @@ def assess(
 ) -> Verdict:
     """Judge a step Pod. ``pod=None`` means it is gone (deleted before we saw it finish)."""
     if pod is None:
-        return Verdict(Phase.FAILED, "the step pod was deleted before it finished")
+        return Verdict(Phase.FAILED, DELETED)
     phase = (pod.get("status") or {}).get("phase") or "Pending"
     if phase == "Succeeded":
         return Verdict(Phase.SUCCEEDED)
@@ -204,9 +205,6 @@ def assess(
         if waited > startup_timeout:
             return Verdict(Phase.FAILED, f"pod did not start within {startup_timeout:g}s: {reason}")
     return Verdict(Phase.PENDING, reason)
-
-
-DELETED = "the step pod was deleted before it finished"
 
 
 def assess_pod(
