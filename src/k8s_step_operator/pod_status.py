@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Any, Iterable, Mapping, Sequence
 
 MAIN_CONTAINER = "main"
 DELETED = "the step pod was deleted before it finished"
@@ -103,6 +103,16 @@ def _main_terminated(pod: dict) -> dict | None:
     return None
 
 
+def failed_container(pod: dict) -> str | None:
+    """The first container (init containers first) that ended with a non-zero exit code."""
+    for key in ("initContainerStatuses", "containerStatuses"):
+        for cs in _statuses(pod, key):
+            term = (cs.get("state") or {}).get("terminated")
+            if term and term.get("exitCode", 0) != 0:
+                return str(cs.get("name"))
+    return None
+
+
 def ran_to_an_end(pod: dict | None) -> bool:
     """Whether the step's container ran and ended (or the pod is terminal): what is worth keeping.
 
@@ -114,12 +124,39 @@ def ran_to_an_end(pod: dict | None) -> bool:
     return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed") or _main_terminated(pod) is not None
 
 
-# The kubelet's own pull rate limit (registryPullQPS): it retries, so the pull error is not final.
-_THROTTLED = "pull QPS exceeded"
+# Pull errors the kubelet retries by itself (it backs off and pulls again): a registry's rate
+# limit or outage, a network hiccup, the kubelet's own throttle (registryPullQPS). Matched in
+# the kubelet's message, the only place the cause is given.
+_TRANSIENT_PULL = (
+    "429", "too many requests", "toomanyrequests", "timeout", "timed out", "deadline exceeded",
+    "connection refused", "connection reset", "broken pipe", "eof", "temporarily unavailable",
+    "service unavailable", "bad gateway", "503", "502", "500 internal server error", "pull qps exceeded",
+    "no route to host", "network is unreachable", "try again",
+)
+# ... and those that no retry mends.
+_PERMANENT_PULL = (
+    "not found", "manifest unknown", "name unknown", "unauthorized", "authentication required",
+    "denied", "forbidden", "invalid reference format", "does not exist", "no match for platform",
+)
+PULL_REASONS = ("ErrImagePull", "ImagePullBackOff")
 
 
-def _throttled(waiting: dict) -> bool:
-    return _THROTTLED in str(waiting.get("message") or "")
+def pull_error(waiting: Mapping[str, Any]) -> str | None:
+    """``"permanent"`` or ``"transient"`` for an image pull error, None for any other waiting state.
+
+    A message that says neither counts as transient: the start budget still ends the wait.
+    """
+    reason = waiting.get("reason")
+    if reason == "InvalidImageName":
+        return "permanent"
+    if reason not in PULL_REASONS:
+        return None
+    message = str(waiting.get("message") or "").lower()
+    if any(marker in message for marker in _TRANSIENT_PULL):
+        return "transient"
+    if any(marker in message for marker in _PERMANENT_PULL):
+        return "permanent"
+    return "transient"
 
 
 def worth_keeping(pod: dict | None) -> bool:
@@ -139,7 +176,7 @@ def _fatal_waiting(pod: dict, fatal: Iterable[str]) -> str | None:
     for key in ("initContainerStatuses", "containerStatuses"):
         for cs in _statuses(pod, key):
             waiting = (cs.get("state") or {}).get("waiting") or {}
-            if waiting.get("reason") in fatal and not _throttled(waiting):
+            if waiting.get("reason") in fatal and pull_error(waiting) != "transient":
                 name = cs.get("name", "?")
                 text = f"{waiting['reason']}: container '{name}'"
                 image = cs.get("image") or _image_of(pod, name)
@@ -172,14 +209,68 @@ def waiting_reason(pod: dict) -> str:
     return "containers starting"
 
 
+def scheduled_at(pod: Mapping[str, Any]) -> dt.datetime | None:
+    """When the pod was bound to its node (``PodScheduled`` True), if it was."""
+    scheduled = _condition(dict(pod), "PodScheduled")
+    if scheduled and scheduled.get("status") == "True":
+        return parse_time(scheduled.get("lastTransitionTime"))
+    return None
+
+
+def about(events: Iterable[Mapping[str, Any]], kind: str, name: str) -> list[Mapping[str, Any]]:
+    """The events whose involved object is ``kind``/``name``."""
+    return [
+        e for e in events
+        if (e.get("involvedObject") or {}).get("kind") == kind and (e.get("involvedObject") or {}).get("name") == name
+    ]
+
+
+def event_time(event: Mapping[str, Any]) -> dt.datetime | None:
+    """When an event last happened (core/v1 or events.k8s.io fields)."""
+    series = event.get("series") or {}
+    for value in (series.get("lastObservedTime"), event.get("lastTimestamp"), event.get("eventTime"),
+                  event.get("firstTimestamp"), (event.get("metadata") or {}).get("creationTimestamp")):
+        if value:
+            return parse_time(value)
+    return None
+
+
+def event_text(event: Mapping[str, Any]) -> str:
+    """``Reason: message`` of an event."""
+    return f"{event.get('reason') or 'Event'}: {str(event.get('message') or '').strip()}"
+
+
+def last_warning(events: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The most recent Warning event, if any."""
+    warnings = [e for e in events if e.get("type") == "Warning"]
+    return max(warnings, key=lambda e: event_time(e) or _NEVER_BEFORE, default=None)
+
+
+def explain(pod: dict, events: Iterable[Mapping[str, Any]] = ()) -> str:
+    """Why a pod has not started: its waiting reason, and the last Warning event about it when
+    that says more (a failing mount, a sandbox error, ...)."""
+    reason = waiting_reason(pod)
+    warning = last_warning(events)
+    if warning is None or str(warning.get("message") or "").strip() in reason:
+        return reason
+    return f"{reason}; last event {event_text(warning)}"
+
+
 def assess(
     pod: dict | None,
     *,
     fatal_waiting_reasons: Iterable[str] = (),
+    schedule_timeout: float | None = None,
     startup_timeout: float | None = None,
     now: dt.datetime | None = None,
+    events: Sequence[Mapping[str, Any]] = (),
 ) -> Verdict:
-    """Judge a step Pod. ``pod=None`` means it is gone (deleted before we saw it finish)."""
+    """Judge a step Pod. ``pod=None`` means it is gone (deleted before we saw it finish).
+
+    Two budgets: ``schedule_timeout`` from the pod's creation until a node is bound, then
+    ``startup_timeout`` from that moment until its containers run (image pulls, mounts).
+    ``events`` are the events about this pod; the last warning joins a timeout's reason.
+    """
     if pod is None:
         return Verdict(Phase.FAILED, DELETED)
     phase = (pod.get("status") or {}).get("phase") or "Pending"
@@ -197,14 +288,30 @@ def assess(
         return Verdict(Phase.FAILED, fatal)
     if phase == "Running":
         return Verdict(Phase.RUNNING)
-    reason = waiting_reason(pod)
-    created = parse_time((pod.get("metadata") or {}).get("creationTimestamp"))
+    reason = explain(pod, events)
     now = now or dt.datetime.now(dt.timezone.utc)
-    if startup_timeout is not None and created is not None:
-        waited = (now - created).total_seconds()
-        if waited > startup_timeout:
-            return Verdict(Phase.FAILED, f"pod did not start within {startup_timeout:g}s: {reason}")
+    due = deadline(pod, schedule_timeout, startup_timeout)
+    if due is not None and now > due:
+        node = (pod.get("spec") or {}).get("nodeName")
+        if node:
+            text = f"pod did not start within {startup_timeout:g}s of being scheduled on node {node}: {reason}"
+        else:
+            text = f"pod was not scheduled within {schedule_timeout:g}s: {reason}"
+        return Verdict(Phase.FAILED, text)
     return Verdict(Phase.PENDING, reason)
+
+
+def deadline(pod: dict, schedule_timeout: float | None, startup_timeout: float | None) -> dt.datetime | None:
+    """When a still-pending pod must be failed: its creation plus ``schedule_timeout`` while it has
+    no node, the moment it was scheduled plus ``startup_timeout`` after (None: no deadline)."""
+    created = parse_time((pod.get("metadata") or {}).get("creationTimestamp"))
+    if (pod.get("spec") or {}).get("nodeName"):
+        since, budget = scheduled_at(pod) or created, startup_timeout
+    else:
+        since, budget = created, schedule_timeout
+    if since is None or budget is None:
+        return None
+    return since + dt.timedelta(seconds=budget)
 
 
 def assess_pod(
@@ -212,8 +319,10 @@ def assess_pod(
     deleted: bool,
     *,
     fatal_waiting_reasons: Iterable[str] = (),
+    schedule_timeout: float | None = None,
     startup_timeout: float | None = None,
     now: dt.datetime | None = None,
+    events: Sequence[Mapping[str, Any]] = (),
 ) -> Verdict:
     """:func:`assess` for a pod that may be gone: gone before it finished is a failure."""
     name = str(((pod or {}).get("metadata") or {}).get("name", ""))
@@ -224,12 +333,14 @@ def assess_pod(
             verdict = Verdict(Phase.FAILED, DELETED + (f" (it was on node {node})" if node else ""))
     else:
         verdict = assess(
-            pod, fatal_waiting_reasons=fatal_waiting_reasons, startup_timeout=startup_timeout, now=now
+            pod, fatal_waiting_reasons=fatal_waiting_reasons, schedule_timeout=schedule_timeout,
+            startup_timeout=startup_timeout, now=now, events=about(events, "Pod", name),
         )
     return Verdict(verdict.phase, verdict.reason, name)
 
 
 _NEVER = dt.datetime.max.replace(tzinfo=dt.timezone.utc)
+_NEVER_BEFORE = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
 
 
 def _failed_at(pod: dict | None) -> dt.datetime:
@@ -249,21 +360,28 @@ def assess_step(
     pod_count: int = 1,
     *,
     fatal_waiting_reasons: Iterable[str] = (),
+    schedule_timeout: float | None = None,
     startup_timeout: float | None = None,
     submitted: dt.datetime | None = None,
     now: dt.datetime | None = None,
+    job: str = "",
+    events: Sequence[Mapping[str, Any]] = (),
 ) -> Verdict:
     """Judge a step from all its pods (present or deleted): what ZenML sees.
 
     The pod that failed first decides (the others were stopped because of it, and a
     pod deleted before it finished explains least); success needs ``pod_count`` pods
     that succeeded.
-    With no pod yet, ``startup_timeout`` counts from ``submitted``.
+    With no pod yet, ``schedule_timeout`` counts from ``submitted``, and the Job's last
+    warning event (``job``: its name) says why.
     """
     now = now or dt.datetime.now(dt.timezone.utc)
     pods = list(pods)
     verdicts = [
-        assess_pod(pod, deleted, fatal_waiting_reasons=fatal_waiting_reasons, startup_timeout=startup_timeout, now=now)
+        assess_pod(
+            pod, deleted, fatal_waiting_reasons=fatal_waiting_reasons, schedule_timeout=schedule_timeout,
+            startup_timeout=startup_timeout, now=now, events=events,
+        )
         for pod, deleted in pods
     ]
     failed = [(v, _failed_at(pod)) for v, (pod, _) in zip(verdicts, pods) if v.phase is Phase.FAILED]
@@ -277,18 +395,14 @@ def assess_step(
     pending = [v for v in verdicts if v.phase is Phase.PENDING]
     if pending:
         return min(pending, key=lambda v: v.pod)
-    if not verdicts and startup_timeout is not None and submitted is not None:
-        if (now - submitted).total_seconds() > startup_timeout:
-            return Verdict(Phase.FAILED, f"the Job created no pod within {startup_timeout:g}s")
-    return Verdict(Phase.PENDING, "waiting for the Job's pods" if not verdicts else "waiting for the other pods")
-
-
-def startup_deadline(pod: dict, startup_timeout: float | None) -> dt.datetime | None:
-    """When a still-pending pod must be failed (None: no deadline)."""
-    created = parse_time((pod.get("metadata") or {}).get("creationTimestamp"))
-    if startup_timeout is None or created is None:
-        return None
-    return created + dt.timedelta(seconds=startup_timeout)
+    if not verdicts:
+        warning = last_warning(about(events, "Job", job))
+        why = f"; last event {event_text(warning)}" if warning else ""
+        if schedule_timeout is not None and submitted is not None:
+            if (now - submitted).total_seconds() > schedule_timeout:
+                return Verdict(Phase.FAILED, f"the Job created no pod within {schedule_timeout:g}s{why}")
+        return Verdict(Phase.PENDING, "waiting for the Job's pods" + why)
+    return Verdict(Phase.PENDING, "waiting for the other pods")
 
 
 def progress(prev: dict | None, cur: dict) -> list[str]:

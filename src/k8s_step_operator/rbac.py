@@ -196,7 +196,15 @@ OPERATOR_PERMISSIONS: tuple[Permission, ...] = (
         "status and wait: one shared LIST + WATCH of the operator's pods per namespace "
         "(label selector); get adds nothing beyond list",
     ),
-    Permission("", "pods/log", ("get",), "stream the step's logs (follow), every pod's"),
+    Permission("", "pods/log", ("get",), "stream the step's logs (follow), every container's"),
+    Permission(
+        "",
+        "events",
+        ("list", "watch"),
+        "status and wait: the reasons Kubernetes gives (FailedScheduling, FailedMount, BackOff) in the "
+        "progress lines and a failure's reason; one shared LIST + WATCH per namespace (optional: without it "
+        "steps are judged from their pods alone)",
+    ),
     Permission(
         "batch",
         "jobs",

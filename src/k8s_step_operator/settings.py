@@ -14,7 +14,7 @@ from __future__ import annotations
 import difflib
 import re
 import typing
-from typing import Any, Dict, List, Literal, Mapping, NamedTuple, Optional
+from typing import Any, ClassVar, Dict, List, Literal, Mapping, NamedTuple, Optional
 
 from pydantic import (
     BaseModel,
@@ -136,6 +136,39 @@ def _stringify_quantities(value: Any) -> Any:
     return result
 
 
+def _extended(name: str) -> bool:
+    """An extended resource (``vendor.com/gpu``): whole units, never overcommitted."""
+    domain, _, rest = name.partition("/")
+    return bool(rest) and not (domain == "kubernetes.io" or domain.endswith(".kubernetes.io"))
+
+
+def _extended_resource_problems(resources: Mapping[str, Any], path: str) -> List[str]:
+    """Extended resources must be whole numbers, and a request needs an equal limit."""
+    problems: List[str] = []
+    requests, limits = resources.get("requests") or {}, resources.get("limits") or {}
+    for kind, amounts in (("requests", requests), ("limits", limits)):
+        for name, amount in amounts.items():
+            if _extended(name) and parse_quantity(str(amount)) % 1 != 0:
+                problems.append(
+                    f"{entry_path(f'{path}.{kind}', name)}: {amount!r} is fractional; "
+                    "extended resources such as GPUs come in whole units"
+                )
+    for name, amount in requests.items():
+        if not _extended(name):
+            continue
+        if name not in limits:
+            problems.append(
+                f"{entry_path(f'{path}.requests', name)}: a request for {name} needs a limit "
+                f"(set {path}.limits[{name!r}] to {amount!r})"
+            )
+        elif parse_quantity(str(limits[name])) != parse_quantity(str(amount)):
+            problems.append(
+                f"{entry_path(f'{path}.requests', name)}: {amount!r} must equal its limit "
+                f"{limits[name]!r} ({name} is not overcommitted)"
+            )
+    return problems
+
+
 class K8sPodSettings(BaseSettings):
     """Pod settings: every ZenML ``KubernetesPodSettings`` field, plus extras.
 
@@ -143,6 +176,8 @@ class K8sPodSettings(BaseSettings):
     """
 
     model_config = ConfigDict(extra="forbid")
+    # True in the class ZenML resolves step settings into: the preflight reports these rules with the step's name
+    _DEFER_POD_RULES: ClassVar[bool] = False
 
     node_selectors: Dict[str, str] = Field(
         default={},
@@ -527,18 +562,64 @@ class K8sPodSettings(BaseSettings):
                         f"{_p('volumes')}[{index}].name: {SHM_VOLUME_NAME!r} "
                         "is reserved for the shm_size volume"
                     )
+        problems = [] if self._DEFER_POD_RULES else self.pod_rule_problems()
+        if problems:
+            raise ValueError(problems[0])
         return self
+
+    def pod_rule_problems(self) -> List[str]:
+        """What the API server would refuse across fields, each as ``field: why``.
+
+        A mount naming no volume, an extended resource (e.g. ``nvidia.com/gpu``)
+        that is fractional or requested without an equal limit, an env var with
+        both ``value`` and ``valueFrom``. Mount names are not checked against a
+        ``pod_template_file`` (read later; the preflight dry run covers it).
+        """
+        problems: List[str] = []
+        volumes = {v.get("name") for v in self.volumes}
+        for extra in (self.additional_pod_spec_args, self.pod_spec_overrides):
+            volumes.update(v.get("name") for v in (extra.get("volumes") or []) if isinstance(v, Mapping))
+        if self.shm_size:
+            volumes.add(SHM_VOLUME_NAME)
+        main = {"volumeMounts": self.volume_mounts, "env": self.env, "resources": self.resources}
+        containers = [(POD_SETTINGS, main)] + [
+            (item_path(_p(kind), index), container)
+            for kind in ("init_containers", "sidecar_containers")
+            for index, container in enumerate(getattr(self, kind))
+        ]
+        for path, container in containers:
+            own = path == POD_SETTINGS
+            if not self.pod_template_file:
+                key = _p("volume_mounts") if own else field_path(path, "volumeMounts")
+                for index, mount in enumerate(container.get("volumeMounts") or []):
+                    if mount.get("name") not in volumes:
+                        known = ", ".join(sorted(str(v) for v in volumes)) or "none"
+                        problems.append(
+                            f"{field_path(item_path(key, index), 'name')}: no volume named "
+                            f"{mount.get('name')!r} (volumes: {known})"
+                        )
+            key = _p("env") if own else field_path(path, "env")
+            for index, var in enumerate(container.get("env") or []):
+                if var.get("value") and var.get("valueFrom"):
+                    problems.append(
+                        f"{item_path(key, index)}: {var.get('name')!r} sets both value and valueFrom; "
+                        "set one of them"
+                    )
+            key = _p("resources") if own else field_path(path, "resources")
+            problems.extend(_extended_resource_problems(container.get("resources") or {}, key))
+        return problems
 
 
 _DEPRECATED_HINTS = {
-    "pod_startup_timeout": "use `startup_timeout` (seconds a pod may stay "
-    "Pending) instead",
+    "pod_startup_timeout": "use `schedule_timeout` and `startup_timeout` "
+    "(seconds to be scheduled, then to start) instead",
     "pod_failure_max_retries": "use ZenML step retries instead",
     "pod_failure_retry_delay": "use ZenML step retries instead",
     "pod_failure_backoff": "use ZenML step retries instead",
 }
 _warned_deprecated: set[str] = set()
 _NON_NEGATIVE_FIELDS = (
+    "schedule_timeout",
     "startup_timeout",
     "delete_grace_period_seconds",
     "api_request_timeout",
@@ -605,8 +686,9 @@ class K8sStepOperatorSettings(BaseSettings):
     )
     fail_on_container_waiting_reasons: Optional[List[str]] = Field(
         default=list(DEFAULT_FAIL_ON_CONTAINER_WAITING_REASONS),
-        description="Container waiting reasons that fail the step at once "
-        "(non-recoverable, e.g. ImagePullBackOff).",
+        description="Container waiting reasons that fail the step at once; "
+        "a pull error the registry may mend (429, timeout, connection "
+        "refused) is retried within `startup_timeout` instead.",
     )
     api_request_timeout: Optional[PositiveInt] = Field(
         default=None,
@@ -622,10 +704,16 @@ class K8sStepOperatorSettings(BaseSettings):
         description="Namespace of the step pod; overrides the component's "
         "namespace for this step.",
     )
+    schedule_timeout: float = Field(
+        default=600.0,
+        description="Seconds a step's pod may wait for a node (unschedulable, "
+        "queued) before the step fails with the scheduler's reason.",
+    )
     startup_timeout: float = Field(
         default=600.0,
-        description="Seconds a pod may stay Pending (unschedulable, pulling "
-        "images) before the step fails.",
+        description="Seconds a scheduled pod may take to start its containers "
+        "(image pulls, volume mounts; transient pull errors are retried "
+        "meanwhile) before the step fails with the last event's reason.",
     )
     cleanup_policy: Literal["keep", "delete", "delete-succeeded"] = Field(
         default="delete-succeeded",
@@ -639,12 +727,21 @@ class K8sStepOperatorSettings(BaseSettings):
     )
     stream_logs: bool = Field(
         default=True,
-        description="Stream the pod's logs into the step logs.",
+        description="Stream the logs of every container of the step's "
+        "pods (init containers and sidecars too) into the step logs.",
     )
     log_prefix: bool = Field(
         default=True,
-        description="Prefix streamed log lines with `[step]` (always "
-        "`[step/rank]` for several pods).",
+        description="Prefix the step container's streamed lines with "
+        "`[step]` (always `[step/rank]` for several pods; other containers' "
+        "always `[step:container]`).",
+    )
+    preflight: bool = Field(
+        default=True,
+        description="At submission, have the API server dry-run every step's "
+        "objects (validation, admission, namespace, service account, "
+        "permissions) so that a run fails before its first step, naming the "
+        "step and the setting.",
     )
     pvolumes: Dict[str, str] = Field(
         default_factory=dict,
@@ -654,7 +751,8 @@ class K8sStepOperatorSettings(BaseSettings):
     )
     pod_startup_timeout: Optional[int] = Field(
         default=None,
-        description="Deprecated and ignored; use `startup_timeout`.",
+        description="Deprecated and ignored; use `schedule_timeout` and "
+        "`startup_timeout`.",
     )
     pod_failure_max_retries: Optional[int] = Field(
         default=None,
@@ -689,9 +787,8 @@ class K8sStepOperatorSettings(BaseSettings):
     @classmethod
     def _pod_settings(cls, value: Any) -> Any:
         """Accepts ZenML's own `KubernetesPodSettings` objects too."""
-        if isinstance(value, BaseModel) and not isinstance(
-            value, K8sPodSettings
-        ):
+        target = cls.model_fields["pod_settings"].annotation
+        if isinstance(value, BaseModel) and type(value) not in typing.get_args(target):
             return value.model_dump(exclude_unset=True)
         return value
 
@@ -761,13 +858,13 @@ class K8sStepOperatorSettings(BaseSettings):
             )
         return value
 
-    @field_validator("startup_timeout")
+    @field_validator("schedule_timeout", "startup_timeout")
     @classmethod
-    def _startup_timeout(cls, value: float) -> float:
-        """The startup timeout must be positive and finite."""
+    def _budget(cls, value: float, info: Any) -> float:
+        """A budget must be positive and finite."""
         if not 0 < value < float("inf"):
             raise ValueError(
-                f"startup_timeout: must be a positive number of seconds "
+                f"{info.field_name}: must be a positive number of seconds "
                 f"(got {value})"
             )
         return value
@@ -842,6 +939,22 @@ def describe_settings_fields() -> list[SettingsFieldRow]:
     """
     return _rows(K8sStepOperatorSettings, "") + _rows(
         K8sPodSettings, POD_SETTINGS + "."
+    )
+
+
+class StepPodSettings(K8sPodSettings):
+    """Pod settings as ZenML's compiler builds them for a step: the cross-field pod rules are
+    left to the preflight at submission, whose error names the step (ZenML's compiler would
+    report them without it)."""
+
+    _DEFER_POD_RULES: ClassVar[bool] = True
+
+
+class StepSettings(K8sStepOperatorSettings):
+    """The settings class ZenML resolves each step's settings into (see ``StepPodSettings``)."""
+
+    pod_settings: Optional[StepPodSettings] = Field(
+        default=None, description=K8sStepOperatorSettings.model_fields["pod_settings"].description
     )
 
 

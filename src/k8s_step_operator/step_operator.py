@@ -18,15 +18,16 @@ import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Type, cast
 
+from urllib3.exceptions import HTTPError
 from zenml.config.build_configuration import BuildConfiguration
 from zenml.enums import ExecutionStatus, StackComponentType
 from zenml.logger import get_logger
 from zenml.stack import Stack, StackValidator
 from zenml.step_operators import BaseStepOperator
 
-from . import allocation, jobs, manifest, names, pod_status, rbac
+from . import allocation, jobs, manifest, names, pod_status, preflight, rbac
 from .flavor import K8sStepOperatorConfig
-from .settings import K8sStepOperatorSettings
+from .settings import K8sStepOperatorSettings, StepSettings
 
 if TYPE_CHECKING:
     from kubernetes import client
@@ -41,6 +42,10 @@ if TYPE_CHECKING:
 logger = get_logger(__name__)
 
 IMAGE_KEY = "k8s_step_operator"
+# what the preflight's dry runs stand in for values only known when a step is submitted
+PREFLIGHT_IMAGE = "zenml-preflight:latest"  # no registry known at all
+PREFLIGHT_ID = "00000000-0000-0000-0000-000000000000"
+PREFLIGHT_CLAIM = "preflight-claim"
 LOG_JOIN_TIMEOUT = 5.0
 
 _STATUS = {
@@ -61,13 +66,25 @@ class Submission:
     settings: K8sStepOperatorSettings
     submitted: dt.datetime
     verdict: Optional[pod_status.Verdict] = None
-    logs: Dict[str, "LogFollower"] = field(default_factory=dict)
+    logs: Dict[str, "LogFollower"] = field(default_factory=dict)  # by "pod/container"
+    events_seen: set = field(default_factory=set, repr=False)
     seen: Dict[str, dict] = field(default_factory=dict, repr=False)
 
     @property
     def secret(self) -> str:
         """The Secret holding ZenML's environment (named after the Job)."""
         return secret_name(self.job)
+
+
+@dataclass(frozen=True)
+class StepObjects:
+    """What submitting a step creates: its Job (with the pod as template) and Secret."""
+
+    namespace: str
+    name: str
+    pod: dict
+    job: dict
+    secret: dict
 
 
 class K8sStepOperator(BaseStepOperator):
@@ -77,6 +94,7 @@ class K8sStepOperator(BaseStepOperator):
         super().__init__(*args, **kwargs)
         self._api: Optional["client.ApiClient"] = None
         self._known: Dict[str, Submission] = {}
+        self._preflight_passed: set[str] = set()
 
     # ------------------------------------------------------------- settings
     @property
@@ -85,7 +103,9 @@ class K8sStepOperator(BaseStepOperator):
 
     @property
     def settings_class(self) -> Optional[Type["BaseSettings"]]:
-        return K8sStepOperatorSettings
+        """What ZenML resolves step settings into; its cross-field pod rules wait for the preflight,
+        whose error names the step."""
+        return StepSettings
 
     @property
     def supports_resource_pool_allocation(self) -> bool:
@@ -120,7 +140,12 @@ class K8sStepOperator(BaseStepOperator):
 
     def get_docker_builds(self, snapshot: "PipelineSnapshotBase") -> List[BuildConfiguration]:
         """One build per step that runs on this operator; for a dynamic pipeline also the pipeline's
-        own, since its steps are known only at run time (without it ZenML finds no build at all)."""
+        own, since its steps are known only at run time (without it ZenML finds no build at all).
+
+        ZenML calls this with every step's configuration before any step runs: the preflight
+        (:meth:`_preflight`) fails the run here when the cluster would refuse a step.
+        """
+        self._preflight(snapshot)
         builds = [
             BuildConfiguration(key=IMAGE_KEY, settings=step.config.docker_settings, step_name=name)
             for name, step in snapshot.step_configurations.items()
@@ -210,13 +235,9 @@ class K8sStepOperator(BaseStepOperator):
         settings: K8sStepOperatorSettings,
     ) -> None:
         _refuse_unknown_settings(settings)
-        if settings.pod_count > 1 and info.config.command is None:
-            raise ValueError(
-                f"pod_count: the step `{info.pipeline_step_name}` requests {settings.pod_count} pods but is not a "
-                "command step; a regular step on several pods would write its artifacts, outputs and logs once per "
-                "pod (allowed: 1, or any count for a CommandStep)"
-            )
-        namespace = self._namespace(settings)
+        problems = _local_problems(info.pipeline_step_name, settings, info.config.command is not None)
+        if problems:
+            raise ValueError(problems[0].line())
         identity = manifest.StepIdentity(
             run_name=info.run_name,
             pipeline_name=info.pipeline.name,
@@ -225,15 +246,30 @@ class K8sStepOperator(BaseStepOperator):
             run_id=str(info.run_id),
             project_id=str(info.snapshot.project_id),
         )
+        objects = self._objects(
+            settings, identity, info.get_image(key=IMAGE_KEY), list(entrypoint_command), environment,
+            resolve_pvolumes(info, settings.pvolumes), _active_user(),
+        )
+        self._watch(objects.namespace)  # start watching before the pods exist
+        created = self.create_job(settings, objects.pod, objects.job, objects.secret)
+        self._known[identity.step_run_id] = Submission(
+            objects.namespace, objects.name, identity.step_name, settings,
+            pod_status.parse_time(created["metadata"].get("creationTimestamp")) or _now(),
+        )
+        logger.info("Step `%s`: created job %s/%s", identity.step_name, objects.namespace, objects.name)
+
+    def _objects(
+        self, settings: K8sStepOperatorSettings, identity: manifest.StepIdentity, image: str,
+        command: List[str], environment: Dict[str, str], claims: Dict[str, str], user: "_User",
+    ) -> "StepObjects":
+        """The step's pod (as the Job's template), Job and Secret."""
+        namespace = self._namespace(settings)
         name = jobs.job_name(
             settings.job_name_prefix, identity.pipeline_name, identity.step_name, identity.step_run_id,
             settings.pod_count,
         )
-        user = _active_user()
-        pod = manifest.build_pod(
-            settings, identity, info.get_image(key=IMAGE_KEY), list(entrypoint_command), namespace, secret_name(name)
-        )
-        pod = manifest.mount_claims(pod, resolve_pvolumes(info, settings.pvolumes))
+        pod = manifest.build_pod(settings, identity, image, command, namespace, secret_name(name))
+        pod = manifest.mount_claims(pod, claims)
         if self.config.local:
             environment = {**local_environment(), **environment}
             pod = manifest.mount_host_paths(pod, local_paths())
@@ -251,13 +287,101 @@ class K8sStepOperator(BaseStepOperator):
                 manifest.ANNOTATION_ZENML_STEP_OPERATOR: str(self.id),
             },
         )
-        self._watch(namespace)  # start watching before the pods exist
-        created = self.create_job(settings, pod, job, secret)
-        self._known[identity.step_run_id] = Submission(
-            namespace, name, identity.step_name, settings,
-            pod_status.parse_time(created["metadata"].get("creationTimestamp")) or _now(),
+        return StepObjects(namespace, name, pod, job, secret)
+
+    # ------------------------------------------------------------- preflight
+    def _preflight(self, snapshot: "PipelineSnapshotBase") -> None:
+        """Every step on this operator checked before any runs: the rules known without a cluster,
+        then the API server's dry run of its pod, Job and Secret (and Service) — validation,
+        admission, namespace, service account — and an access review of our other verbs.
+        One error names every step and setting that would be refused."""
+        steps = [(n, s) for n, s in snapshot.step_configurations.items() if s.config.uses_step_operator(self.name)]
+        findings: List[preflight.Finding] = []
+        user: Optional[_User] = None
+        reviewed: Dict[str, List[preflight.Finding]] = {}
+        for name, step in steps:
+            settings = self._settings(step)
+            if not settings.preflight:
+                continue
+            key = f"{name}\0{settings.model_dump_json()}"
+            if key in self._preflight_passed:
+                continue
+            found = _local_problems(name, settings, step.config.command is not None)
+            if not found:
+                user = user or _active_user()
+                namespace = self._namespace(settings)
+                try:
+                    found = self._dry_run(name, step, settings, user, snapshot.pipeline_configuration.name)
+                    if namespace not in reviewed:
+                        reviewed[namespace] = self._review_access(name, settings, namespace)
+                except (OSError, HTTPError) as exc:  # transport: the cluster cannot be asked
+                    raise RuntimeError(
+                        f"preflight of step operator `{self.name}`: cannot ask the cluster about step `{name}` "
+                        f"({type(exc).__name__}: {exc}); set `preflight: false` to submit without asking"
+                    ) from exc
+                found += reviewed[namespace]
+            if found:
+                findings += found
+            else:
+                self._preflight_passed.add(key)
+        if findings:
+            raise ValueError(preflight.render(self.name, findings, len(steps)))
+
+    def _dry_run(
+        self, name: str, step: Any, settings: K8sStepOperatorSettings, user: "_User", pipeline: str
+    ) -> List[preflight.Finding]:
+        from kubernetes.client.exceptions import ApiException
+
+        identity = manifest.StepIdentity(
+            run_name="preflight", pipeline_name=pipeline, step_name=name,
+            step_run_id=PREFLIGHT_ID, run_id=PREFLIGHT_ID, project_id=PREFLIGHT_ID,
         )
-        logger.info("Step `%s`: created job %s/%s", identity.step_name, namespace, name)
+        claims = {path: PREFLIGHT_CLAIM if source in (step.spec.inputs or {}) else source
+                  for path, source in settings.pvolumes.items()}
+        try:
+            objects = self._objects(settings, identity, self._likely_image(step, pipeline), ["true"], {}, claims, user)
+        except ValueError as exc:  # e.g. a pod template that cannot be read
+            return [preflight.Finding(name, "pod_settings", str(exc))]
+        namespace = objects.namespace
+        dry = {"dryRun": "All"}
+        requests = [
+            ("Pod", f"/api/v1/namespaces/{namespace}/pods", objects.pod),
+            ("Job", f"/apis/batch/v1/namespaces/{namespace}/jobs", objects.job),
+            ("Secret", f"/api/v1/namespaces/{namespace}/secrets", objects.secret),
+        ]
+        if settings.pod_count > 1:  # owned by the Job as it will be: a stand-in for the uid it will get
+            job = {**objects.job, "metadata": {**objects.job["metadata"], "uid": PREFLIGHT_ID}}
+            requests.append(("Service", f"/api/v1/namespaces/{namespace}/services", jobs.build_headless_service(job)))
+        for kind, path, body in requests:
+            try:
+                self._call(settings, "POST", path, body=body, query=dry)
+            except PermissionError as exc:
+                return [preflight.Finding(name, "permissions", str(exc))]
+            except ApiException as exc:
+                return preflight.refusal(name, kind, objects.pod, _status_body(exc), exc.status or 0)
+        return []
+
+    def _likely_image(self, step: Any, pipeline: str) -> str:
+        """The image the step will run, as far as it is known before the build: the parent image when
+        the build is skipped, else a tag in the stack's container registry (so that admission rules
+        about registries judge the dry run as they will judge the step)."""
+        docker = step.config.docker_settings
+        if docker.skip_build and docker.parent_image:
+            return str(docker.parent_image)
+        from zenml.client import Client
+
+        registry = Client().active_stack.container_registry
+        if registry is not None:
+            return f"{registry.config.uri.rstrip('/')}/zenml:{names.label_value(pipeline)}-preflight"
+        return str(docker.parent_image or PREFLIGHT_IMAGE)
+
+    def _review_access(self, name: str, settings: K8sStepOperatorSettings, namespace: str) -> List[preflight.Finding]:
+        """What the dry runs cannot show: may we watch pods, read logs, resume and delete Jobs, ..."""
+        from .doctor import run_access_reviews
+
+        checks = [c for c in rbac.required_checks(namespace) if c.verb != "create"]
+        results = run_access_reviews(self.api, checks)
+        return preflight.denied(name, [(c.missing(), c.why) for c, allowed, _ in results if not allowed])
 
     def create_job(self, settings: K8sStepOperatorSettings, pod: dict, job: dict, secret: dict) -> dict:
         """Admission's verdict on the pod first, then the Job suspended, its Secret, then the Job resumed.
@@ -274,7 +398,14 @@ class K8sStepOperator(BaseStepOperator):
         namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
         base = f"/api/v1/namespaces/{namespace}"
         path = f"/apis/batch/v1/namespaces/{namespace}/jobs"
-        self._call(settings, "POST", f"{base}/pods", body=pod, query={"dryRun": "All"})
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self._call(settings, "POST", f"{base}/pods", body=pod, query={"dryRun": "All"})
+        except ApiException as exc:
+            step = job["metadata"].get("annotations", {}).get(manifest.ANNOTATION_ZENML_STEP_NAME, name)
+            found = preflight.refusal(step, "Pod", pod, _status_body(exc), exc.status or 0)
+            raise ValueError("; ".join(f.line() for f in found)) from exc
         created = self._call(settings, "POST", path, body=job)
         try:
             self._call(settings, "POST", f"{base}/secrets", body=jobs.owned_by(secret, created))
@@ -333,18 +464,38 @@ class K8sStepOperator(BaseStepOperator):
     def _pods(self, sub: Submission) -> List[Tuple[dict, bool]]:
         return self._watch(sub.namespace).select(jobs.JOB_NAME_LABEL, sub.job)
 
-    def _judge(self, sub: Submission, pods: List[Tuple[dict, bool]]) -> pod_status.Verdict:
+    def _events(self, sub: Submission, pods: List[Tuple[dict, bool]]) -> List[dict]:
+        """The events about the step's Job and pods, oldest first."""
+        objects = [("Job", sub.job)] + [("Pod", pod["metadata"]["name"]) for pod, _ in pods]
+        return self._watch(sub.namespace).events_about(objects)
+
+    def _judge(self, sub: Submission, pods: List[Tuple[dict, bool]], events: List[dict]) -> pod_status.Verdict:
         return pod_status.assess_step(
             pods,
             sub.settings.pod_count,
             fatal_waiting_reasons=sub.settings.fail_on_container_waiting_reasons or (),
+            schedule_timeout=sub.settings.schedule_timeout,
             startup_timeout=sub.settings.startup_timeout,
             submitted=None if sub.settings.queue_name else sub.submitted,
+            job=sub.job,
+            events=events,
         )
+
+    def _observe(self, sub: Submission) -> pod_status.Verdict:
+        """Read the cache once: report what changed, follow new containers' logs, judge the step."""
+        pods = self._pods(sub)
+        events = self._events(sub, pods)
+        for pod, deleted in pods:
+            self._report_progress(sub, pod)
+            if not deleted:
+                self._maybe_follow_logs(sub, pod)
+        self._report_events(sub, events)
+        return self._judge(sub, pods, events)
 
     # ---------------------------------------------------------------- status
     def get_status(self, step_run: "StepRunResponse") -> ExecutionStatus:
-        """Judge the step's pods (from the shared watch's cache)."""
+        """Judge the step's pods (from the shared watch's cache); report progress and follow logs
+        as :meth:`wait` does, for pipelines that poll (dynamic ones)."""
         try:
             sub = self._locate(step_run)
             watch = None if sub is None else self._watch(sub.namespace)
@@ -358,7 +509,7 @@ class K8sStepOperator(BaseStepOperator):
             return ExecutionStatus.FAILED
         if sub.verdict is not None and sub.verdict.phase.finished:
             return _STATUS[sub.verdict.phase]
-        verdict = self._judge(sub, self._pods(sub))
+        verdict = self._observe(sub)
         if verdict.phase.finished:
             self._finish(step_run, sub, verdict)
         return _STATUS[verdict.phase]
@@ -374,35 +525,30 @@ class K8sStepOperator(BaseStepOperator):
             raise RuntimeError(f"cannot watch pods in namespace {sub.namespace}: {watch.last_error}")
 
         def judge() -> Optional[pod_status.Verdict]:
-            pods = self._pods(sub)
-            for pod, deleted in pods:
-                self._report_progress(sub, pod)
-                if not deleted:
-                    self._maybe_follow_logs(sub, pod)
-            verdict = self._judge(sub, pods)
+            verdict = self._observe(sub)
             return verdict if verdict.phase.finished else None
 
         def next_deadline() -> Optional[dt.datetime]:
-            timeout = sub.settings.startup_timeout
+            settings = sub.settings
             pods = [pod for pod, deleted in self._pods(sub) if not deleted]
             if not pods:
-                return None if sub.settings.queue_name else sub.submitted + dt.timedelta(seconds=timeout)
+                return None if settings.queue_name else sub.submitted + dt.timedelta(seconds=settings.schedule_timeout)
             pending = [p for p in pods if (p.get("status") or {}).get("phase", "Pending") == "Pending"]
-            deadlines = [d for p in pending if (d := pod_status.startup_deadline(p, timeout)) is not None]
-            return min(deadlines, default=None)
+            due = [pod_status.deadline(p, settings.schedule_timeout, settings.startup_timeout) for p in pending]
+            return min((d for d in due if d is not None), default=None)
 
         verdict = watch.wait_for(judge, tick=next_deadline)
         if verdict is None:  # the watch was closed under us
             return self.get_status(step_run)
-        for follower in sub.logs.values():
-            follower.join(LOG_JOIN_TIMEOUT)
         self._finish(step_run, sub, verdict)
         return _STATUS[verdict.phase]
 
-    def _label(self, sub: Submission, pod: dict) -> str:
-        """``[step]`` for one pod, ``[step/rank]`` for each pod of a multi-pod step."""
+    def _label(self, sub: Submission, pod: dict, container: str = pod_status.MAIN_CONTAINER) -> str:
+        """``step`` for one pod, ``step/rank`` for each pod of a multi-pod step; ``:container``
+        after it for any container but the step's own."""
         rank = jobs.rank_of(pod)
-        return sub.step if rank is None or sub.settings.pod_count == 1 else f"{sub.step}/{rank}"
+        label = sub.step if rank is None or sub.settings.pod_count == 1 else f"{sub.step}/{rank}"
+        return label if container == pod_status.MAIN_CONTAINER else f"{label}:{container}"
 
     def _report_progress(self, sub: Submission, pod: dict) -> None:
         name = pod["metadata"]["name"]
@@ -410,24 +556,70 @@ class K8sStepOperator(BaseStepOperator):
             logger.info("Step `%s`: pod %s %s", self._label(sub, pod), name, line)
         sub.seen[name] = pod
 
+    def _report_events(self, sub: Submission, events: List[dict]) -> None:
+        """Each new warning about the step's Job or pods, once (a repeat counts again)."""
+        for event in events:
+            key = f"{(event.get('metadata') or {}).get('uid')}/{event.get('count') or (event.get('series') or {}).get('count')}"
+            if event.get("type") != "Warning" or key in sub.events_seen:
+                continue
+            sub.events_seen.add(key)
+            involved = event.get("involvedObject") or {}
+            logger.warning(
+                "Step `%s`: %s %s: %s", sub.step, str(involved.get("kind", "")).lower(), involved.get("name"),
+                pod_status.event_text(event),
+            )
+
     def _maybe_follow_logs(self, sub: Submission, pod: dict) -> None:
-        name = pod["metadata"]["name"]
-        if name in sub.logs or not sub.settings.stream_logs:
+        """Follow every container of the pod that has started (init containers, sidecars, the step's)."""
+        if not sub.settings.stream_logs:
             return
-        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
-            state = cs.get("state") or {}
-            if cs.get("name") == pod_status.MAIN_CONTAINER and ("running" in state or "terminated" in state):
-                many = sub.settings.pod_count > 1
-                prefix = f"[{self._label(sub, pod)}] " if sub.settings.log_prefix or many else ""
+        name = pod["metadata"]["name"]
+        status = pod.get("status") or {}
+        for cs in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
+            container, state = cs.get("name", ""), cs.get("state") or {}
+            key = f"{name}/{container}"
+            if key in sub.logs or not ("running" in state or "terminated" in state):
+                continue
+            many = sub.settings.pod_count > 1 or container != pod_status.MAIN_CONTAINER
+            prefix = f"[{self._label(sub, pod, container)}] " if sub.settings.log_prefix or many else ""
 
-                def emit(line: str, prefix: str = prefix) -> None:
-                    sys.stdout.write(f"{prefix}{line}\n")
-                    sys.stdout.flush()
+            def emit(line: str, prefix: str = prefix) -> None:
+                sys.stdout.write(f"{prefix}{line}\n")
+                sys.stdout.flush()
 
-                from .kube.logs import LogFollower
+            from .kube.logs import LogFollower
 
-                sub.logs[name] = LogFollower(self.api, sub.namespace, name, pod_status.MAIN_CONTAINER, emit).start()
-                return
+            sub.logs[key] = LogFollower(self.api, sub.namespace, name, container, emit).start()
+
+    def _last_lines(self, sub: Submission, pod_name: str) -> str:
+        """The last log lines of the container that failed in ``pod_name`` (followed, else read once)."""
+        pod = next((p for p, _ in self._pods(sub) if p["metadata"]["name"] == pod_name), None)
+        container = pod_status.failed_container(pod) if pod else None
+        if container is None:
+            return ""
+        follower = sub.logs.get(f"{pod_name}/{container}")
+        if follower is not None:
+            follower.join(LOG_JOIN_TIMEOUT)
+            lines = list(follower.tail)
+        else:
+            from .kube.logs import TAIL_LINES
+
+            try:
+                resp = self._call(
+                    sub.settings, "GET", f"/api/v1/namespaces/{sub.namespace}/pods/{pod_name}/log",
+                    query={"container": container, "tailLines": TAIL_LINES}, stream=True,
+                )
+                try:
+                    text = resp.data.decode("utf-8", errors="replace")
+                finally:
+                    resp.release_conn()
+            except Exception as exc:  # noqa: BLE001 - the reason stands without them
+                logger.debug("could not read the last lines of %s/%s: %s", pod_name, container, exc)
+                return ""
+            lines = text.splitlines()
+        if not lines:
+            return ""
+        return f"\nlast lines of container '{container}':\n" + "\n".join(f"  {line}" for line in lines)
 
     def _finish(self, step_run: "StepRunResponse", sub: Submission, verdict: pod_status.Verdict) -> None:
         """Remember the verdict once; tell the user (and ZenML's step run) why it failed."""
@@ -436,9 +628,12 @@ class K8sStepOperator(BaseStepOperator):
         sub.verdict = verdict
         where = f"pod {sub.namespace}/{verdict.pod}" if verdict.pod else f"job {sub.namespace}/{sub.job}"
         if verdict.phase is pod_status.Phase.FAILED:
-            logger.error("Step `%s` failed in %s: %s", sub.step, where, verdict.reason)
-            _record_failure_reason(step_run, f"{where}: {verdict.reason}")
+            reason = verdict.reason + (self._last_lines(sub, verdict.pod) if verdict.pod else "")
+            logger.error("Step `%s` failed in %s: %s", sub.step, where, reason)
+            _record_failure_reason(step_run, f"{where}: {reason}")
         else:
+            for follower in sub.logs.values():
+                follower.join(LOG_JOIN_TIMEOUT)
             logger.info("Step `%s`: job %s finished", sub.step, sub.job)
 
     # ------------------------------------------------------- cancel, cleanup
@@ -465,6 +660,7 @@ class K8sStepOperator(BaseStepOperator):
         ended = any(pod_status.worth_keeping(pod) for pod, deleted in self._pods(sub) if not deleted)
         keep = policy == "keep" or (policy == "delete-succeeded" and not succeeded and ended)
         self._remove(sub, keep_pods=keep)
+        self._watch(sub.namespace).forget(jobs.JOB_NAME_LABEL, sub.job)
         self._known.pop(str(step_run.id), None)
 
     def _remove(self, sub: Submission, keep_pods: bool) -> None:
@@ -494,6 +690,33 @@ def _active_user() -> _User:
     user = Client().active_user
     claims = getattr(user, "oidc_claims", None) or {}
     return _User(str(user.id), claims.get(LINUX_UID_CLAIM_KEY), claims.get(LINUX_GID_CLAIM_KEY))
+
+
+def _local_problems(step: str, settings: K8sStepOperatorSettings, command_step: bool) -> List[preflight.Finding]:
+    """What is wrong with a step's settings without asking the cluster."""
+    found = []
+    if settings.pod_count > 1 and not command_step:
+        found.append(preflight.Finding(
+            step, "pod_count",
+            f"requests {settings.pod_count} pods but is not a command step; a regular step on "
+            "several pods would write its artifacts, outputs and logs once per pod (allowed: 1, or any count for "
+            "a CommandStep)",
+        ))
+    for problem in (settings.pod_settings.pod_rule_problems() if settings.pod_settings else []):
+        field, _, why = problem.partition(": ")
+        found.append(preflight.Finding(step, field, why))
+    return found
+
+
+def _status_body(exc: Any) -> Dict[str, Any]:
+    """The ``Status`` object of an API error (empty when the body is not one)."""
+    import json
+
+    try:
+        body = json.loads(exc.body or "{}")
+    except (TypeError, ValueError):
+        return {"message": str(exc.reason or exc)}
+    return body if isinstance(body, dict) else {}
 
 
 def secret_name(job: str) -> str:

@@ -85,8 +85,8 @@ def test_cleanup_leaves_no_pending_pod_of_a_failed_step(drill: Drill) -> None:
     wait_until(settled, 20, "the failed step's pod deleted or terminated")
 
 
-def test_unschedulable_pod_fails_after_startup_timeout_with_scheduler_message(drill: Drill) -> None:
-    settings = {"startup_timeout": 6, "pod_settings": {"node_selectors": {"drill.example.com/pool": "nowhere"}}}
+def test_unschedulable_pod_fails_after_the_schedule_budget_with_scheduler_message(drill: Drill) -> None:
+    settings = {"schedule_timeout": 6, "pod_settings": {"node_selectors": {"drill.example.com/pool": "nowhere"}}}
     step = drill.submit(drill.step("unschedulable", "print('never')", settings=settings))
     created = drill.pod(step).metadata.creation_timestamp
     status = drill.wait(step, 60)
@@ -94,7 +94,7 @@ def test_unschedulable_pod_fails_after_startup_timeout_with_scheduler_message(dr
     assert status is ExecutionStatus.FAILED
     assert 6 <= failed_after < 40, failed_after
     [reason] = drill.reasons(step)
-    assert "did not start within 6s" in reason
+    assert "pod was not scheduled within 6s" in reason
     assert "Unschedulable" in reason
     assert "node(s) didn't match Pod's node affinity/selector" in reason  # the scheduler's own words
     drill.cleanup(step)

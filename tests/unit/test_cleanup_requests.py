@@ -137,8 +137,9 @@ def test_a_refused_dry_run_creates_nothing(sent, mocker):
 
     calls, fail = sent
     fail.add("/pods")
-    with pytest.raises(ApiException):
+    with pytest.raises(ValueError, match=r"^step `\S+`: the step's Pod") as refused:
         _operator(mocker).create_job(*_job())
+    assert isinstance(refused.value.__cause__, ApiException)
     assert calls == [("POST", "pods", {"dryRun": "All"})]
 
 

@@ -428,6 +428,7 @@ def test_settings_objects_are_not_mutated_by_building():
     settings = K8sStepOperatorSettings(
         privileged=True,
         pod_settings={
+            "volumes": [{"name": "d", "emptyDir": {}}],
             "volume_mounts": [{"name": "d", "mountPath": "/d"}],
             "env_from": [{"configMapRef": {"name": "cm"}}],
             "shm_size": "1Gi",

@@ -4,7 +4,16 @@ import datetime as dt
 
 import pytest
 
-from k8s_step_operator.pod_status import Phase, assess, progress, ran_to_an_end, startup_deadline, waiting_reason
+from k8s_step_operator.pod_status import (
+    Phase,
+    assess,
+    deadline,
+    failed_container,
+    progress,
+    pull_error,
+    ran_to_an_end,
+    waiting_reason,
+)
 
 FATAL = ["InvalidImageName", "ErrImagePull", "ImagePullBackOff", "CreateContainerConfigError"]
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
@@ -57,7 +66,8 @@ def test_oomkilled_is_shown():
 
 
 def test_fatal_waiting_reason_fails_fast_and_names_image():
-    p = pod("Pending", "n", main_state(waiting={"reason": "ImagePullBackOff", "message": "Back-off pulling"}))
+    message = 'Back-off pulling image "python:3.11": ErrImagePull: python:3.11: not found'
+    p = pod("Pending", "n", main_state(waiting={"reason": "ImagePullBackOff", "message": message}))
     verdict = assess(p, fatal_waiting_reasons=FATAL)
     assert verdict.phase is Phase.FAILED
     assert "ImagePullBackOff" in verdict.reason and "python:3.11" in verdict.reason
@@ -69,25 +79,94 @@ def test_waiting_reason_not_in_list_keeps_waiting():
 
 
 def test_init_container_waiting_reason_counts():
-    p = pod("Pending", "n", init=[{"name": "setup", "state": {"waiting": {"reason": "ErrImagePull"}}}])
+    waiting = {"reason": "ErrImagePull", "message": "pull access denied, repository does not exist"}
+    p = pod("Pending", "n", init=[{"name": "setup", "state": {"waiting": waiting}}])
     assert assess(p, fatal_waiting_reasons=FATAL).phase is Phase.FAILED
 
 
-def test_unschedulable_fails_after_startup_timeout_with_scheduler_message():
+def test_unschedulable_fails_after_the_schedule_budget_with_scheduler_message():
     cond = [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
              "message": "0/2 nodes are available: 1 Insufficient nvidia.com/gpu."}]
     p = pod("Pending", conditions=cond)
-    early = assess(p, startup_timeout=60, now=T0 + dt.timedelta(seconds=30))
-    late = assess(p, startup_timeout=60, now=T0 + dt.timedelta(seconds=61))
+    early = assess(p, schedule_timeout=60, startup_timeout=5, now=T0 + dt.timedelta(seconds=30))
+    late = assess(p, schedule_timeout=60, startup_timeout=5, now=T0 + dt.timedelta(seconds=61))
     assert early.phase is Phase.PENDING and "Insufficient nvidia.com/gpu" in early.reason
     assert late.phase is Phase.FAILED
-    assert "within 60s" in late.reason and "Insufficient nvidia.com/gpu" in late.reason
-    assert startup_deadline(p, 60) == T0 + dt.timedelta(seconds=60)
+    assert late.reason.startswith("pod was not scheduled within 60s") and "Insufficient nvidia.com/gpu" in late.reason
+    assert deadline(p, 60, 5) == T0 + dt.timedelta(seconds=60)
 
 
-def test_no_startup_timeout_means_wait_forever():
+def test_the_start_budget_counts_from_scheduling_not_from_creation():
+    scheduled = [{"type": "PodScheduled", "status": "True", "lastTransitionTime": "2026-01-01T00:09:00Z"}]
+    p = pod("Pending", "node-1", main_state(waiting={"reason": "ContainerCreating"}), conditions=scheduled)
+    # nine minutes waiting for a node do not eat the two minutes allowed to start
+    assert assess(p, schedule_timeout=600, startup_timeout=120, now=T0 + dt.timedelta(minutes=10)).phase is Phase.PENDING
+    late = assess(p, schedule_timeout=600, startup_timeout=120, now=T0 + dt.timedelta(minutes=11, seconds=1))
+    assert late.phase is Phase.FAILED
+    assert late.reason == "pod did not start within 120s of being scheduled on node node-1: containers starting"
+    assert deadline(p, 600, 120) == T0 + dt.timedelta(minutes=11)
+
+
+def test_a_stuck_pod_says_why_from_its_last_warning_event():
+    scheduled = [{"type": "PodScheduled", "status": "True", "lastTransitionTime": "2026-01-01T00:00:01Z"}]
+    p = pod("Pending", "node-1", main_state(waiting={"reason": "ContainerCreating"}), conditions=scheduled)
+    mount = 'MountVolume.SetUp failed for volume "cfg" : configmap "settings" not found'
+    events = [
+        {"type": "Normal", "reason": "Scheduled", "message": "assigned", "involvedObject": {"kind": "Pod", "name": "p"},
+         "lastTimestamp": "2026-01-01T00:00:01Z"},
+        {"type": "Warning", "reason": "FailedMount", "message": mount, "involvedObject": {"kind": "Pod", "name": "p"},
+         "lastTimestamp": "2026-01-01T00:00:03Z"},
+        {"type": "Warning", "reason": "FailedMount", "message": "other pod",
+         "involvedObject": {"kind": "Pod", "name": "other"}, "lastTimestamp": "2026-01-01T00:00:09Z"},
+    ]
+    from k8s_step_operator.pod_status import assess_step
+
+    pending = assess_step([(p, False)], startup_timeout=30, events=events, now=T0 + dt.timedelta(seconds=10))
+    assert pending.phase is Phase.PENDING and pending.reason == f"containers starting; last event FailedMount: {mount}"
+    failed = assess_step([(p, False)], startup_timeout=30, events=events, now=T0 + dt.timedelta(seconds=32))
+    assert failed.phase is Phase.FAILED and failed.reason.endswith(f"last event FailedMount: {mount}")
+
+
+def test_no_budget_means_wait_forever():
     p = pod("Pending")
-    assert assess(p, startup_timeout=None, now=T0 + dt.timedelta(days=3)).phase is Phase.PENDING
+    assert assess(p, schedule_timeout=None, now=T0 + dt.timedelta(days=3)).phase is Phase.PENDING
+
+
+@pytest.mark.parametrize(
+    ("reason", "message", "kind"),
+    [
+        ("ErrImagePull", 'failed to pull "r/a:1": unexpected status: 429 Too Many Requests', "transient"),
+        ("ErrImagePull", "dial tcp 127.0.0.1:1: connect: connection refused", "transient"),
+        ("ErrImagePull", "net/http: TLS handshake timeout", "transient"),
+        ("ImagePullBackOff", 'Back-off pulling image "r/a:1": ErrImagePull: 503 Service Unavailable', "transient"),
+        ("ErrImagePull", "pull QPS exceeded", "transient"),
+        ("ErrImagePull", 'failed to resolve reference "r/a:nope": r/a:nope: not found', "permanent"),
+        ("ErrImagePull", "pull access denied, repository does not exist or may require authorization", "permanent"),
+        ("ErrImagePull", "401 Unauthorized", "permanent"),
+        ("InvalidImageName", 'couldn\'t parse image name "R/A": invalid reference format', "permanent"),
+        ("ErrImagePull", "something nobody foresaw", "transient"),
+        ("CrashLoopBackOff", "back-off restarting", None),
+    ],
+)
+def test_pull_errors_are_transient_or_permanent(reason, message, kind):
+    assert pull_error({"reason": reason, "message": message}) == kind
+
+
+def test_a_transient_pull_error_waits_within_the_start_budget_and_then_fails_with_it():
+    scheduled = [{"type": "PodScheduled", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}]
+    refused = {"reason": "ErrImagePull", "message": "dial tcp 127.0.0.1:1: connect: connection refused"}
+    p = pod("Pending", "n", main_state(waiting=refused), conditions=scheduled)
+    assert assess(p, fatal_waiting_reasons=FATAL, startup_timeout=60, now=T0 + dt.timedelta(seconds=59)).phase is Phase.PENDING
+    late = assess(p, fatal_waiting_reasons=FATAL, startup_timeout=60, now=T0 + dt.timedelta(seconds=61))
+    assert late.phase is Phase.FAILED and "connection refused" in late.reason and "within 60s" in late.reason
+
+
+def test_the_failed_container_is_the_first_non_zero_exit():
+    init = [{"name": "setup", "state": {"terminated": {"exitCode": 0}}},
+            {"name": "fetch", "state": {"terminated": {"exitCode": 2}}}]
+    assert failed_container(pod("Failed", "n", init=init)) == "fetch"
+    assert failed_container(pod("Failed", "n", main_state(terminated={"exitCode": 1}))) == "main"
+    assert failed_container(pod("Succeeded", "n", main_state(terminated={"exitCode": 0}))) is None
 
 
 def test_gone_pod_is_failed():
@@ -164,15 +243,19 @@ def test_the_pod_that_failed_explains_the_step_not_the_ones_stopped_for_it():
     assert verdict.reason == "container 'main' terminated: Error (exit code 3)"
 
 
-def test_no_pod_yet_fails_after_the_startup_timeout_from_submission():
+def test_no_pod_yet_fails_after_the_schedule_budget_from_submission_with_the_jobs_event():
     from k8s_step_operator.pod_status import assess_step
 
-    waiting = assess_step([], startup_timeout=60, submitted=T0, now=T0 + dt.timedelta(seconds=59))
+    waiting = assess_step([], schedule_timeout=60, submitted=T0, now=T0 + dt.timedelta(seconds=59))
     assert waiting.phase is Phase.PENDING
-    late = assess_step([], startup_timeout=60, submitted=T0, now=T0 + dt.timedelta(seconds=61))
+    late = assess_step([], schedule_timeout=60, submitted=T0, now=T0 + dt.timedelta(seconds=61))
     assert (late.phase, late.reason) == (Phase.FAILED, "the Job created no pod within 60s")
+    quota = {"type": "Warning", "reason": "FailedCreate", "message": 'pods "j-x" is forbidden: exceeded quota: q',
+             "involvedObject": {"kind": "Job", "name": "j"}, "lastTimestamp": "2026-01-01T00:00:02Z"}
+    late = assess_step([], schedule_timeout=60, submitted=T0, now=T0 + dt.timedelta(seconds=61), job="j", events=[quota])
+    assert late.reason == 'the Job created no pod within 60s; last event FailedCreate: pods "j-x" is forbidden: exceeded quota: q'
     # no submission time (a Kueue queue admits the Job whenever it can): no deadline
-    assert assess_step([], startup_timeout=60, now=T0 + dt.timedelta(days=1)).phase is Phase.PENDING
+    assert assess_step([], schedule_timeout=60, now=T0 + dt.timedelta(days=1)).phase is Phase.PENDING
 
 
 def test_the_kubelets_pull_rate_limit_is_not_a_fatal_pull_error():

@@ -36,6 +36,7 @@ def test_operator_permissions_are_exactly_what_it_needs() -> None:
     assert _granted(rbac.permissions()) == {
         "pods": {"create", "get", "list", "watch"},  # create: the dry run; the Job controller creates pods
         "pods/log": {"get"},
+        "events": {"list", "watch"},  # the reasons in progress lines and failures
         "jobs.batch": {"create", "patch", "list", "delete"},
         "secrets": {"create", "delete"},
         "services": {"create"},
@@ -112,6 +113,8 @@ def test_required_checks_one_per_verb() -> None:
         ("list", "pods", "ml"),
         ("watch", "pods", "ml"),
         ("get", "pods/log", "ml"),
+        ("list", "events", "ml"),
+        ("watch", "events", "ml"),
         ("create", "jobs.batch", "ml"),
         ("patch", "jobs.batch", "ml"),
         ("list", "jobs.batch", "ml"),
@@ -147,6 +150,7 @@ def test_manifests_operator_only() -> None:
     assert {r["resources"][0]: r["verbs"] for r in role["rules"]} == {
         "pods": ["get", "list", "watch", "create"],
         "pods/log": ["get"],
+        "events": ["list", "watch"],
         "jobs": ["list", "create", "patch", "delete"],
         "secrets": ["create", "delete"],
         "services": ["create"],

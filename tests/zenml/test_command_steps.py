@@ -67,7 +67,7 @@ def test_a_regular_step_on_two_pods_is_refused_with_zenmls_reason(zenml_project:
     proc = zenml_project.pipeline("multi-pod-regular")
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    assert "pod_count: the step `two_pod_regular` requests 2 pods but is not a command step" in output, output
+    assert "step `two_pod_regular`: pod_count: requests 2 pods but is not a command step" in output, output
     assert pods(api_client, zenml_project.namespace, f"{LABEL_STEP}=two_pod_regular") == []  # nothing created
 
 

@@ -299,7 +299,31 @@ def _with_pool(pipe):
     return pipe
 
 
+# ----------------------------------------------------------------------- preflight
+@step(step_operator=OPERATOR, settings={"docker": DOCKER})
+def first() -> int:
+    print("FIRST STEP RAN", flush=True)
+    return 1
+
+
+@step(step_operator=OPERATOR, settings={"docker": DOCKER})
+def second(value: int) -> int:
+    return value + 1
+
+
+@step(step_operator=OPERATOR, settings={"docker": DOCKER})
+def third(value: int) -> int:
+    return value + 1
+
+
+@pipeline(enable_cache=False)
+def preflight_pipeline() -> None:
+    """Three steps on the operator; a run config (``--config``) gives the third a mistake."""
+    third(second(first()))
+
+
 SCENARIOS = {
+    "preflight": preflight_pipeline,
     "command": command_pipeline,
     "fail-fast": fail_fast_pipeline,
     "multi-pod-regular": multi_pod_regular_pipeline,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+from collections import deque
 from typing import Callable
 
 from kubernetes import client
@@ -19,6 +20,7 @@ from kubernetes.client.exceptions import ApiException
 from . import rest
 
 log = logging.getLogger(__name__)
+TAIL_LINES = 10
 
 
 def split_timestamp(line: str) -> tuple[str, str]:
@@ -52,6 +54,7 @@ class LogFollower:
         self.emit = emit
         self.max_attempts = max_attempts
         self.lines = 0
+        self.tail: deque[str] = deque(maxlen=TAIL_LINES)  # the last lines, for a failure's reason
         self.reconnects = 0
         self._last: tuple[str, int] | None = None
         self._same_stamp = 0
@@ -119,6 +122,7 @@ class LogFollower:
                         stamp, text = split_timestamp(raw.decode("utf-8", errors="replace"))
                         if self._accept(stamp):
                             self.lines += 1
+                            self.tail.append(text)
                             self.emit(text)
                     return  # the server ended the follow: the container finished
                 except ApiException as exc:

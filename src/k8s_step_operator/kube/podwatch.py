@@ -1,8 +1,10 @@
-"""One shared pod watch per API server and namespace, for every in-flight step of this process.
+"""One shared watch of pods and events per API server and namespace, for every in-flight step of this process.
 
-The watch keeps the latest version of each managed pod in memory and wakes
-waiters on every event, so completion is noticed as soon as the node reports
-it. Disconnects resume from the last resourceVersion; 410 Gone relists.
+Two reflectors (list, then watch from the list's resourceVersion; a disconnect resumes from the
+last one seen, 410 Gone relists, errors back off) feed one cache and wake every waiter on any
+change: the managed pods (by label), and the namespace's events about Pods and Jobs — the
+reasons Kubernetes gives (FailedScheduling, FailedMount, BackOff, ...). Events are optional: if
+they cannot be watched (no permission), steps are judged from their pods alone.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ import datetime as dt
 import logging
 import threading
 import time
-from typing import Callable, TypeVar
+from collections import OrderedDict
+from typing import Callable, Iterable, TypeVar
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -24,10 +27,58 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MANAGED_SELECTOR = "app.kubernetes.io/managed-by=k8s-step-operator"
+EVENT_KINDS = ("Pod", "Job")
+MAX_EVENTS = 4096  # events kept per namespace, oldest dropped first
+MAX_GONE = 4096  # deleted pods remembered per namespace (a step forgets its own at clean-up)
+
+
+class _Reflector:
+    """List + watch of one collection into ``apply``/``replace`` callbacks, resumed and relisted as needed."""
+
+    def __init__(
+        self, api: client.ApiClient, path: str, query: dict[str, str], resource: str, namespace: str,
+        replace: Callable[[list[dict]], None], apply: Callable[[str, dict], None], stop: threading.Event,
+    ) -> None:
+        self.api, self.path, self.query = api, path, query
+        self.resource, self.namespace = resource, namespace
+        self.replace, self.apply, self.stop = replace, apply, stop
+        self.watch_requests = 0
+        self.list_requests = 0
+        self.last_error = ""
+        self.thread = threading.Thread(target=self._run, name=f"watch-{resource}-{namespace}", daemon=True)
+
+    def _run(self) -> None:
+        resource_version: str | None = None
+        backoff = 0.1
+        while not self.stop.is_set():
+            try:
+                if resource_version is None:
+                    self.list_requests += 1
+                    items, resource_version = rest.list_objects(self.api, self.path, self.query)
+                    self.replace(items)
+                self.watch_requests += 1
+                for kind, obj in rest.watch(self.api, self.path, resource_version, self.query):
+                    if self.stop.is_set():
+                        return
+                    resource_version = (obj.get("metadata") or {}).get("resourceVersion") or resource_version
+                    if kind != "BOOKMARK":
+                        self.apply(kind, obj)
+                backoff = 0.1
+            except rest.Gone:
+                log.debug("%s watch in %s expired (410); relisting", self.resource, self.namespace)
+                resource_version = None
+            except Exception as exc:  # noqa: BLE001 - any transport error: back off and resume
+                denied = (
+                    forbidden_text(exc, "list", self.resource, self.namespace) if isinstance(exc, ApiException) else None
+                )
+                self.last_error = denied or f"{type(exc).__name__}: {exc}"
+                log.debug("%s watch in %s dropped: %s", self.resource, self.namespace, self.last_error)
+                self.stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
 
 
 class PodWatch:
-    """A cache of the managed pods in one namespace, fed by a single watch."""
+    """A cache of the managed pods (and of the events about Pods and Jobs) in one namespace."""
 
     _registry: dict[tuple[str, str], "PodWatch"] = {}
     _registry_lock = threading.Lock()
@@ -38,15 +89,21 @@ class PodWatch:
         self.selector = selector
         self.path = f"/api/v1/namespaces/{namespace}/pods"
         self._pods: dict[str, dict] = {}
-        self._gone: dict[str, dict] = {}
+        self._gone: OrderedDict[str, dict] = OrderedDict()
+        self._events: OrderedDict[str, dict] = OrderedDict()
         self._cond = threading.Condition()
         self._synced = False
         self._stop = threading.Event()
-        self.watch_requests = 0
-        self.list_requests = 0
-        self.last_error: str = ""
-        self._thread = threading.Thread(target=self._run, name=f"podwatch-{namespace}", daemon=True)
-        self._thread.start()
+        self._pod_reflector = _Reflector(
+            api, self.path, {"labelSelector": selector}, "pods", namespace, self._replace, self._apply, self._stop
+        )
+        self._event_reflector = _Reflector(
+            api, f"/api/v1/namespaces/{namespace}/events", {}, "events", namespace,
+            self._replace_events, self._apply_event, self._stop,
+        )
+        self._thread = self._pod_reflector.thread
+        self._pod_reflector.thread.start()
+        self._event_reflector.thread.start()
 
     @classmethod
     def shared(cls, api: client.ApiClient, namespace: str) -> "PodWatch":
@@ -72,59 +129,71 @@ class PodWatch:
         with self._cond:
             self._cond.notify_all()
 
-    # ------------------------------------------------------------------ loop
-    def _run(self) -> None:
-        resource_version: str | None = None
-        backoff = 0.1
-        while not self._stop.is_set():
-            try:
-                if resource_version is None:
-                    resource_version = self._relist()
-                self.watch_requests += 1
-                for kind, obj in rest.watch(
-                    self.api, self.path, resource_version, {"labelSelector": self.selector}
-                ):
-                    if self._stop.is_set():
-                        return
-                    resource_version = (obj.get("metadata") or {}).get("resourceVersion") or resource_version
-                    if kind != "BOOKMARK":
-                        self._apply(kind, obj)
-                backoff = 0.1
-            except rest.Gone:
-                log.debug("pod watch in %s expired (410); relisting", self.namespace)
-                resource_version = None
-            except Exception as exc:  # noqa: BLE001 - any transport error: back off and resume
-                denied = forbidden_text(exc, "list", "pods", self.namespace) if isinstance(exc, ApiException) else None
-                self.last_error = denied or f"{type(exc).__name__}: {exc}"
-                log.debug("pod watch in %s dropped: %s", self.namespace, self.last_error)
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
+    # ---------------------------------------------------------- counters
+    @property
+    def watch_requests(self) -> int:
+        return self._pod_reflector.watch_requests + self._event_reflector.watch_requests
 
-    def _relist(self) -> str:
-        self.list_requests += 1
-        items, resource_version = rest.list_objects(self.api, self.path, {"labelSelector": self.selector})
+    @property
+    def list_requests(self) -> int:
+        return self._pod_reflector.list_requests + self._event_reflector.list_requests
+
+    @property
+    def last_error(self) -> str:
+        """Why the pod watch last dropped (empty if it never did)."""
+        return self._pod_reflector.last_error
+
+    # ---------------------------------------------------------- updates
+    def _replace(self, items: list[dict]) -> None:
         with self._cond:
             fresh = {p["metadata"]["name"]: p for p in items}
             for name, pod in self._pods.items():
                 if name not in fresh:
-                    self._gone[name] = pod
+                    self._remember_gone(name, pod)
             self._pods = fresh
             self._synced = True
             self._cond.notify_all()
-        return resource_version
+
+    def _remember_gone(self, name: str, pod: dict) -> None:
+        self._gone[name] = pod
+        self._gone.move_to_end(name)
+        while len(self._gone) > MAX_GONE:
+            self._gone.popitem(last=False)
 
     def _apply(self, kind: str, obj: dict) -> None:
         name = obj["metadata"]["name"]
         with self._cond:
             if kind == "DELETED":
                 self._pods.pop(name, None)
-                self._gone[name] = obj
+                self._remember_gone(name, obj)
             else:
                 self._pods[name] = obj
                 self._gone.pop(name, None)
             self._cond.notify_all()
 
-    # ----------------------------------------------------------------- reads
+    def _replace_events(self, items: list[dict]) -> None:
+        with self._cond:
+            self._events.clear()
+            for event in items:
+                self._keep_event(event)
+            self._cond.notify_all()
+
+    def _apply_event(self, kind: str, event: dict) -> None:
+        with self._cond:
+            if kind != "DELETED":  # an expired event still explains what happened
+                self._keep_event(event)
+                self._cond.notify_all()
+
+    def _keep_event(self, event: dict) -> None:
+        if (event.get("involvedObject") or {}).get("kind") not in EVENT_KINDS:
+            return
+        uid = (event.get("metadata") or {}).get("uid") or (event.get("metadata") or {}).get("name", "")
+        self._events[uid] = event
+        self._events.move_to_end(uid)
+        while len(self._events) > MAX_EVENTS:
+            self._events.popitem(last=False)
+
+    # ------------------------------------------------------------- reads
     def select(self, label: str, value: str) -> list[tuple[dict, bool]]:
         """Every pod (present or gone) whose label ``label`` equals ``value``, as (pod, deleted)."""
         with self._cond:
@@ -134,6 +203,21 @@ class PodWatch:
                 for pod in pods.values()
                 if ((pod.get("metadata") or {}).get("labels") or {}).get(label) == value
             ]
+
+    def events_about(self, objects: Iterable[tuple[str, str]]) -> list[dict]:
+        """The cached events whose involved object is one of ``objects`` ((kind, name) pairs), oldest first."""
+        wanted = set(objects)
+        with self._cond:
+            return [
+                e for e in self._events.values()
+                if ((e.get("involvedObject") or {}).get("kind"), (e.get("involvedObject") or {}).get("name")) in wanted
+            ]
+
+    def forget(self, label: str, value: str) -> None:
+        """Drop the deleted pods whose ``label`` equals ``value`` (their step is done)."""
+        with self._cond:
+            for name in [n for n, p in self._gone.items() if ((p.get("metadata") or {}).get("labels") or {}).get(label) == value]:
+                del self._gone[name]
 
     def wait_synced(self, timeout: float | None = None) -> bool:
         with self._cond:
