@@ -32,8 +32,15 @@ class PodWatch:
     _registry: dict[tuple[str, str], "PodWatch"] = {}
     _registry_lock = threading.Lock()
 
-    def __init__(self, api: client.ApiClient, namespace: str, selector: str = MANAGED_SELECTOR) -> None:
+    def __init__(
+        self,
+        api: client.ApiClient,
+        namespace: str,
+        selector: str = MANAGED_SELECTOR,
+        client_of: Callable[[], client.ApiClient] | None = None,
+    ) -> None:
         self.api = api
+        self.client_of = client_of
         self.namespace = namespace
         self.selector = selector
         self.path = f"/api/v1/namespaces/{namespace}/pods"
@@ -49,14 +56,22 @@ class PodWatch:
         self._thread.start()
 
     @classmethod
-    def shared(cls, api: client.ApiClient, namespace: str) -> "PodWatch":
-        """The process-wide watch for ``namespace`` on ``api``'s server (started on first use)."""
+    def shared(
+        cls, api: client.ApiClient, namespace: str, client_of: Callable[[], client.ApiClient] | None = None
+    ) -> "PodWatch":
+        """The process-wide watch for ``namespace`` on ``api``'s server (started on first use).
+
+        ``client_of``, if given, is asked for the client before every LIST and (re)opened watch, so
+        that credentials that expire and are renewed (a service connector's) are not held for ever.
+        """
         key = (server_of(api), namespace)
         with cls._registry_lock:
             watch = cls._registry.get(key)
             if watch is None or not watch._thread.is_alive():
-                watch = cls(api, namespace)
+                watch = cls(api, namespace, client_of=client_of)
                 cls._registry[key] = watch
+            elif client_of is not None:
+                watch.client_of = client_of
             return watch
 
     @classmethod
@@ -82,7 +97,7 @@ class PodWatch:
                     resource_version = self._relist()
                 self.watch_requests += 1
                 for kind, obj in rest.watch(
-                    self.api, self.path, resource_version, {"labelSelector": self.selector}
+                    self._client(), self.path, resource_version, {"labelSelector": self.selector}
                 ):
                     if self._stop.is_set():
                         return
@@ -100,9 +115,14 @@ class PodWatch:
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
 
+    def _client(self) -> client.ApiClient:
+        if self.client_of is not None:
+            self.api = self.client_of()
+        return self.api
+
     def _relist(self) -> str:
         self.list_requests += 1
-        items, resource_version = rest.list_objects(self.api, self.path, {"labelSelector": self.selector})
+        items, resource_version = rest.list_objects(self._client(), self.path, {"labelSelector": self.selector})
         with self._cond:
             fresh = {p["metadata"]["name"]: p for p in items}
             for name, pod in self._pods.items():
