@@ -153,7 +153,7 @@ def test_a_service_connector_runs_the_step_without_a_kubeconfig_and_is_fetched_a
     # 2. the connector expires while the step runs; its token is rotated and the old one revoked
     #    meanwhile. The operator's later requests (the pod watch's reconnections, the Job's
     #    deletion) must go through the connector as fetched anew, with the new token.
-    expires = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0) + dt.timedelta(seconds=60)
+    expires = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0) + dt.timedelta(seconds=90)
     project.zenml("service-connector", "update", CONNECTOR, f"--expires-at={expires:%Y-%m-%d %H:%M:%S}",
                   "--expires-skew-tolerance=1", *NO_VERIFY)
     flag = Path(project.env["ZENML_CONFIG_PATH"]) / "release-gated"  # the step pod sees the config dir
@@ -173,8 +173,9 @@ def test_a_service_connector_runs_the_step_without_a_kubeconfig_and_is_fetched_a
         cluster = yaml.safe_load(Path(local_cluster.kubeconfig).read_text())["clusters"][0]["cluster"]
         wait_until(lambda: refused(cluster["server"], cluster["certificate-authority"], token_a), 30,
                  "the first token revoked")
-        # release the step once the connector has expired and the watch (60 s per request) has
-        # reconnected at least once with the revoked token refused
+        # release the step once the connector has expired and the pod watch (re-opened every 60 s,
+        # rest.open_watch's server timeout) has
+        # reconnected at least once since the old token was revoked
         until_expired = (expires - dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)).total_seconds()
         time.sleep(max(until_expired + 2, revoked + 65 - time.monotonic(), 0))
         flag.write_text("go")
