@@ -173,9 +173,8 @@ def test_a_service_connector_runs_the_step_without_a_kubeconfig_and_is_fetched_a
         cluster = yaml.safe_load(Path(local_cluster.kubeconfig).read_text())["clusters"][0]["cluster"]
         wait_until(lambda: refused(cluster["server"], cluster["certificate-authority"], token_a), 30,
                  "the first token revoked")
-        # release the step once the connector has expired and the pod watch (re-opened every 60 s,
-        # rest.open_watch's server timeout) has
-        # reconnected at least once since the old token was revoked
+        # release the step once the connector has expired and the pod watch (re-opened every 60 s:
+        # rest.open_watch's server timeout) has reconnected at least once since the revocation
         until_expired = (expires - dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)).total_seconds()
         time.sleep(max(until_expired + 2, revoked + 65 - time.monotonic(), 0))
         flag.write_text("go")
