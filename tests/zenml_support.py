@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 BIN = Path(sys.executable).parent
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -36,13 +36,19 @@ def src_on_pythonpath() -> str:
 
 
 def register_k8s_stack(
-    zenml: Callable[..., object], operator: str, namespace: str, kubeconfig: Path, stack: str, startup_timeout: int
+    zenml: Callable[..., object], operator: str, namespace: str, kubeconfig: Optional[Path], stack: str,
+    startup_timeout: int, *options: str,
 ) -> None:
-    """`zenml init`, the `k8s` flavor, a step operator on the local cluster, and an active stack with it."""
+    """`zenml init`, the `k8s` flavor, a step operator on the local cluster, and an active stack with it.
+
+    The operator reaches the cluster through ``kubeconfig``, or, with ``kubeconfig=None``, through
+    what ``options`` say (``--incluster=True``, ``--connector=NAME``).
+    """
     zenml("init")
     zenml("step-operator", "flavor", "register", "k8s_step_operator.flavor.K8sStepOperatorFlavor")
     zenml(
         "step-operator", "register", operator, "--flavor=k8s", f"--kubernetes_namespace={namespace}",
-        f"--kubeconfig={kubeconfig}", "--local=True", f"--startup_timeout={startup_timeout}",
+        *([f"--kubeconfig={kubeconfig}"] if kubeconfig else []), "--local=True", f"--startup_timeout={startup_timeout}",
+        *options,
     )
     zenml("stack", "register", stack, "-o", "default", "-a", "default", "-s", operator, "--set")

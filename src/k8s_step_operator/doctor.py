@@ -99,6 +99,9 @@ def component_target(name: str, given: Target, report: Report) -> Target:
     context = given.context or config.kubernetes_context
     connector = None
     if model.connector is not None and not config.incluster:
+        from .kube.connection import fix_zenml_connector_verification
+
+        fix_zenml_connector_verification()
         try:
             connector = StackComponent.from_model(model).get_connector()
         except Exception as exc:  # noqa: BLE001 - reported to the user

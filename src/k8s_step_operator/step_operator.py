@@ -175,17 +175,23 @@ class K8sStepOperator(BaseStepOperator):
     # ---------------------------------------------------------------- client
     @property
     def api(self) -> "client.ApiClient":
-        """The ApiClient: service connector, in-cluster, or kubeconfig context."""
-        from .kube.connection import load_api_client
+        """The ApiClient: in-cluster, service connector, or kubeconfig context.
 
-        connector = None if self.config.incluster else self.get_connector()
-        if self._api is not None and not (connector and self.connector_has_expired()):
+        A service connector's client is made anew once the connector has expired; expiry is asked
+        before ``get_connector()``, which replaces an expired connector with a fresh one (asked
+        after, it would always say "not expired" and the stale client would be kept).
+        """
+        from .kube.connection import fix_zenml_connector_verification, load_api_client
+
+        incluster = self.config.incluster
+        if self._api is not None and (incluster or not self.connector_has_expired()):
             return self._api
+        fix_zenml_connector_verification()
         self._api = load_api_client(
             context=self.config.kubernetes_context,
-            incluster=self.config.incluster,
+            incluster=incluster,
             kubeconfig=self.config.kubeconfig,
-            connector=connector,
+            connector=None if incluster else self.get_connector(),
         )
         return self._api
 
@@ -193,7 +199,7 @@ class K8sStepOperator(BaseStepOperator):
         """The process's shared pod watch for ``namespace`` (started on first use)."""
         from .kube.podwatch import PodWatch
 
-        return PodWatch.shared(self.api, namespace)
+        return PodWatch.shared(self.api, namespace, client_of=lambda: self.api)
 
     def _call(self, settings: K8sStepOperatorSettings, method: str, path: str, **kwargs: Any) -> Any:
         from kubernetes.client.exceptions import ApiException

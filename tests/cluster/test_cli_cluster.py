@@ -30,7 +30,8 @@ from k8s_step_operator.localcluster import cli_state, network, nodes
 from k8s_step_operator.localcluster.images import current
 from k8s_step_operator.registration import FLAVOR_SOURCE
 
-KUBECTL = "/usr/bin/kubectl"
+from ..rbac_support import kubectl_apply
+
 SA = "zenml-runner"
 CLI = str(Path(sys.executable).with_name("k8s-step-operator"))
 RESOURCE_KINDS = ["jobs.batch", "persistentvolumeclaims", "volumesnapshots.snapshot.storage.k8s.io"]
@@ -38,17 +39,6 @@ RESOURCE_KINDS = ["jobs.batch", "persistentvolumeclaims", "volumesnapshots.snaps
 
 def _cli(*args: str) -> Result:
     return CliRunner().invoke(main, list(args))
-
-
-def _kubectl_apply(kubeconfig: Path, text: str) -> None:
-    proc = subprocess.run(
-        [KUBECTL, "--kubeconfig", str(kubeconfig), "apply", "-f", "-"],
-        input=text,
-        text=True,
-        capture_output=True,
-        timeout=60,
-    )
-    assert proc.returncode == 0, proc.stderr
 
 
 def _doctor(kubeconfig: Path, namespace: str, *extra: str) -> Result:
@@ -81,7 +71,7 @@ def _status(call: Any) -> int:
 def test_rbac_output_applied_then_doctor_passes(local_cluster: Any, namespace: str) -> None:
     printed = _cli("rbac", "--namespace", namespace, "--service-account", SA)
     assert printed.exit_code == 0
-    _kubectl_apply(local_cluster.kubeconfig, printed.stdout)
+    kubectl_apply(local_cluster.kubeconfig, printed.stdout)
 
     result = _doctor(local_cluster.kubeconfig, namespace, "--as", _subject(namespace))
     assert result.exit_code == 0, result.output
@@ -96,7 +86,7 @@ def test_doctor_names_the_missing_permission(local_cluster: Any, api_client: cli
     for rule in role["rules"]:
         if rule["resources"] == ["secrets"]:
             rule["verbs"].remove("delete")
-    _kubectl_apply(local_cluster.kubeconfig, yaml.safe_dump_all(docs))
+    kubectl_apply(local_cluster.kubeconfig, yaml.safe_dump_all(docs))
 
     result = _doctor(local_cluster.kubeconfig, namespace, "--as", _subject(namespace))
     assert result.exit_code == 1
@@ -175,7 +165,7 @@ def test_printed_rbac_allows_exactly_the_operators_calls(
     from k8s_step_operator.kube.podwatch import PodWatch
     from k8s_step_operator.settings import K8sStepOperatorSettings
 
-    _kubectl_apply(local_cluster.kubeconfig, _cli("rbac", "-n", namespace, "--service-account", SA).stdout)
+    kubectl_apply(local_cluster.kubeconfig, _cli("rbac", "-n", namespace, "--service-account", SA).stdout)
     api = as_service_account
     settings = K8sStepOperatorSettings()
     identity = manifest.StepIdentity("run-1", "pipe", "train", str(uuid.uuid4()))
@@ -259,7 +249,7 @@ def test_resource_steps_rbac_with_cluster_role(
     docs = list(yaml.safe_load_all(printed.stdout))
     assert [d["kind"] for d in docs][-2:] == ["ClusterRole", "ClusterRoleBinding"]
     name = rbac.cluster_role_name(namespace, SA)
-    _kubectl_apply(local_cluster.kubeconfig, printed.stdout)
+    kubectl_apply(local_cluster.kubeconfig, printed.stdout)
     rbac_api = client.RbacAuthorizationV1Api(api_client)
     try:
         result = _doctor(local_cluster.kubeconfig, namespace, "--as", _subject(namespace), *kind_args)

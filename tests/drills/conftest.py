@@ -37,6 +37,8 @@ from kubernetes.client.exceptions import ApiException
 from k8s_step_operator import names
 from k8s_step_operator.kube.podwatch import PodWatch
 
+from ..polling import wait_until
+
 LEAK_MODULE = "test_zz_no_leaks.py"
 PY_IMAGE = os.environ["K8SSO_TEST_IMAGE"]  # the content-tagged step image (tests/conftest.py)
 MANAGED = "app.kubernetes.io/managed-by=k8s-step-operator"
@@ -70,22 +72,6 @@ def bounded(fn: Callable[[], Any], timeout: float, what: str) -> Any:
     if "error" in box:
         raise box["error"]
     return box.get("value")
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
-    """Poll ``predicate`` until truthy (its value is returned); AssertionError after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-        except ApiException as exc:  # a transient API error while polling is not the answer
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
 
 
 def make_namespace(api: client.ApiClient, prefix: str, labels: Optional[dict] = None) -> str:

@@ -10,8 +10,6 @@ pipeline in ``test_zenml_drills.py``.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any, Iterator
@@ -30,6 +28,7 @@ from k8s_step_operator.steps.resource_runtime import RunInfo
 from k8s_step_operator.steps.volume_runtime import run_snapshot, run_volume
 from k8s_step_operator.steps.volume_spec import build_snapshot_spec, build_volume_spec
 
+from .. import rbac_support
 from .conftest import (
     Drill,
     delete_namespace,
@@ -43,22 +42,11 @@ from .conftest import (
 pytestmark = pytest.mark.cluster
 
 SA = "drill-runner"
-CLI = str(Path(sys.executable).with_name("k8s-step-operator"))
-KUBECTL = "kubectl"
 HELLO = "import os\nprint('hello from', os.environ['DRILL_STEP'], flush=True)\nprint('uid', os.getuid(), flush=True)\n"
 
 
 def printed_rbac(namespace: str, *extra: str) -> str:
-    proc = subprocess.run([CLI, "rbac", "-n", namespace, "--service-account", SA, *extra],
-                          capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
-
-
-def kubectl_apply(kubeconfig: Path, text: str) -> None:
-    proc = subprocess.run([KUBECTL, "--kubeconfig", str(kubeconfig), "apply", "-f", "-"], input=text, text=True,
-                          capture_output=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
+    return rbac_support.printed_rbac(namespace, SA, *extra)
 
 
 def without_verb(text: str, resource: str, verb: str) -> str:
@@ -76,8 +64,7 @@ def token_kubeconfig(admin_kubeconfig: Path, api: client.ApiClient, namespace: s
     """A kubeconfig that authenticates as the ServiceAccount with a bound token."""
     admin = yaml.safe_load(Path(admin_kubeconfig).read_text())
     cluster = admin["clusters"][0]["cluster"]
-    request = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600))
-    token = client.CoreV1Api(api).create_namespaced_service_account_token(SA, namespace, request).status.token
+    token = rbac_support.service_account_token(api, namespace, SA)
     path.write_text(yaml.safe_dump({
         "apiVersion": "v1",
         "kind": "Config",
@@ -98,7 +85,7 @@ class Rbac:
         self.api, self.namespace, self.tmp = api, namespace, tmp
 
     def apply(self, text: str) -> Path:
-        kubectl_apply(self.admin_kubeconfig, text)
+        rbac_support.kubectl_apply(self.admin_kubeconfig, text)
         return token_kubeconfig(self.admin_kubeconfig, self.api, self.namespace, self.tmp / f"sa-{uuid.uuid4().hex[:6]}")
 
     def remove_cluster_objects(self) -> None:

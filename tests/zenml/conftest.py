@@ -12,6 +12,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import pytest
 from kubernetes import client
@@ -45,6 +46,12 @@ class ZenMLProject:
     def pipeline(self, scenario: str, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
         return self.python("pipelines.py", scenario, *extra, env=env)
 
+    def start(self, scenario: str, *extra: str, env: dict | None = None) -> subprocess.Popen:
+        """The pipeline in the background, its output (both streams) in ``stdout``."""
+        return subprocess.Popen([sys.executable, "pipelines.py", scenario, *extra], cwd=self.root,
+                                env={**self.env, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, start_new_session=True)
+
 
 @pytest.fixture(scope="session")
 def zenml_namespace(api_client: client.ApiClient) -> str:
@@ -55,12 +62,16 @@ def zenml_namespace(api_client: client.ApiClient) -> str:
     core.delete_namespace(name, propagation_policy="Background")
 
 
-@pytest.fixture(scope="session")
-def zenml_project(tmp_path_factory: pytest.TempPathFactory, local_cluster, zenml_namespace: str) -> ZenMLProject:
-    root = tmp_path_factory.mktemp("zenml-project")
+def make_project(root: Path, namespace: str, kubeconfig: Optional[Path], *options: str) -> ZenMLProject:
+    """A ZenML repo in ``root`` with the test pipelines and an active stack whose `k8s` operator
+    (:data:`OPERATOR`) runs steps in ``namespace``; see ``register_k8s_stack`` for the connection."""
     for script in ("pipelines.py", "pool_backend.py"):
         shutil.copy(PROJECT / script, root / script)
-    env = zenml_env(root, OPERATOR, K8SSO_NAMESPACE=zenml_namespace)
-    project = ZenMLProject(root, env, zenml_namespace)
-    register_k8s_stack(project.zenml, OPERATOR, zenml_namespace, local_cluster.kubeconfig, "k8s-stack", 60)
+    project = ZenMLProject(root, zenml_env(root, OPERATOR, K8SSO_NAMESPACE=namespace), namespace)
+    register_k8s_stack(project.zenml, OPERATOR, namespace, kubeconfig, "k8s-stack", 60, *options)
     return project
+
+
+@pytest.fixture(scope="session")
+def zenml_project(tmp_path_factory: pytest.TempPathFactory, local_cluster, zenml_namespace: str) -> ZenMLProject:
+    return make_project(tmp_path_factory.mktemp("zenml-project"), zenml_namespace, local_cluster.kubeconfig)

@@ -1,6 +1,7 @@
 """Pipelines the ZenML integration tests run in a subprocess, from a ZenML repo in a tmp dir.
 
-Usage: python pipelines.py SCENARIO [--operator NAME] [--namespace NS] [--config RUN_CONFIG]
+Usage: python pipelines.py SCENARIO [--config RUN_CONFIG] [--flag PATH]
+(the operator and namespace come from K8SSO_OPERATOR and K8SSO_NAMESPACE)
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 
 from zenml import CommandStep, pipeline, step
 from zenml.config import DockerSettings, ResourceSettings
@@ -201,6 +203,23 @@ def config_pipeline() -> None:
     from_config()
 
 
+@step(step_operator=OPERATOR, settings={"docker": DOCKER})
+def gated(flag: str) -> None:
+    """Runs until the file ``flag`` exists (under ZenML's config dir, which ``local=True`` mounts)."""
+    print("gated step waiting", flush=True)
+    deadline = time.time() + 300
+    while not os.path.exists(flag):
+        if time.time() > deadline:
+            raise TimeoutError(f"{flag} never appeared")
+        time.sleep(0.2)
+    print("gated step released", flush=True)
+
+
+@pipeline(enable_cache=False)
+def gated_pipeline(flag: str) -> None:
+    gated(flag)
+
+
 # ----------------------------------------------------------------------- command steps
 # Two pods meet at ZenML's main address (rank 0's stable DNS name through the headless Service).
 RENDEZVOUS = r"""
@@ -334,6 +353,7 @@ SCENARIOS = {
     "seed": seed_pipeline,
     "settings-keys": settings_keys_pipeline,
     "config": config_pipeline,
+    "gated": gated_pipeline,
 }
 
 
@@ -341,13 +361,14 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("scenario", choices=sorted(SCENARIOS))
     parser.add_argument("--config", help="run-config YAML")
+    parser.add_argument("--flag", help="gated: the file whose existence lets the step end")
     args = parser.parse_args()
     pipe = SCENARIOS[args.scenario]
     if args.scenario == "pool":
         pipe = _with_pool(pipe)
     if args.config:
         pipe = pipe.with_options(config_path=args.config)
-    run = pipe()
+    run = pipe(flag=args.flag) if args.scenario == "gated" else pipe()
     print(f"RUN-STATUS {run.status.value} {run.name}", flush=True)
     return 0
 

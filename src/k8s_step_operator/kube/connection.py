@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import inspect
+from typing import Any, List, Optional
 
 from kubernetes import client, config
 
@@ -21,6 +22,7 @@ def load_api_client(
                 f"the service connector returned {type(api).__name__}, expected kubernetes.client.ApiClient; "
                 "link a connector of resource type 'kubernetes-cluster'"
             )
+        keep_bearer_prefix(api.configuration)
         return api
     if incluster:
         cfg = client.Configuration()
@@ -29,6 +31,61 @@ def load_api_client(
     return config.new_client_from_config(config_file=kubeconfig, context=context)
 
 
+def keep_bearer_prefix(cfg: client.Configuration) -> None:
+    """Send a token set the way clients before v36 took it (ZenML's connectors do) as a bearer token.
+
+    They put the token in ``api_key["authorization"]`` and ``"Bearer"`` in ``api_key_prefix`` under
+    the same name. Since v36 the client reads that key as an alias of ``"BearerToken"`` but looks
+    the prefix up under ``"BearerToken"`` only, so it sends the bare token, and the API server
+    takes the request for ``system:anonymous``.
+    """
+    prefix = cfg.api_key_prefix.get("authorization")
+    if prefix and "authorization" in cfg.api_key and "BearerToken" not in cfg.api_key:
+        cfg.api_key_prefix.setdefault("BearerToken", prefix)
+
+
 def server_of(api: client.ApiClient) -> str:
     """The API server URL an ApiClient talks to (used to key shared watches)."""
     return str(api.configuration.host)
+
+
+def fix_zenml_connector_verification() -> None:
+    """Make ZenML 0.98's Kubernetes service connector usable with the Kubernetes client we need.
+
+    ZenML verifies every connector that hands out a Kubernetes client (the generic Kubernetes one,
+    and the AWS, GCP and Azure ones, whose clients are Kubernetes connectors too) with
+    ``ApiClient.call_api(..., response_type=...)``, a keyword the client renamed to
+    ``response_types_map`` (ZenML's own integration pins ``kubernetes<26``; we need ``>=33``), so
+    fetching the connector fails with a TypeError. Where that keyword is gone, the verification is
+    replaced by the same ``GET /version`` spelt the current way, with the token sent as a bearer
+    token (:func:`keep_bearer_prefix`); elsewhere nothing changes.
+    Call it before ``get_connector()``.
+    """
+    try:
+        from zenml.integrations.kubernetes.service_connectors.kubernetes_service_connector import (
+            KubernetesServiceConnector,
+        )
+    except ImportError:
+        return
+    if "response_type" in inspect.signature(client.ApiClient.call_api).parameters:
+        return
+    if getattr(KubernetesServiceConnector._verify, "_k8s_step_operator", False):
+        return
+
+    def _verify(self: Any, resource_type: Optional[str] = None, resource_id: Optional[str] = None) -> List[str]:
+        from urllib3.exceptions import HTTPError
+        from zenml.exceptions import AuthorizationException
+
+        assert resource_id is not None
+        api = self._connect_to_resource()
+        keep_bearer_prefix(api.configuration)
+        try:
+            api.call_api("/version", "GET", auth_settings=["BearerToken"], response_types_map={200: "VersionInfo"})
+        except (client.ApiException, HTTPError) as err:
+            raise AuthorizationException(f"failed to verify Kubernetes cluster access: {err}") from err
+        finally:
+            api.close()
+        return [resource_id]
+
+    _verify._k8s_step_operator = True  # type: ignore[attr-defined]
+    KubernetesServiceConnector._verify = _verify  # type: ignore[method-assign]

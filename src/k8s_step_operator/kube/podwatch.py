@@ -33,10 +33,14 @@ MAX_GONE = 4096  # deleted pods remembered per namespace (a step forgets its own
 
 
 class _Reflector:
-    """List + watch of one collection into ``apply``/``replace`` callbacks, resumed and relisted as needed."""
+    """List + watch of one collection into ``apply``/``replace`` callbacks, resumed and relisted as needed.
+
+    ``api`` is asked for the client before every LIST and (re)opened watch, so that credentials that
+    expire and are renewed (a service connector's) are not held for ever.
+    """
 
     def __init__(
-        self, api: client.ApiClient, path: str, query: dict[str, str], resource: str, namespace: str,
+        self, api: Callable[[], client.ApiClient], path: str, query: dict[str, str], resource: str, namespace: str,
         replace: Callable[[list[dict]], None], apply: Callable[[str, dict], None], stop: threading.Event,
     ) -> None:
         self.api, self.path, self.query = api, path, query
@@ -54,10 +58,10 @@ class _Reflector:
             try:
                 if resource_version is None:
                     self.list_requests += 1
-                    items, resource_version = rest.list_objects(self.api, self.path, self.query)
+                    items, resource_version = rest.list_objects(self.api(), self.path, self.query)
                     self.replace(items)
                 self.watch_requests += 1
-                for kind, obj in rest.watch(self.api, self.path, resource_version, self.query):
+                for kind, obj in rest.watch(self.api(), self.path, resource_version, self.query):
                     if self.stop.is_set():
                         return
                     resource_version = (obj.get("metadata") or {}).get("resourceVersion") or resource_version
@@ -83,8 +87,15 @@ class PodWatch:
     _registry: dict[tuple[str, str], "PodWatch"] = {}
     _registry_lock = threading.Lock()
 
-    def __init__(self, api: client.ApiClient, namespace: str, selector: str = MANAGED_SELECTOR) -> None:
+    def __init__(
+        self,
+        api: client.ApiClient,
+        namespace: str,
+        selector: str = MANAGED_SELECTOR,
+        client_of: Callable[[], client.ApiClient] | None = None,
+    ) -> None:
         self.api = api
+        self.client_of = client_of
         self.namespace = namespace
         self.selector = selector
         self.path = f"/api/v1/namespaces/{namespace}/pods"
@@ -95,10 +106,10 @@ class PodWatch:
         self._synced = False
         self._stop = threading.Event()
         self._pod_reflector = _Reflector(
-            api, self.path, {"labelSelector": selector}, "pods", namespace, self._replace, self._apply, self._stop
+            self._client, self.path, {"labelSelector": selector}, "pods", namespace, self._replace, self._apply, self._stop
         )
         self._event_reflector = _Reflector(
-            api, f"/api/v1/namespaces/{namespace}/events", {}, "events", namespace,
+            self._client, f"/api/v1/namespaces/{namespace}/events", {}, "events", namespace,
             self._replace_events, self._apply_event, self._stop,
         )
         self._thread = self._pod_reflector.thread
@@ -106,15 +117,27 @@ class PodWatch:
         self._event_reflector.thread.start()
 
     @classmethod
-    def shared(cls, api: client.ApiClient, namespace: str) -> "PodWatch":
-        """The process-wide watch for ``namespace`` on ``api``'s server (started on first use)."""
+    def shared(
+        cls, api: client.ApiClient, namespace: str, client_of: Callable[[], client.ApiClient] | None = None
+    ) -> "PodWatch":
+        """The process-wide watch for ``namespace`` on ``api``'s server (started on first use).
+
+        ``client_of``, if given, is asked for the client before every LIST and (re)opened watch.
+        """
         key = (server_of(api), namespace)
         with cls._registry_lock:
             watch = cls._registry.get(key)
             if watch is None or not watch._thread.is_alive():
-                watch = cls(api, namespace)
+                watch = cls(api, namespace, client_of=client_of)
                 cls._registry[key] = watch
+            elif client_of is not None:
+                watch.client_of = client_of
             return watch
+
+    def _client(self) -> client.ApiClient:
+        if self.client_of is not None:
+            self.api = self.client_of()
+        return self.api
 
     @classmethod
     def close_all(cls) -> None:
