@@ -538,12 +538,12 @@ def test_unknown_storage_class_is_refused(cluster: Cluster, run: RunInfo) -> Non
 
 def test_snapshot_ready_restore_size_and_restore(cluster: Cluster, run: RunInfo) -> None:
     volume = run_volume(build_volume_spec("src", "1Gi", storage_class="standard"), cluster=cluster, run=run)
-    snap = run_snapshot(build_snapshot_spec("snap", source_from_input=True), cluster=cluster, run=run, volume=volume.name)
+    snap = run_snapshot(build_snapshot_spec("snap", late_inputs=True), cluster=cluster, run=run, volume=volume.name)
     assert snap.name == "itest-snap"
     assert snap.manifest["status"]["readyToUse"] is True
     assert snap.outputs["size"] == snap.manifest["status"]["restoreSize"] and snap.outputs["size"]
     assert snap.manifest["spec"]["source"] == {"persistentVolumeClaimName": volume.name}
-    restored = run_volume(build_volume_spec("restored", storage_class="standard", data_source_from_input=True),
+    restored = run_volume(build_volume_spec("restored", storage_class="standard", late_inputs=True),
                           cluster=cluster, run=run, data_source=snap.name)
     assert restored.manifest["status"]["phase"] == "Bound"
     assert restored.manifest["spec"]["dataSource"] == {
@@ -560,7 +560,7 @@ def test_snapshot_source_checks(cluster: Cluster, run: RunInfo) -> None:
     with pytest.raises(ResourceSpecError, match=f"pvc: no PersistentVolumeClaim 'nope' in namespace '{cluster.namespace}'"):
         run_snapshot(build_snapshot_spec("s", pvc="nope"), cluster=cluster, run=run)
     with pytest.raises(ResourceSpecError, match="pvc, volume: give exactly one of them"):
-        run_snapshot(build_snapshot_spec("s", source_from_input=True), cluster=cluster, run=run, pvc="a", volume="b")
+        run_snapshot(build_snapshot_spec("s", late_inputs=True), cluster=cluster, run=run, pvc="a", volume="b")
     volume = run_volume(build_volume_spec("c", "1Gi", storage_class="standard"), cluster=cluster, run=run)
     with pytest.raises(ResourceSpecError, match="snapshot_class: the cluster has no VolumeSnapshotClass 'gold'; allowed: local-snapshots"):
         run_snapshot(build_snapshot_spec("s", pvc=volume.name, snapshot_class="gold"), cluster=cluster, run=run)

@@ -38,6 +38,7 @@ __all__ = [
     "ResourceSpec",
     "ResourceSpecError",
     "build_resource_spec",
+    "is_object_list",
     "load_resource",
     "normalize_owner",
     "validate_json_patch",
@@ -129,11 +130,7 @@ def _parse_text(text: str, field_name: str, origin: str) -> Any:
         raise ResourceSpecError(f"{field_name}: {origin} is not valid YAML or JSON: {exc}") from None
     if not documents:
         raise ResourceSpecError(f"{field_name}: {origin} holds no object")
-    if len(documents) > 1:
-        raise ResourceSpecError(
-            f"{field_name}: {origin} holds {len(documents)} YAML documents; give exactly one object per step"
-        )
-    return documents[0]
+    return documents[0] if len(documents) == 1 else documents
 
 
 def _json_safe(value: Any, field_name: str) -> Any:
@@ -148,7 +145,8 @@ def _json_safe(value: Any, field_name: str) -> Any:
 def load_resource(value: Any, field_name: str = "k8s_resource") -> Any:
     """Turn a dict, YAML/JSON text, file path or client model into JSON data.
 
-    Returns a dict (an object) or a list (JSON-patch operations); raises
+    Returns a dict (an object) or a list (JSON-patch operations, or the objects of a
+    multi-document YAML or of a list); raises
     :class:`ResourceSpecError` naming ``field_name`` otherwise. A string is read
     as a file when it is a single line ending in ``.yaml``, ``.yml`` or ``.json``
     (or a :class:`pathlib.Path`), else parsed as YAML (JSON is YAML).
@@ -481,7 +479,7 @@ def build_resource_spec(
     elif isinstance(body, list):
         raise ResourceSpecError(
             "k8s_resource: a list is only allowed as JSON-patch operations (action='patch', "
-            "merge_strategy='json'); give one object"
+            "merge_strategy='json') here; resource_step(...) takes several objects and acts on each in order"
         )
     elif body is None and act not in (Action.GET, Action.DELETE):
         raise ResourceSpecError(
@@ -511,7 +509,7 @@ def build_resource_spec(
     validate_kind(knd, "k8s_resource.kind" if kind is None else "kind")
     if name is not None:
         validate_object_name(name, "k8s_resource.metadata.name")
-    if ns is not None and namespace is None:
+    if ns is not None and namespace is None and "{{" not in str(ns):
         try:
             validate_dns1123_label(ns, "k8s_resource.metadata.namespace")
         except ValueError as exc:
@@ -591,4 +589,11 @@ def build_resource_spec(
         wait_for_deletion=bool(wait_for_deletion),
         kubeconfig=str(kubeconfig) if kubeconfig else None,
         context=context,
+    )
+
+
+def is_object_list(value: Any) -> bool:
+    """Whether loaded ``k8s_resource`` data is several objects (not one object, not JSON-patch operations)."""
+    return isinstance(value, list) and bool(value) and all(
+        isinstance(item, dict) and ("kind" in item or "apiVersion" in item) for item in value
     )
