@@ -36,6 +36,7 @@ from k8s_step_operator.steps.resource_spec import (
 from k8s_step_operator.steps.volume_runtime import run_snapshot, run_volume
 from k8s_step_operator.steps.volume_spec import VOLUME_MODE_RWM, build_snapshot_spec, build_volume_spec
 
+from .custom_task_controller import install_crd as shared_install_crd
 from ..zenml_support import BIN, src_on_pythonpath, zenml_env
 
 pytestmark = pytest.mark.cluster
@@ -102,40 +103,7 @@ def wait_gone(cluster: Cluster, list_path: str, name: str, timeout: float = 60) 
 
 
 def install_crd(cluster: Cluster, group: str, kind: str, plural: str, scope: str) -> None:
-    body = {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.{group}"},
-        "spec": {
-            "group": group,
-            "scope": scope,
-            "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "listKind": f"{kind}List"},
-            "versions": [
-                {
-                    "name": "v1",
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
-                }
-            ],
-        },
-    }
-    raw(cluster, "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", body)
-    # Established is reported in the CRD's status; watch for it.
-    from k8s_step_operator.steps.object_watch import wait_for_conditions
-    from k8s_step_operator.steps.conditions import parse_condition
-
-    path = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{plural}.{group}"
-    obj = raw(cluster, "GET", path)
-    wait_for_conditions(
-        cluster.api,
-        WaitTarget("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", f"{plural}.{group}", "crd"),
-        obj,
-        parse_condition("object.status.conditions.exists(c, c.type == 'Established' && c.status == 'True')"),
-        None,
-        30,
-    )
+    shared_install_crd(cluster.api, group, kind, plural, scope)
 
 
 @pytest.fixture

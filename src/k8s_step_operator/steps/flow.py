@@ -76,8 +76,13 @@ def run_when(
     after: Sequence[Any] = (),
     **kwargs: Any,
 ) -> Any:
-    """Call ``step(*args, **kwargs)`` if ``when`` holds and nothing it depends on was skipped; else :class:`Skipped`."""
-    name = _step_name(step)
+    """Call ``step(*args, **kwargs)`` if ``when`` holds and nothing it depends on was skipped; else :class:`Skipped`.
+
+    ``when``: a bool or a step output holding one (loaded here, so the step waits for it).
+    ``after``: outputs of steps this one must follow; any of them skipped skips this one.
+    ``kwargs`` may hold ZenML's ``id``, which also names the step in the :class:`Skipped`.
+    """
+    name = str(kwargs.get("id") or _step_name(step))
     values: list[Any] = [when, *args, *kwargs.values(), *after]
     upstream = _first_skipped(values)
     if upstream is not None:
