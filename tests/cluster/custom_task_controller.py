@@ -20,7 +20,7 @@ from kubernetes import client
 
 from k8s_step_operator.kube import rest
 from k8s_step_operator.steps.conditions import parse_condition
-from k8s_step_operator.steps.object_watch import Stream, WaitTarget, wait_for_conditions
+from k8s_step_operator.steps.object_watch import Stream, WaitTarget, wait_for_conditions, wait_until_deleted
 
 CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 TEKTON = "tekton.dev/v1beta1"
@@ -64,8 +64,9 @@ def install_crd(api: client.ApiClient, group: str, kind: str, plural: str, scope
 
 
 def delete_crd(api: client.ApiClient, name: str) -> None:
-    """Delete a CRD (its objects go with it)."""
+    """Delete a CRD (its objects go with it) and wait until it is gone, so that the next test can create it."""
     rest.request(api, "DELETE", f"{CRDS}/{name}", timeout=30)
+    wait_until_deleted(api, WaitTarget(CRDS, name, f"CRD {name}"), 60)
 
 
 def _number(text: Any) -> float:

@@ -42,7 +42,6 @@ from ..zenml_support import BIN, src_on_pythonpath, zenml_env
 pytestmark = pytest.mark.cluster
 
 
-
 # --------------------------------------------------------------------------- #
 # Fixtures and helpers
 # --------------------------------------------------------------------------- #
