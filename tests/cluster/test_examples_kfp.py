@@ -177,3 +177,19 @@ def test_custom_task_example(project: Project, api_client: client.ApiClient, nam
     assert all(name in sum_controller.seen_unknown for name in result["runs"])  # Unknown first, then True
     for name in result["runs"]:  # the run-end hook deleted the runs
         _gone(api_client, f"/apis/tekton.dev/v1beta1/namespaces/{namespace}/customruns", name)
+
+
+def test_runtime_arguments(project: Project, api_client: client.ApiClient, namespace: str) -> None:
+    """KFP's PipelineParams: size from an upstream step, classes and annotations from pipeline parameters,
+    manifest fields from upstream outputs."""
+    result, logs = project.example("kfp_runtime_arguments.py")
+    assert result["status"] == "completed", logs[-4000:]
+    pvc = result["volume_manifest"]
+    assert pvc["spec"]["resources"]["requests"]["storage"] == "64Mi"
+    assert pvc["spec"]["storageClassName"] == "standard" and pvc["metadata"]["annotations"]["team"] == "ml"
+    assert result["snapshot_class"] == "local-snapshots"
+    config = result["config"]
+    assert config["metadata"]["name"] == result["snapshot"]
+    assert config["data"]["volume"] == result["volume"] and config["data"]["note"] == f"restore size {config['data']['size']}"
+    _gone(api_client, f"/api/v1/namespaces/{namespace}/persistentvolumeclaims", result["volume"])
+    _gone(api_client, f"/api/v1/namespaces/{namespace}/configmaps", result["snapshot"])
