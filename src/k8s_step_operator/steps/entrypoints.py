@@ -47,7 +47,7 @@ def _run_snapshot(spec: Dict[str, Any], inputs: Dict[str, Any]) -> Any:
 
 
 def _run_cel(spec: Dict[str, Any], inputs: Dict[str, Any]) -> Any:
-    from .cel_step import run_cel
+    from .cel_values import run_cel
 
     return run_cel(spec, inputs)
 

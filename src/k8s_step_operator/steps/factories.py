@@ -36,7 +36,7 @@ from zenml.steps import BaseStep
 from zenml.utils import source_utils
 
 from .bindings import placeholders, refuse_unknown
-from .cel_step import CEL_OUTPUT, build_cel_spec, check_cel_call
+from .cel_values import CEL_OUTPUT, build_cel_spec, check_cel_call
 from .custom_task_spec import REQUIRED, build_custom_task_spec
 from .entrypoints import entrypoint_for
 from .resource_list import build_resource_list_spec

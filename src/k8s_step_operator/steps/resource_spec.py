@@ -594,6 +594,4 @@ def build_resource_spec(
 
 def is_object_list(value: Any) -> bool:
     """Whether loaded ``k8s_resource`` data is several objects (not one object, not JSON-patch operations)."""
-    return isinstance(value, list) and bool(value) and all(
-        isinstance(item, dict) and ("kind" in item or "apiVersion" in item) for item in value
-    )
+    return isinstance(value, list) and bool(value) and all(isinstance(item, dict) and "op" not in item for item in value)
