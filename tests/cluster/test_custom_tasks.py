@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any, Iterator
 
 import pytest
 
-from k8s_step_operator.steps.cluster import Cluster, connect
+from k8s_step_operator.steps.cluster import Cluster
 from k8s_step_operator.steps.custom_task_runtime import run_custom_task
 from k8s_step_operator.steps.custom_task_spec import REQUIRED, build_custom_task_spec
 from k8s_step_operator.steps.errors import ConditionFailed, ResourceStepError
@@ -20,18 +19,6 @@ from k8s_step_operator.steps.volume_spec import build_volume_spec
 from .custom_task_controller import TASK_API_VERSION, SumController, custom_task_world
 
 pytestmark = pytest.mark.cluster
-
-
-@pytest.fixture
-def cluster(local_cluster: Any, namespace: str) -> Iterator[Cluster]:
-    target = connect(namespace, kubeconfig=str(local_cluster.kubeconfig))
-    yield target
-    target.api.close()
-
-
-@pytest.fixture
-def run() -> RunInfo:
-    return RunInfo(run_id=str(uuid.uuid4()), run_name="itest", step_name="step")
 
 
 @pytest.fixture

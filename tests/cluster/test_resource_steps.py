@@ -23,7 +23,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from k8s_step_operator.kube import rest
-from k8s_step_operator.steps.cluster import Cluster, connect
+from k8s_step_operator.steps.cluster import Cluster
 from k8s_step_operator.steps.errors import ConditionFailed, Forbidden, ObjectDeleted, ResourceStepError, WaitTimeout
 from k8s_step_operator.steps.object_watch import WaitTarget, wait_until_deleted
 from k8s_step_operator.steps.resource_runtime import RunInfo, run_resource
@@ -47,19 +47,7 @@ pytestmark = pytest.mark.cluster
 # --------------------------------------------------------------------------- #
 
 
-@pytest.fixture
-def cluster(local_cluster: Any, namespace: str) -> Iterator[Cluster]:
-    target = connect(namespace, kubeconfig=str(local_cluster.kubeconfig))
-    yield target
-    target.api.close()
-
-
-@pytest.fixture
-def run() -> RunInfo:
-    recorded: list[dict[str, Any]] = []
-    info = RunInfo(run_id=str(uuid.uuid4()), run_name="itest", step_name="step", record=recorded.append)
-    info.recorded = recorded  # type: ignore[attr-defined]
-    return info
+# ``cluster`` and ``run``: tests/cluster/conftest.py
 
 
 def configmap(name: str, **data: str) -> dict[str, Any]:

@@ -15,8 +15,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..validation import validate_dns1123_label
-from .resource_spec import ResourceSpec, ResourceSpecError, validate_object_name
+from .resource_spec import ResourceSpec, ResourceSpecError, validate_namespace, validate_object_name
 
 __all__ = [
     "PLACEHOLDER_RE",
@@ -113,8 +112,5 @@ def bind_resource_inputs(spec: ResourceSpec, inputs: Mapping[str, Any]) -> Resou
     if name is not None:
         validate_object_name(name, "k8s_resource.metadata.name")
     if namespace is not None:
-        try:
-            validate_dns1123_label(namespace, "k8s_resource.metadata.namespace")
-        except ValueError as exc:
-            raise ResourceSpecError(str(exc)) from None
+        validate_namespace(namespace, "k8s_resource.metadata.namespace")
     return spec.replace(body=body, name=name, namespace=namespace)

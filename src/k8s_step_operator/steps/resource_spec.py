@@ -42,6 +42,7 @@ __all__ = [
     "load_resource",
     "normalize_owner",
     "validate_json_patch",
+    "validate_namespace",
     "validate_object_name",
     "OUTPUT_NAME_RE",
     "RESERVED_OUTPUTS",
@@ -198,6 +199,14 @@ def validate_object_name(name: Any, field_name: str) -> str:
             "letters, digits, '-' and '.')"
         )
     return name
+
+
+def validate_namespace(value: Any, field_name: str) -> str:
+    """A namespace name (DNS-1123 label); ResourceSpecError naming ``field_name`` otherwise."""
+    try:
+        return validate_dns1123_label(value, field_name)
+    except ValueError as exc:
+        raise ResourceSpecError(str(exc)) from None
 
 
 def validate_api_version(value: Any, field_name: str) -> str:
@@ -490,10 +499,7 @@ def build_resource_spec(
     if resource_name is not None:
         validate_object_name(resource_name, "resource_name")
     if namespace is not None:
-        try:
-            validate_dns1123_label(namespace, "namespace")
-        except ValueError as exc:
-            raise ResourceSpecError(str(exc)) from None
+        validate_namespace(namespace, "namespace")
     api, knd, name, ns, generate_name = _merge_identity(body, api_version, kind, resource_name, namespace)
     if not api:
         raise ResourceSpecError(
@@ -510,10 +516,7 @@ def build_resource_spec(
     if name is not None:
         validate_object_name(name, "k8s_resource.metadata.name")
     if ns is not None and namespace is None and "{{" not in str(ns):
-        try:
-            validate_dns1123_label(ns, "k8s_resource.metadata.namespace")
-        except ValueError as exc:
-            raise ResourceSpecError(str(exc)) from None
+        validate_namespace(ns, "k8s_resource.metadata.namespace")
     if generate_name is not None:
         if act is not Action.CREATE:
             raise ResourceSpecError(

@@ -30,6 +30,7 @@ from .resource_spec import (
     load_resource,
     parse_choice,
     validate_event_reasons,
+    validate_namespace,
     validate_object_name,
     validate_timeout,
 )
@@ -315,12 +316,7 @@ def _common_options(
         except ValueError as exc:
             raise ResourceSpecError(str(exc)) from None
     if namespace is not None:
-        from ..validation import validate_dns1123_label
-
-        try:
-            validate_dns1123_label(namespace, "namespace")
-        except ValueError as exc:
-            raise ResourceSpecError(str(exc)) from None
+        validate_namespace(namespace, "namespace")
     check_conditions(success_condition, failure_condition)
     clean = parse_choice(cleanup, Cleanup, "cleanup")
     return {
