@@ -17,7 +17,7 @@ import inspect
 import json
 from typing import Annotated, Any, Callable, Dict, List, Sequence, Tuple
 
-__all__ = ["OUTPUT_TYPES", "Outputs", "entrypoint_for"]
+__all__ = ["OUTPUT_TYPES", "Outputs", "entrypoint_for", "resource_entrypoint"]
 
 OUTPUT_TYPES: Dict[str, Any] = {"str": str, "dict": Dict[str, Any], "any": Any, "list": List[Any]}
 
@@ -138,3 +138,7 @@ class Outputs(Dict[str, Any]):
         """One value, or a tuple of them in ``names`` order."""
         result = tuple(self[n] for n in names)
         return result[0] if len(result) == 1 else result
+
+
+# What ZenML runs for a ``resource_step`` without attribute outputs (the benchmarks call it by this name).
+resource_entrypoint = entrypoint_for("resource", ("resource_name",), (("name", "str"), ("manifest", "dict")))
