@@ -22,6 +22,7 @@ from k8s_step_operator.kube import rest
 from k8s_step_operator.localcluster.csi import DRIVER
 
 from ..zenml_support import BIN, src_on_pythonpath, zenml_env
+from .custom_task_controller import custom_task_world
 from k8s_step_operator.steps.object_watch import WaitTarget, wait_until_deleted
 
 pytestmark = pytest.mark.cluster
@@ -138,3 +139,57 @@ def test_volume_snapshots(project: Project, api_client: client.ApiClient, namesp
     assert (DRIVER, "ProvisioningSucceeded") in events  # csi-provisioner, also for the restore
     # snapshot-controller reports the snapshot ready once csi-snapshotter has cut it through the driver
     assert {("snapshot-controller", "SnapshotCreated"), ("snapshot-controller", "SnapshotReady")} <= events
+
+
+def test_flip_coin_conditions(project: Project) -> None:
+    """KFP's flip-coin conditions: CEL steps branch a dynamic pipeline; a step after a skipped branch is skipped."""
+    report, logs = project.example("kfp_flip_coin_conditions.py", "--coin", "heads", "tails")
+    for entry, taken, other, threshold in ((report[0], "head", "tail", 5), (report[1], "tail", "head", 15)):
+        assert entry["status"] == "completed", logs[-4000:]
+        ran, outputs = set(entry["ran"]), entry["outputs"]
+        assert outputs["flip_coin"] == ("heads" if taken == "head" else "tails")
+        assert outputs[f"condition_{taken}s"] is True and outputs[f"condition_{other}s"] is False
+        number = outputs[f"random_num_{taken}"]
+        above = number > threshold
+        assert outputs[f"condition_{taken}_above"] is above and outputs[f"condition_{taken}_at_most"] is (not above)
+        printed = f"print_{taken}_{'above' if above else 'at_most'}"
+        assert outputs[printed] == f"{taken}s and {number} {'>' if above else '<='} {threshold}!"
+        # The skipped branch, its nested conditions and the step after both branches never ran.
+        never = {f"random_num_{other}", f"condition_{other}_above", f"condition_{other}_at_most",
+                 f"print_{other}_above", f"print_{other}_at_most", "print_after_both",
+                 f"print_{taken}_{'at_most' if above else 'above'}"}
+        assert not ran & never, ran & never
+        assert entry["skipped"]["print_after_both"] == f"it depends on random_num_{other}, which was skipped"
+    assert "Step print_after_both skipped" in logs
+
+
+@pytest.fixture
+def sum_controller(api_client: client.ApiClient, namespace: str) -> Iterator[Any]:
+    yield from custom_task_world(api_client, namespace)
+
+
+def test_custom_task_example(project: Project, api_client: client.ApiClient, namespace: str, sum_controller: Any) -> None:
+    """Two Tekton custom tasks (inline taskSpec, then taskRef), the second fed the first one's result."""
+    result, logs = project.example("tekton_custom_task.py", "--a", "2", "--b", "3", "--factor", "4")
+    assert result["status"] == "completed", logs[-4000:]
+    assert (result["sum"], result["product"]) == ("5", "20")
+    assert result["report"] == "sum 5, product 20" and result["namespace"] == namespace
+    assert all(name in sum_controller.seen_unknown for name in result["runs"])  # Unknown first, then True
+    for name in result["runs"]:  # the run-end hook deleted the runs
+        _gone(api_client, f"/apis/tekton.dev/v1beta1/namespaces/{namespace}/customruns", name)
+
+
+def test_runtime_arguments(project: Project, api_client: client.ApiClient, namespace: str) -> None:
+    """KFP's PipelineParams: size from an upstream step, classes and annotations from pipeline parameters,
+    manifest fields from upstream outputs."""
+    result, logs = project.example("kfp_runtime_arguments.py")
+    assert result["status"] == "completed", logs[-4000:]
+    pvc = result["volume_manifest"]
+    assert pvc["spec"]["resources"]["requests"]["storage"] == "64Mi"
+    assert pvc["spec"]["storageClassName"] == "standard" and pvc["metadata"]["annotations"]["team"] == "ml"
+    assert result["snapshot_class"] == "local-snapshots"
+    config = result["config"]
+    assert config["metadata"]["name"] == result["snapshot"]
+    assert config["data"]["volume"] == result["volume"] and config["data"]["note"] == f"restore size {config['data']['size']}"
+    _gone(api_client, f"/api/v1/namespaces/{namespace}/persistentvolumeclaims", result["volume"])
+    _gone(api_client, f"/api/v1/namespaces/{namespace}/configmaps", result["snapshot"])

@@ -23,7 +23,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from k8s_step_operator.kube import rest
-from k8s_step_operator.steps.cluster import Cluster, connect
+from k8s_step_operator.steps.cluster import Cluster
 from k8s_step_operator.steps.errors import ConditionFailed, Forbidden, ObjectDeleted, ResourceStepError, WaitTimeout
 from k8s_step_operator.steps.object_watch import WaitTarget, wait_until_deleted
 from k8s_step_operator.steps.resource_runtime import RunInfo, run_resource
@@ -36,10 +36,10 @@ from k8s_step_operator.steps.resource_spec import (
 from k8s_step_operator.steps.volume_runtime import run_snapshot, run_volume
 from k8s_step_operator.steps.volume_spec import VOLUME_MODE_RWM, build_snapshot_spec, build_volume_spec
 
+from .custom_task_controller import install_crd as shared_install_crd
 from ..zenml_support import BIN, src_on_pythonpath, zenml_env
 
 pytestmark = pytest.mark.cluster
-
 
 
 # --------------------------------------------------------------------------- #
@@ -47,19 +47,7 @@ pytestmark = pytest.mark.cluster
 # --------------------------------------------------------------------------- #
 
 
-@pytest.fixture
-def cluster(local_cluster: Any, namespace: str) -> Iterator[Cluster]:
-    target = connect(namespace, kubeconfig=str(local_cluster.kubeconfig))
-    yield target
-    target.api.close()
-
-
-@pytest.fixture
-def run() -> RunInfo:
-    recorded: list[dict[str, Any]] = []
-    info = RunInfo(run_id=str(uuid.uuid4()), run_name="itest", step_name="step", record=recorded.append)
-    info.recorded = recorded  # type: ignore[attr-defined]
-    return info
+# ``cluster`` and ``run``: tests/cluster/conftest.py
 
 
 def configmap(name: str, **data: str) -> dict[str, Any]:
@@ -102,40 +90,7 @@ def wait_gone(cluster: Cluster, list_path: str, name: str, timeout: float = 60) 
 
 
 def install_crd(cluster: Cluster, group: str, kind: str, plural: str, scope: str) -> None:
-    body = {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.{group}"},
-        "spec": {
-            "group": group,
-            "scope": scope,
-            "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "listKind": f"{kind}List"},
-            "versions": [
-                {
-                    "name": "v1",
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
-                }
-            ],
-        },
-    }
-    raw(cluster, "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", body)
-    # Established is reported in the CRD's status; watch for it.
-    from k8s_step_operator.steps.object_watch import wait_for_conditions
-    from k8s_step_operator.steps.conditions import parse_condition
-
-    path = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{plural}.{group}"
-    obj = raw(cluster, "GET", path)
-    wait_for_conditions(
-        cluster.api,
-        WaitTarget("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", f"{plural}.{group}", "crd"),
-        obj,
-        parse_condition("object.status.conditions.exists(c, c.type == 'Established' && c.status == 'True')"),
-        None,
-        30,
-    )
+    shared_install_crd(cluster.api, group, kind, plural, scope)
 
 
 @pytest.fixture
@@ -538,12 +493,12 @@ def test_unknown_storage_class_is_refused(cluster: Cluster, run: RunInfo) -> Non
 
 def test_snapshot_ready_restore_size_and_restore(cluster: Cluster, run: RunInfo) -> None:
     volume = run_volume(build_volume_spec("src", "1Gi", storage_class="standard"), cluster=cluster, run=run)
-    snap = run_snapshot(build_snapshot_spec("snap", source_from_input=True), cluster=cluster, run=run, volume=volume.name)
+    snap = run_snapshot(build_snapshot_spec("snap", late_inputs=True), cluster=cluster, run=run, volume=volume.name)
     assert snap.name == "itest-snap"
     assert snap.manifest["status"]["readyToUse"] is True
     assert snap.outputs["size"] == snap.manifest["status"]["restoreSize"] and snap.outputs["size"]
     assert snap.manifest["spec"]["source"] == {"persistentVolumeClaimName": volume.name}
-    restored = run_volume(build_volume_spec("restored", storage_class="standard", data_source_from_input=True),
+    restored = run_volume(build_volume_spec("restored", storage_class="standard", late_inputs=True),
                           cluster=cluster, run=run, data_source=snap.name)
     assert restored.manifest["status"]["phase"] == "Bound"
     assert restored.manifest["spec"]["dataSource"] == {
@@ -560,7 +515,7 @@ def test_snapshot_source_checks(cluster: Cluster, run: RunInfo) -> None:
     with pytest.raises(ResourceSpecError, match=f"pvc: no PersistentVolumeClaim 'nope' in namespace '{cluster.namespace}'"):
         run_snapshot(build_snapshot_spec("s", pvc="nope"), cluster=cluster, run=run)
     with pytest.raises(ResourceSpecError, match="pvc, volume: give exactly one of them"):
-        run_snapshot(build_snapshot_spec("s", source_from_input=True), cluster=cluster, run=run, pvc="a", volume="b")
+        run_snapshot(build_snapshot_spec("s", late_inputs=True), cluster=cluster, run=run, pvc="a", volume="b")
     volume = run_volume(build_volume_spec("c", "1Gi", storage_class="standard"), cluster=cluster, run=run)
     with pytest.raises(ResourceSpecError, match="snapshot_class: the cluster has no VolumeSnapshotClass 'gold'; allowed: local-snapshots"):
         run_snapshot(build_snapshot_spec("s", pvc=volume.name, snapshot_class="gold"), cluster=cluster, run=run)

@@ -18,7 +18,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from k8s_step_operator.kube.podwatch import PodWatch
-from k8s_step_operator.steps import resource_step, snapshot_step, volume_step
+from k8s_step_operator.steps import REQUIRED, cel_step, custom_task_step, resource_step, snapshot_step, volume_step
 from k8s_step_operator.steps.cluster import Cluster, connect
 from k8s_step_operator.steps.resource_runtime import RunInfo
 from k8s_step_operator.steps.volume_runtime import run_volume
@@ -144,8 +144,20 @@ STEP_CASES = [
         [{"op": "frobnicate", "path": "/data"}], action="patch", merge_strategy="json",
         api_version="v1", kind="ConfigMap", resource_name="x")),
          "k8s_resource[0].op", "allowed: add, remove, replace, move, copy, test"),
-    Case("resource-two-documents", step_call(lambda: resource_step("a: 1\n---\nb: 2\n")), "k8s_resource",
-         "give exactly one object per step"),
+    Case("resource-two-documents", step_call(lambda: resource_step("a: 1\n---\nb: 2\n")), "k8s_resource[0]",
+         "every object needs apiVersion and kind"),
+    Case("resource-list-unbound-field", step_call(lambda: resource_step([CM, {**CM, "data": {"n": "{{inputs.n}}"}}]),
+                                                  call=True), "n", "bind it when calling the step"),
+    Case("volume-unknown-input", step_call(lambda: volume_step("v", "1Gi").__call__(sizes="2Gi")), "sizes",
+         "its inputs: resource_name, size, storage_class, annotations, data_source"),
+    Case("cel-compile", step_call(lambda: cel_step("flip ==")), "expression", "does not compile"),
+    Case("cel-unbound", step_call(lambda: cel_step("flip == 'heads'"), call=True), "flip", "bind it when calling"),
+    Case("custom-task-both", step_call(lambda: custom_task_step("a.example.com/v1", "T", "t", task_spec={},
+                                                                task_ref="x")), "task_spec, task_ref",
+         "give exactly one"),
+    Case("custom-task-required", step_call(lambda: custom_task_step("a.example.com/v1", "T", "t", task_spec={},
+                                                                    params={"a": REQUIRED}), call=True), "a",
+         "is required"),
     Case("resource-propagation", step_call(lambda: resource_step(CM, action="delete", propagation_policy="Now")),
          "propagation_policy", "allowed: Background, Foreground, Orphan"),
     Case("resource-owner-string", step_call(lambda: resource_step(CM, set_owner_reference="pod/x")),

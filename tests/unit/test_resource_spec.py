@@ -95,9 +95,9 @@ class TestLoadResource:
         assert data["spec"]["template"]["spec"]["restartPolicy"] == "Never"
         assert data["spec"]["template"]["spec"]["containers"][0]["command"] == ["env"]
 
-    def test_several_documents_rejected(self) -> None:
-        with pytest.raises(ResourceSpecError, match="2 YAML documents"):
-            load_resource(CM_YAML + "---\n" + CM_YAML)
+    def test_several_documents_are_a_list(self) -> None:
+        data = load_resource(CM_YAML + "---\n" + CM_YAML)
+        assert isinstance(data, list) and len(data) == 2 and data[0]["kind"] == "ConfigMap"
 
     def test_scalar_rejected(self) -> None:
         with pytest.raises(ResourceSpecError, match="expected an object"):

@@ -226,7 +226,7 @@ class TestSnapshot:
 
     def test_no_source(self) -> None:
         assert snapshot_error("s").startswith("pvc, volume: give one of them")
-        assert build_snapshot_spec("s", source_from_input=True).pvc is None
+        assert build_snapshot_spec("s", late_inputs=True).pvc is None
 
     def test_k8s_resource_and_pvc(self) -> None:
         body = {"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshot", "metadata": {"name": "s"}}

@@ -6,6 +6,11 @@
   output is what a ``k8s`` step operator step mounts via its ``pvolumes`` setting.
 * :func:`snapshot_step` — a ``snapshot.storage.k8s.io/v1`` VolumeSnapshot (KFP
   ``VolumeSnapshotOp``); restore it with ``volume_step(...)(data_source=<name>)``.
+* :func:`cel_step` — a CEL expression over pipeline values (KFP-Tekton's
+  ``CEL_ConditionOp``); with :func:`run_when` it drives a dynamic pipeline's
+  branches, and a step depending on a skipped one is skipped (Tekton's rule).
+* :func:`custom_task_step` — a Tekton custom task run as a ``CustomRun``:
+  waits for its ``Succeeded`` condition and outputs its results.
 * :func:`delete_step` — delete one object.
 * :func:`cleanup_run_resources` — pipeline hook deleting what a run created.
 
@@ -27,11 +32,16 @@ _EXPORTS = {
     "ObjectDeleted": "errors",
     "ResourceStepError": "errors",
     "WaitTimeout": "errors",
+    "cel_step": "factories",
+    "custom_task_step": "factories",
     "delete_step": "factories",
     "resource_step": "factories",
     "snapshot_step": "factories",
     "volume_step": "factories",
+    "REQUIRED": "custom_task_spec",
     "ResourceSpecError": "resource_spec",
+    "Skipped": "flow",
+    "run_when": "flow",
     "VOLUME_MODE_ROM": "volume_spec",
     "VOLUME_MODE_RWM": "volume_spec",
     "VOLUME_MODE_RWO": "volume_spec",

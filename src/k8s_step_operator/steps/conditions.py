@@ -44,6 +44,7 @@ __all__ = [
     "ALLOWED_FORMS",
     "CEL_PREFIX",
     "CelCondition",
+    "CelExpression",
     "Condition",
     "ConditionError",
     "Operator",
@@ -51,7 +52,9 @@ __all__ = [
     "Selector",
     "Verdict",
     "compile_cel",
+    "compile_expression",
     "evaluate",
+    "free_variables",
     "is_cel",
     "lookup",
     "parse_condition",
@@ -572,7 +575,7 @@ _MACRO_VARS_RE = re.compile(
     r"([A-Za-z_][A-Za-z0-9_]*)\s*,(?:\s*([A-Za-z_][A-Za-z0-9_]*)\s*,)?"
 )
 _CEL_BUILTIN_NAMES = frozenset(
-    {"object", "int", "uint", "double", "bool", "string", "bytes", "list", "map",
+    {"int", "uint", "double", "bool", "string", "bytes", "list", "map",
      "null_type", "type", "dyn", "cel", "math", "strings", "optional"}
 )
 
@@ -627,24 +630,29 @@ class CelCondition:
         return result, f"{self.field} {self.source!r} is {'true' if result else 'false'}"
 
 
-def _unknown_variables(program: Any, source: str) -> list[str]:
-    """Variables referenced by the program that are neither ``object`` nor macro-bound."""
+def free_variables(program: Any, source: str) -> list[str]:
+    """Variables a compiled program reads, without macro-bound names (``c`` in ``exists(c, ...)``) and CEL's own."""
     bound: set[str] = set()
     for match in _MACRO_VARS_RE.finditer(source):
         bound.update(name for name in match.groups() if name)
-    return [name for name in program.variables() if name not in _CEL_BUILTIN_NAMES | bound]
+    return list(dict.fromkeys(n for n in program.variables() if n not in _CEL_BUILTIN_NAMES | bound))
 
 
-def compile_cel(expr: str, field: str = "condition", *, text: str | None = None) -> CelCondition:
-    """Compile a CEL expression (without ``cel:`` prefix); raise ConditionError if invalid."""
+def _compile_program(expr: str, field: str) -> tuple[str, Any]:
+    """``(stripped source, program)``; ConditionError naming ``field`` when empty or not CEL."""
     source = expr.strip()
     if not source:
         raise ConditionError(f"{field}: the CEL expression is empty")
     try:
-        program = cel.compile(source)
+        return source, cel.compile(source)
     except Exception as exc:  # noqa: BLE001 - the compiler raises ValueError today
         raise ConditionError(f"{field}: CEL expression {source!r} does not compile: {exc}") from None
-    unknown = _unknown_variables(program, source)
+
+
+def compile_cel(expr: str, field: str = "condition", *, text: str | None = None) -> CelCondition:
+    """Compile a CEL expression (without ``cel:`` prefix); raise ConditionError if invalid."""
+    source, program = _compile_program(expr, field)
+    unknown = [name for name in free_variables(program, source) if name != "object"]
     if unknown:
         hint = " (the resource is bound as 'object', not 'self')" if "self" in unknown else ""
         raise ConditionError(
@@ -652,6 +660,38 @@ def compile_cel(expr: str, field: str = "condition", *, text: str | None = None)
             f"{', '.join(repr(name) for name in unknown)}; only 'object' is defined{hint}"
         )
     return CelCondition(text=text if text is not None else expr, source=source, program=program, field=field)
+
+
+@dataclass(frozen=True, eq=False)
+class CelExpression:
+    """A compiled CEL expression over named values (a CEL step's inputs); ``variables`` in order of use."""
+
+    source: str
+    program: Any
+    variables: tuple[str, ...]
+    field: str = "expression"
+
+    def evaluate(self, values: Mapping[str, Any]) -> Any:
+        """The expression's value; ConditionError naming the field when a variable is unbound or it fails."""
+        missing = [name for name in self.variables if name not in values]
+        if missing:
+            raise ConditionError(
+                f"{', '.join(missing)}: the CEL expression {self.source!r} reads {'them' if len(missing) > 1 else 'it'}"
+                f" but no value was bound; its inputs: {', '.join(self.variables)}"
+            )
+        try:
+            return self.program.execute({name: values[name] for name in self.variables})
+        except Exception as exc:  # noqa: BLE001 - the CEL runtime raises plain builtins
+            detail = f"no such key: {exc.args[0]!r}" if isinstance(exc, KeyError) and exc.args else str(exc)
+            raise ConditionError(f"{self.field}: CEL expression {self.source!r} failed to evaluate: {detail}") from exc
+
+
+def compile_expression(expr: Any, field: str = "expression") -> CelExpression:
+    """Compile a CEL expression whose free variables are named inputs; ConditionError naming ``field``."""
+    if not isinstance(expr, str):
+        raise ConditionError(f"{field}: expected a CEL expression (a string), got {type(expr).__name__}")
+    source, program = _compile_program(expr, field)
+    return CelExpression(source, program, tuple(free_variables(program, source)), field)
 
 
 # --------------------------------------------------------------------------- #

@@ -30,26 +30,37 @@ Secrets from manifests instead of inlining secret values.
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 from zenml.steps import BaseStep
 from zenml.utils import source_utils
 
-from . import entrypoints
-from .resource_spec import ResourceSpec, ResourceSpecError, build_resource_spec
+from .bindings import placeholders, refuse_unknown
+from .cel_values import CEL_OUTPUT, build_cel_spec, check_cel_call
+from .custom_task_spec import REQUIRED, build_custom_task_spec
+from .entrypoints import entrypoint_for
+from .resource_list import build_resource_list_spec
+from .resource_spec import ResourceSpecError, build_resource_spec, is_object_list, load_resource
 from .volume_spec import (
     DEFAULT_VOLUME_TIMEOUT,
+    SNAPSHOT_INPUTS,
     SNAPSHOT_SUCCESS,
+    VOLUME_INPUTS,
     VOLUME_MODE_RWO,
-    SnapshotSpec,
-    VolumeSpec,
     build_snapshot_spec,
     build_volume_spec,
     parse_data_source,
 )
 
-__all__ = ["KubeApiStep", "delete_step", "resource_step", "snapshot_step", "volume_step"]
+__all__ = [
+    "KubeApiStep",
+    "cel_step",
+    "custom_task_step",
+    "delete_step",
+    "resource_step",
+    "snapshot_step",
+    "volume_step",
+]
 
 _RESERVED_CALL_ARGS = ("id", "after", "start_after")
 CallCheck = Callable[[Mapping[str, Any]], None]
@@ -59,6 +70,7 @@ class KubeApiStep(BaseStep):
     """A ZenML step built by this package's factories (function entrypoint + a ``spec`` parameter)."""
 
     _call_check: Optional[CallCheck] = None
+    _inputs: Optional[tuple[str, ...]] = None
 
     @property
     def source_object(self) -> Any:
@@ -70,33 +82,48 @@ class KubeApiStep(BaseStep):
         return source_utils.resolve(self.entrypoint, skip_validation=True)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """Check the inputs bound at pipeline definition time, then invoke as usual."""
-        if self._call_check is not None:
-            plain = {k: v for k, v in kwargs.items() if k not in _RESERVED_CALL_ARGS}
-            try:
-                bound = inspect.signature(self.entrypoint).bind_partial(*args, **plain).arguments
-            except TypeError:
-                bound = {}
-            self._call_check(bound)
+        """Check the inputs bound when the step is called in the pipeline, then invoke as usual."""
+        if self._inputs is not None:
+            takes = ", ".join(self._inputs) or "none"
+            if args:
+                raise ResourceSpecError(
+                    f"step {self.name!r} takes its inputs by name ({takes}), not by position; "
+                    f"got {len(args)} positional argument(s)"
+                )
+            bound = {k: v for k, v in kwargs.items() if k not in _RESERVED_CALL_ARGS}
+            refuse_unknown(self.name, bound, self._inputs)
+            if self._call_check is not None:
+                self._call_check(bound)
         return super().__call__(*args, **kwargs)
 
 
 def _make_step(
-    func: Callable[..., Any],
-    spec: ResourceSpec | VolumeSpec | SnapshotSpec,
+    kind: str,
+    spec: Mapping[str, Any],
     name: str,
+    inputs: Sequence[str],
+    outputs: Sequence[tuple[str, str]],
     check: Optional[CallCheck],
     step_options: Optional[Mapping[str, Any]],
 ) -> KubeApiStep:
+    func = entrypoint_for(kind, tuple(inputs), tuple(outputs))
     options = dict(step_options or {})
     for key in ("name", "enable_cache", "parameters"):
         if key in options:
             raise ResourceSpecError(f"step_options: {key!r} is set by the factory; allowed: other zenml.step options")
     cls = type(func.__name__, (KubeApiStep,), {"entrypoint": staticmethod(func), "__module__": func.__module__})
     instance = cls(name=name, enable_cache=False, **options)
-    instance.configure(parameters={"spec": spec.to_dict()})
+    instance.configure(parameters={"spec": dict(spec)})
     instance._call_check = check
+    instance._inputs = tuple(inputs)
     return instance
+
+
+def _outputs(names: Sequence[str], codes: Mapping[str, str], default: str = "any") -> list[tuple[str, str]]:
+    return [(name, codes.get(name, default)) for name in names]
+
+
+_OBJECT_OUTPUTS = {"name": "str", "manifest": "dict", "size": "str"}
 
 
 def _given(bound: Mapping[str, Any], key: str) -> bool:
@@ -158,8 +185,7 @@ def resource_step(
         kubeconfig, context: Use this kubeconfig instead of the stack's step operator.
         step_options: Extra ``zenml.step`` options (settings, retry, hooks...).
     """
-    spec = build_resource_spec(
-        k8s_resource,
+    options = dict(
         action=action,
         merge_strategy=merge_strategy,
         api_version=api_version,
@@ -179,14 +205,30 @@ def resource_step(
         wait_for_deletion=wait_for_deletion,
         kubeconfig=kubeconfig,
         context=context,
-        name_from_input=True,
     )
-    if spec.action == "delete":
-        func: Callable[..., Any] = entrypoints.delete_entrypoint
-    else:
-        func = entrypoints.resource_entrypoint_for(spec.output_names[2:])
+    loaded = load_resource(k8s_resource) if k8s_resource is not None else None
+    fields = placeholders(loaded)
+    for item in loaded if is_object_list(loaded) else [loaded]:
+        for key in ("apiVersion", "kind"):
+            if isinstance(item, dict) and placeholders(item.get(key)):
+                raise ResourceSpecError(
+                    f"k8s_resource.{key}: cannot be bound when the step is called (the kind is resolved up front); "
+                    "allowed: placeholders in other fields"
+                )
+    inputs = ("resource_name", *[f for f in fields if f != "resource_name"])
+    if is_object_list(loaded):
+        many = build_resource_list_spec(loaded, **options)
+        first = many.specs()[0]
+        outputs = [(key, "list") for key in many.output_names]
+        step_name = name or f"{first.action}_{first.kind.lower()}_list"
+        inputs = tuple(f for f in inputs if f != "resource_name")
+        return _make_step(
+            "resources", many.to_dict(), step_name, inputs, outputs, _placeholder_check(fields), step_options
+        )
+    spec = build_resource_spec(loaded, name_from_input=True, **options)
 
     def check(bound: Mapping[str, Any]) -> None:
+        _placeholder_check(fields)(bound)
         if not spec.name and not spec.generate_name and not _given(bound, "resource_name"):
             raise ResourceSpecError(
                 "resource_name: the step has no object name; give metadata.name, resource_name=... to the "
@@ -194,7 +236,22 @@ def resource_step(
             )
 
     step_name = name or f"{spec.action}_{spec.kind.lower()}"
-    return _make_step(func, spec, step_name, check, step_options)
+    outputs = _outputs(spec.output_names, _OBJECT_OUTPUTS)
+    return _make_step("resource", spec.to_dict(), step_name, inputs, outputs, check, step_options)
+
+
+def _placeholder_check(fields: Sequence[str]) -> CallCheck:
+    """Every ``{{inputs.NAME}}`` of the manifest must be bound when the step is called."""
+
+    def check(bound: Mapping[str, Any]) -> None:
+        missing = [field for field in fields if not _given(bound, field)]
+        if missing:
+            raise ResourceSpecError(
+                f"{missing[0]}: k8s_resource uses {{{{inputs.{missing[0]}}}}}; bind it when calling the step "
+                f"({', '.join(f'{f}=...' for f in fields)})"
+            )
+
+    return check
 
 
 def delete_step(
@@ -305,15 +362,19 @@ def volume_step(
         cleanup=cleanup,
         kubeconfig=kubeconfig,
         context=context,
-        data_source_from_input=True,
+        late_inputs=True,
     )
 
     def check(bound: Mapping[str, Any]) -> None:
+        _check_late_inputs(spec, bound, VOLUME_INPUTS)
         given = bound.get("data_source")
         if given is None:
-            if spec.k8s_resource is None and spec.size is None and spec.data_source is None:
+            if spec.k8s_resource is None and spec.size is None and spec.data_source is None and not _given(
+                bound, "size"
+            ):
                 raise ResourceSpecError(
-                    "size: required (a Kubernetes quantity such as '1Gi'); it may only be left out with a data_source"
+                    "size: required (a Kubernetes quantity such as '1Gi'); give it to volume_step(...) or bind the "
+                    "step's size input; it may only be left out with a data_source"
                 )
             return
         if spec.k8s_resource is not None:
@@ -326,7 +387,8 @@ def volume_step(
             parse_data_source(given, default_kind=spec.data_source_kind)
 
     step_name = name or f"volume_{(spec.resource_name or 'pvc')}"
-    return _make_step(entrypoints.volume_entrypoint, spec, _identifier(step_name), check, step_options)
+    outputs = _outputs(("name", "manifest", "size"), _OBJECT_OUTPUTS)
+    return _make_step("volume", spec.to_dict(), _identifier(step_name), VOLUME_INPUTS, outputs, check, step_options)
 
 
 def snapshot_step(
@@ -373,10 +435,11 @@ def snapshot_step(
         cleanup=cleanup,
         kubeconfig=kubeconfig,
         context=context,
-        source_from_input=True,
+        late_inputs=True,
     )
 
     def check(bound: Mapping[str, Any]) -> None:
+        _check_late_inputs(spec, bound, SNAPSHOT_INPUTS)
         inputs = [key for key in ("pvc", "volume") if _given(bound, key)]
         if len(inputs) == 2:
             raise ResourceSpecError("pvc, volume: give exactly one of them, not both")
@@ -396,9 +459,113 @@ def snapshot_step(
             )
 
     step_name = name or f"snapshot_{(spec.resource_name or 'volume')}"
-    return _make_step(entrypoints.snapshot_entrypoint, spec, _identifier(step_name), check, step_options)
+    outputs = _outputs(("name", "manifest", "size"), _OBJECT_OUTPUTS)
+    return _make_step("snapshot", spec.to_dict(), _identifier(step_name), SNAPSHOT_INPUTS, outputs, check, step_options)
+
+
+def _check_late_inputs(spec: Any, bound: Mapping[str, Any], names: Sequence[str]) -> None:
+    """Inputs that k8s_resource excludes, given twice, or a resource_name given nowhere."""
+    if spec.k8s_resource is not None:
+        given = [key for key in names if _given(bound, key)]
+        if given:
+            raise ResourceSpecError(f"{given[0]}: not allowed with k8s_resource (the manifest says it all)")
+        return
+    for key in ("resource_name", "size", "storage_class", "snapshot_class", "annotations"):
+        defined = getattr(spec, key, None)
+        if key in names and defined not in (None, {}) and _given(bound, key):
+            raise ResourceSpecError(
+                f"{key}: given both when the step was defined ({defined!r}) and as a step input; give it in one place"
+            )
+    if spec.resource_name is None and not _given(bound, "resource_name"):
+        raise ResourceSpecError(
+            "resource_name: required (a name; it is sanitized to DNS-1123 and prefixed with the run name); give "
+            "it to the factory or bind the step's resource_name input"
+        )
 
 
 def _identifier(text: str) -> str:
     """A readable step name from a resource name (``my-pvc`` → ``volume_my_pvc``)."""
     return "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in text)
+
+
+def cel_step(expression: str, *, name: Optional[str] = None, step_options: Optional[Mapping[str, Any]] = None) -> BaseStep:
+    """A step evaluating a CEL expression over its inputs (KFP-Tekton's ``CEL_ConditionOp``); output ``outcome``.
+
+    The expression's free variables are the step's inputs, bound when it is
+    called: ``cel_step("flip == 'heads'")(flip=flip_output)``. It is compiled
+    here, so a syntax error fails the pipeline definition. In a dynamic
+    pipeline, feed its outcome to :func:`k8s_step_operator.steps.run_when`.
+    """
+    spec = build_cel_spec(expression)
+
+    def check(bound: Mapping[str, Any]) -> None:
+        check_cel_call(spec, step_name, bound)
+
+    step_name = name or "condition_cel"
+    return _make_step(
+        "cel", spec.to_dict(), _identifier(step_name), spec.variables, [(CEL_OUTPUT, "any")], check, step_options
+    )
+
+
+def custom_task_step(
+    api_version: str,
+    kind: str,
+    name: str,
+    *,
+    task_spec: Optional[Mapping[str, Any]] = None,
+    task_ref: Any = None,
+    params: Optional[Mapping[str, Any]] = None,
+    results: Sequence[str] = (),
+    step_name: Optional[str] = None,
+    namespace: Optional[str] = None,
+    success_condition: Optional[str] = None,
+    failure_condition: Optional[str] = None,
+    timeout: Optional[float] = 3600.0,
+    cleanup: str = "on-run-end",
+    kubeconfig: Optional[str] = None,
+    context: Optional[str] = None,
+    step_options: Optional[Mapping[str, Any]] = None,
+) -> BaseStep:
+    """A step running a Tekton custom task (KFP-Tekton's custom-task ContainerOp) as a ``CustomRun``.
+
+    Args:
+        api_version, kind: The custom task's type (what its controller reconciles).
+        name: The custom task's name; the run is named ``<name>-<random>``.
+        task_spec: The task's spec, embedded (``spec.customSpec``); or
+        task_ref: the name (or ``{"name": ...}``) of a task object (``spec.customRef``).
+        params: Param names and default values (``spec.params``); each is also a step
+            input that can be bound when the step is called; ``REQUIRED`` means it must be.
+        results: The run's ``status.results`` to output (the seed's ``file_outputs``),
+            after ``name`` and ``manifest``; a missing one fails the step.
+        success_condition, failure_condition: Instead of the ``Succeeded`` condition
+            (Argo grammar or CEL over ``object``).
+        cleanup: ``on-run-end`` (default), ``on-success`` or ``never`` for the run object.
+    """
+    spec = build_custom_task_spec(
+        api_version,
+        kind,
+        name,
+        task_spec=task_spec,
+        task_ref=task_ref,
+        params=params,
+        results=results,
+        namespace=namespace,
+        success_condition=success_condition,
+        failure_condition=failure_condition,
+        timeout=timeout,
+        cleanup=cleanup,
+        kubeconfig=kubeconfig,
+        context=context,
+    )
+    inputs = tuple(spec.params)
+
+    def check(bound: Mapping[str, Any]) -> None:
+        required = [key for key, value in spec.params.items() if value == REQUIRED and not _given(bound, key)]
+        if required:
+            raise ResourceSpecError(
+                f"{required[0]}: the custom task's param {required[0]!r} is required; bind it when calling the step"
+            )
+
+    label = step_name or _identifier(f"{kind.lower()}_{name}")
+    outputs = _outputs(spec.output_names, _OBJECT_OUTPUTS)
+    return _make_step("custom_task", spec.to_dict(), label, inputs, outputs, check, step_options)

@@ -23,10 +23,13 @@ from kubernetes.client.exceptions import ApiException
 from ..kube import rest, retry
 from . import discovery
 from .cluster import Cluster, connect
-from .conditions import parse_conditions
+from .bindings import bind_resource_inputs
+from .conditions import Condition, parse_conditions
 from .discovery import ApiResource
+from .resource_list import ResourceListSpec
 from .errors import ResourceStepError, translate_api_error
 from .jsonpath import extract
+from .entrypoints import Outputs
 from .object_watch import WaitTarget, wait_for_conditions, wait_until_deleted
 from .resource_spec import (
     CLEANUP_LABEL,
@@ -42,7 +45,7 @@ from .resource_spec import (
     validate_object_name,
 )
 
-__all__ = ["Executor", "RunInfo", "StepResult", "run_resource"]
+__all__ = ["Executor", "RunInfo", "StepResult", "run_resource", "run_resource_list"]
 
 log = logging.getLogger(__name__)
 
@@ -409,10 +412,17 @@ def run_resource(
     run: RunInfo | None = None,
     resource_name: str | None = None,
     events_fail_fast: bool = True,
+    inputs: Mapping[str, Any] | None = None,
+    conditions: tuple[Condition | None, Condition | None] | None = None,
 ) -> StepResult:
-    """Perform a resource step; see the module docstring."""
+    """Perform a resource step; see the module docstring.
+
+    ``inputs``: values for the manifest's ``{{inputs.NAME}}`` placeholders. ``conditions``:
+    (success, failure) judged instead of the spec's condition texts (custom tasks).
+    """
     if not isinstance(spec, ResourceSpec):
         spec = ResourceSpec.from_dict(spec)
+    spec = bind_resource_inputs(spec, inputs or {})
     if resource_name is not None:
         validate_object_name(resource_name, "resource_name")
     name = resource_name or spec.name
@@ -421,7 +431,9 @@ def run_resource(
             "resource_name: the step has no object name; give metadata.name, resource_name=..., "
             "or bind the step's resource_name input"
         )
-    success, failure = parse_conditions(spec.success_condition, spec.failure_condition)
+    if conditions is None:
+        conditions = parse_conditions(spec.success_condition, spec.failure_condition)
+    success, failure = conditions
     cluster = cluster or connect(spec.namespace, kubeconfig=spec.kubeconfig, context=spec.context)
     run = run or RunInfo.from_step_context()
     executor = Executor(cluster, run)
@@ -498,3 +510,24 @@ def run_resource(
     result_name = outputs.pop("name", name)
     result_manifest = outputs.pop("manifest", manifest)
     return StepResult(name=result_name, manifest=result_manifest, outputs=outputs)
+
+
+def run_resource_list(
+    spec: ResourceListSpec | Mapping[str, Any],
+    *,
+    cluster: Cluster | None = None,
+    run: RunInfo | None = None,
+    inputs: Mapping[str, Any] | None = None,
+) -> Outputs:
+    """Perform a resource step on each of its objects in order; each output is a list, one item per object."""
+    if not isinstance(spec, ResourceListSpec):
+        spec = ResourceListSpec.from_dict(spec)
+    specs = spec.specs()
+    first = specs[0]
+    cluster = cluster or connect(first.namespace, kubeconfig=first.kubeconfig, context=first.context)
+    run = run or RunInfo.from_step_context()
+    results = [run_resource(item, cluster=cluster, run=run, inputs=inputs) for item in specs]
+    table = {"name": [r.name for r in results], "manifest": [r.manifest for r in results]}
+    for key in spec.output_names[2:]:
+        table[key] = [r.outputs[key] for r in results]
+    return Outputs(table)

@@ -38,9 +38,11 @@ __all__ = [
     "ResourceSpec",
     "ResourceSpecError",
     "build_resource_spec",
+    "is_object_list",
     "load_resource",
     "normalize_owner",
     "validate_json_patch",
+    "validate_namespace",
     "validate_object_name",
     "OUTPUT_NAME_RE",
     "RESERVED_OUTPUTS",
@@ -129,11 +131,7 @@ def _parse_text(text: str, field_name: str, origin: str) -> Any:
         raise ResourceSpecError(f"{field_name}: {origin} is not valid YAML or JSON: {exc}") from None
     if not documents:
         raise ResourceSpecError(f"{field_name}: {origin} holds no object")
-    if len(documents) > 1:
-        raise ResourceSpecError(
-            f"{field_name}: {origin} holds {len(documents)} YAML documents; give exactly one object per step"
-        )
-    return documents[0]
+    return documents[0] if len(documents) == 1 else documents
 
 
 def _json_safe(value: Any, field_name: str) -> Any:
@@ -148,7 +146,8 @@ def _json_safe(value: Any, field_name: str) -> Any:
 def load_resource(value: Any, field_name: str = "k8s_resource") -> Any:
     """Turn a dict, YAML/JSON text, file path or client model into JSON data.
 
-    Returns a dict (an object) or a list (JSON-patch operations); raises
+    Returns a dict (an object) or a list (JSON-patch operations, or the objects of a
+    multi-document YAML or of a list); raises
     :class:`ResourceSpecError` naming ``field_name`` otherwise. A string is read
     as a file when it is a single line ending in ``.yaml``, ``.yml`` or ``.json``
     (or a :class:`pathlib.Path`), else parsed as YAML (JSON is YAML).
@@ -200,6 +199,14 @@ def validate_object_name(name: Any, field_name: str) -> str:
             "letters, digits, '-' and '.')"
         )
     return name
+
+
+def validate_namespace(value: Any, field_name: str) -> str:
+    """A namespace name (DNS-1123 label); ResourceSpecError naming ``field_name`` otherwise."""
+    try:
+        return validate_dns1123_label(value, field_name)
+    except ValueError as exc:
+        raise ResourceSpecError(str(exc)) from None
 
 
 def validate_api_version(value: Any, field_name: str) -> str:
@@ -481,7 +488,7 @@ def build_resource_spec(
     elif isinstance(body, list):
         raise ResourceSpecError(
             "k8s_resource: a list is only allowed as JSON-patch operations (action='patch', "
-            "merge_strategy='json'); give one object"
+            "merge_strategy='json') here; resource_step(...) takes several objects and acts on each in order"
         )
     elif body is None and act not in (Action.GET, Action.DELETE):
         raise ResourceSpecError(
@@ -492,10 +499,7 @@ def build_resource_spec(
     if resource_name is not None:
         validate_object_name(resource_name, "resource_name")
     if namespace is not None:
-        try:
-            validate_dns1123_label(namespace, "namespace")
-        except ValueError as exc:
-            raise ResourceSpecError(str(exc)) from None
+        validate_namespace(namespace, "namespace")
     api, knd, name, ns, generate_name = _merge_identity(body, api_version, kind, resource_name, namespace)
     if not api:
         raise ResourceSpecError(
@@ -511,11 +515,8 @@ def build_resource_spec(
     validate_kind(knd, "k8s_resource.kind" if kind is None else "kind")
     if name is not None:
         validate_object_name(name, "k8s_resource.metadata.name")
-    if ns is not None and namespace is None:
-        try:
-            validate_dns1123_label(ns, "k8s_resource.metadata.namespace")
-        except ValueError as exc:
-            raise ResourceSpecError(str(exc)) from None
+    if ns is not None and namespace is None and "{{" not in str(ns):
+        validate_namespace(ns, "k8s_resource.metadata.namespace")
     if generate_name is not None:
         if act is not Action.CREATE:
             raise ResourceSpecError(
@@ -592,3 +593,8 @@ def build_resource_spec(
         kubeconfig=str(kubeconfig) if kubeconfig else None,
         context=context,
     )
+
+
+def is_object_list(value: Any) -> bool:
+    """Whether loaded ``k8s_resource`` data is several objects (not one object, not JSON-patch operations)."""
+    return isinstance(value, list) and bool(value) and all(isinstance(item, dict) and "op" not in item for item in value)

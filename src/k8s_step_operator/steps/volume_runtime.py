@@ -31,7 +31,10 @@ from .volume_spec import (
     DataSource,
     SnapshotSpec,
     VolumeSpec,
+    bind_snapshot_inputs,
+    bind_volume_inputs,
     final_name,
+    one_of,
     refused_modes_message,
     single_node_class_refuses,
     parse_data_source,
@@ -51,15 +54,6 @@ DEFAULT_CLASS_ANNOTATIONS = (
     "storageclass.beta.kubernetes.io/is-default-class",
 )
 SNAPSHOT_CLASS_DEFAULT = "snapshot.storage.kubernetes.io/is-default-class"
-
-
-def _one_of(field_name: str, defined: Any, given: Any) -> Any:
-    """The value given when the step was defined or at call time; both (different) is an error."""
-    if defined is not None and given is not None and defined != given:
-        raise ResourceSpecError(
-            f"{field_name}: given both when the step was defined ({defined!r}) and as a step input ({given!r}); give one"
-        )
-    return given if given is not None else defined
 
 
 # --------------------------------------------------------------------------- #
@@ -160,10 +154,17 @@ def run_volume(
     run: RunInfo | None = None,
     data_source: str | None = None,
     check_storage_class: bool = True,
+    inputs: Mapping[str, Any] | None = None,
 ) -> StepResult:
-    """Create the PVC, wait for Bound (unless WaitForFirstConsumer); outputs name, manifest, size."""
+    """Create the PVC, wait for Bound (unless WaitForFirstConsumer); outputs name, manifest, size.
+
+    ``inputs``: the step's bound inputs (resource_name, size, storage_class, annotations, data_source).
+    """
     if not isinstance(spec, VolumeSpec):
         spec = VolumeSpec.from_dict(spec)
+    inputs = dict(inputs or {})
+    data_source = one_of("data_source", inputs.pop("data_source", None), data_source)
+    spec = bind_volume_inputs(spec, inputs)
     run = run or RunInfo.from_step_context()
     cluster = cluster or connect(spec.namespace, kubeconfig=spec.kubeconfig, context=spec.context)
     executor = Executor(cluster, run)
@@ -181,7 +182,7 @@ def run_volume(
     else:
         defined = parse_data_source(spec.data_source) if spec.data_source else None
         given = parse_data_source(data_source, default_kind=spec.data_source_kind)
-        source = _one_of("data_source", defined, given)
+        source = one_of("data_source", defined, given)
         name = final_name(spec.resource_name or "", run.run_name, spec.generate_unique_name)
         class_name = spec.storage_class
         modes = list(spec.modes)
@@ -293,10 +294,18 @@ def run_snapshot(
     run: RunInfo | None = None,
     pvc: str | None = None,
     volume: str | None = None,
+    inputs: Mapping[str, Any] | None = None,
 ) -> StepResult:
-    """Create the VolumeSnapshot and wait for readyToUse; outputs name, manifest, size (restoreSize)."""
+    """Create the VolumeSnapshot and wait for readyToUse; outputs name, manifest, size (restoreSize).
+
+    ``inputs``: the step's bound inputs (resource_name, pvc, volume, snapshot_class, annotations).
+    """
     if not isinstance(spec, SnapshotSpec):
         spec = SnapshotSpec.from_dict(spec)
+    inputs = dict(inputs or {})
+    pvc = one_of("pvc", inputs.pop("pvc", None), pvc)
+    volume = one_of("volume", inputs.pop("volume", None), volume)
+    spec = bind_snapshot_inputs(spec, inputs)
     if pvc is not None and volume is not None:
         raise ResourceSpecError("pvc, volume: give exactly one of them as step inputs, not both")
     run = run or RunInfo.from_step_context()
@@ -311,7 +320,7 @@ def run_snapshot(
         name = (body.get("metadata") or {}).get("name")
     else:
         given = pvc if pvc is not None else volume
-        claim = _one_of("pvc" if pvc is not None else "volume", spec.pvc, given)
+        claim = one_of("pvc" if pvc is not None else "volume", spec.pvc, given)
         if not claim:
             raise ResourceSpecError(
                 "pvc, volume: the snapshot step has no source; give pvc=... or volume=... (e.g. a volume step's output)"

@@ -8,6 +8,7 @@ and clear errors (naming the option) for every bad input.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from .resource_spec import (
     load_resource,
     parse_choice,
     validate_event_reasons,
+    validate_namespace,
     validate_object_name,
     validate_timeout,
 )
@@ -42,7 +44,12 @@ __all__ = [
     "VOLUME_MODE_RWM",
     "VOLUME_MODE_RWO",
     "VOLUME_MODE_RWOP",
+    "SNAPSHOT_INPUTS",
+    "VOLUME_INPUTS",
     "VolumeSpec",
+    "bind_snapshot_inputs",
+    "bind_volume_inputs",
+    "one_of",
     "build_snapshot_spec",
     "build_volume_spec",
     "claim_name_of",
@@ -272,8 +279,12 @@ def _common_options(
     cleanup: str,
     kubeconfig: Any,
     context: str | None,
+    late: bool = False,
 ) -> dict[str, Any]:
-    """Validate what both steps share; ``specific`` holds the options k8s_resource excludes."""
+    """Validate what both steps share; ``specific`` holds the options k8s_resource excludes.
+
+    ``late``: ``resource_name`` may still be bound when the step is called.
+    """
     manifest = None
     if k8s_resource is not None:
         given = [name for name, value in specific.items() if value not in (None, False, "", (), [], {})]
@@ -296,7 +307,7 @@ def _common_options(
             raise ResourceSpecError("k8s_resource.metadata.name: missing; give metadata.name or metadata.generateName")
         if metadata.get("name"):
             validate_object_name(metadata["name"], "k8s_resource.metadata.name")
-    else:
+    elif resource_name is not None or not late:
         _validate_resource_name(resource_name)
     notes: dict[str, str] = {}
     if annotations:
@@ -305,12 +316,7 @@ def _common_options(
         except ValueError as exc:
             raise ResourceSpecError(str(exc)) from None
     if namespace is not None:
-        from ..validation import validate_dns1123_label
-
-        try:
-            validate_dns1123_label(namespace, "namespace")
-        except ValueError as exc:
-            raise ResourceSpecError(str(exc)) from None
+        validate_namespace(namespace, "namespace")
     check_conditions(success_condition, failure_condition)
     clean = parse_choice(cleanup, Cleanup, "cleanup")
     return {
@@ -368,13 +374,13 @@ def build_volume_spec(
     cleanup: str = Cleanup.ON_RUN_END.value,
     kubeconfig: Any = None,
     context: str | None = None,
-    data_source_from_input: bool = False,
+    late_inputs: bool = False,
 ) -> VolumeSpec:
     """Validate every volume-step option; errors name the option and what is allowed.
 
     ``size`` may be omitted when a data source is given (the snapshot's
     ``restoreSize`` or the source claim's size is used) or bound at run time
-    (``data_source_from_input``).
+    (``late_inputs``: resource_name, size and data_source may be step inputs).
     """
     modes_given = modes is not None and tuple(modes if not isinstance(modes, str) else (modes,)) != VOLUME_MODE_RWO
     specific = {
@@ -399,6 +405,7 @@ def build_volume_spec(
         cleanup=cleanup,
         kubeconfig=kubeconfig,
         context=context,
+        late=late_inputs,
     )
     if data_source_kind not in PVC_KINDS:
         raise ResourceSpecError(
@@ -408,7 +415,7 @@ def build_volume_spec(
         return VolumeSpec(**common, modes=(), data_source_kind=data_source_kind)
     source = parse_data_source(data_source, default_kind=data_source_kind)
     if size is None:
-        if source is None and not data_source_from_input:
+        if source is None and not late_inputs:
             raise ResourceSpecError(
                 "size: required (a Kubernetes quantity such as '1Gi' or '500Mi'); it may only be left out "
                 "when data_source gives a snapshot or claim to take the size from"
@@ -506,12 +513,12 @@ def build_snapshot_spec(
     cleanup: str = Cleanup.ON_RUN_END.value,
     kubeconfig: Any = None,
     context: str | None = None,
-    source_from_input: bool = False,
+    late_inputs: bool = False,
 ) -> SnapshotSpec:
     """Validate every snapshot-step option. ``pvc`` and ``volume`` exclude each other.
 
-    ``source_from_input``: the PVC will be bound at call time (the step's
-    ``pvc`` or ``volume`` input), so a missing source is not an error here.
+    ``late_inputs``: the PVC (the step's ``pvc`` or ``volume`` input) and the
+    resource_name may be bound at call time, so leaving them out is not an error here.
     """
     if pvc is not None and volume is not None:
         raise ResourceSpecError(
@@ -534,6 +541,7 @@ def build_snapshot_spec(
         cleanup=cleanup,
         kubeconfig=kubeconfig,
         context=context,
+        late=late_inputs,
     )
     if common["k8s_resource"] is not None:
         manifest = common["k8s_resource"]
@@ -542,7 +550,7 @@ def build_snapshot_spec(
                 f"k8s_resource.apiVersion: {manifest.get('apiVersion')!r} is not allowed; allowed: {SNAPSHOT_API_VERSION}"
             )
         return SnapshotSpec(**common)
-    if claim is None and not source_from_input:
+    if claim is None and not late_inputs:
         raise ResourceSpecError(
             "pvc, volume: give one of them (pvc: a PVC name; volume: a volume step's name output or a V1Volume)"
         )
@@ -564,3 +572,73 @@ def snapshot_manifest(
     if spec.snapshot_class:
         body["volumeSnapshotClassName"] = spec.snapshot_class
     return {"apiVersion": SNAPSHOT_API_VERSION, "kind": "VolumeSnapshot", "metadata": metadata, "spec": body}
+
+
+# --------------------------------------------------------------------------- #
+# Values bound when the step is called (KFP's PipelineParams)
+# --------------------------------------------------------------------------- #
+
+VOLUME_INPUTS = ("resource_name", "size", "storage_class", "annotations", "data_source")
+SNAPSHOT_INPUTS = ("resource_name", "pvc", "volume", "snapshot_class", "annotations")
+
+
+def one_of(field_name: str, defined: Any, given: Any) -> Any:
+    """The value given when the step was defined or at call time; both (different) is an error."""
+    if defined not in (None, {}) and given is not None and defined != given:
+        raise ResourceSpecError(
+            f"{field_name}: given both when the step was defined ({defined!r}) and as a step input ({given!r}); give one"
+        )
+    return given if given is not None else defined
+
+
+def _bind_common(spec: _Common, inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """Bound ``resource_name`` and ``annotations``, validated like the factory's arguments."""
+    changes: dict[str, Any] = {}
+    if spec.k8s_resource is not None:
+        given = [key for key, value in inputs.items() if value is not None]
+        if given:
+            raise ResourceSpecError(f"{given[0]}: not allowed with k8s_resource (the manifest says it all)")
+        return changes
+    name = one_of("resource_name", spec.resource_name, inputs.get("resource_name"))
+    changes["resource_name"] = _validate_resource_name(name)
+    if inputs.get("annotations") is not None:
+        try:
+            notes = validate_annotations(inputs["annotations"], "annotations")
+        except ValueError as exc:
+            raise ResourceSpecError(str(exc)) from None
+        changes["annotations"] = one_of("annotations", spec.annotations, notes)
+    return changes
+
+
+def bind_volume_inputs(spec: VolumeSpec, inputs: Mapping[str, Any]) -> VolumeSpec:
+    """The spec with the step's bound inputs (all but ``data_source``, which the runtime resolves) applied."""
+    plain = {key: value for key, value in inputs.items() if key != "data_source"}
+    changes = _bind_common(spec, plain)
+    if spec.k8s_resource is not None:
+        return spec
+    if plain.get("size") is not None:
+        try:
+            size = validate_quantity(plain["size"], "size")
+        except ValueError as exc:
+            raise ResourceSpecError(str(exc)) from None
+        if parse_quantity(size) <= 0:
+            raise ResourceSpecError(f"size: {size!r} is not allowed; a volume needs a size > 0 (e.g. '1Gi')")
+        changes["size"] = one_of("size", spec.size, size)
+    if plain.get("storage_class") is not None:
+        changes["storage_class"] = one_of(
+            "storage_class", spec.storage_class, validate_object_name(plain["storage_class"], "storage_class")
+        )
+    return dataclasses.replace(spec, **changes)
+
+
+def bind_snapshot_inputs(spec: SnapshotSpec, inputs: Mapping[str, Any]) -> SnapshotSpec:
+    """The spec with bound ``resource_name``, ``annotations`` and ``snapshot_class`` applied."""
+    plain = {key: value for key, value in inputs.items() if key not in ("pvc", "volume")}
+    changes = _bind_common(spec, plain)
+    if spec.k8s_resource is not None:
+        return spec
+    if plain.get("snapshot_class") is not None:
+        changes["snapshot_class"] = one_of(
+            "snapshot_class", spec.snapshot_class, validate_object_name(plain["snapshot_class"], "snapshot_class")
+        )
+    return dataclasses.replace(spec, **changes)
