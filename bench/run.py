@@ -416,7 +416,7 @@ def machine() -> dict:
 
 
 def versions(cluster: Any) -> dict:
-    from k8s_step_operator.localcluster import build
+    from k8sso_localcluster import build
 
     def v(dist: str) -> str:
         try:
@@ -453,7 +453,7 @@ def bench_nodes() -> list:
     CPU and memory are this machine's, as the kubelet reports them; ZenML's operator adds a 400Mi
     memory request to every pod it makes, so its scale runs are bounded by the machine's memory.
     """
-    from k8s_step_operator.localcluster.controlplane import default_nodes
+    from k8sso_localcluster.controlplane import default_nodes
 
     nodes = default_nodes()
     for node in nodes:
@@ -509,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
         "sections": {},
     }
-    from k8s_step_operator.localcluster.controlplane import LocalCluster
+    from k8sso_localcluster.controlplane import LocalCluster
 
     print(f"k8sbench: tmp {tmp}; starting the local cluster", flush=True)
     try:

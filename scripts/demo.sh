@@ -7,7 +7,7 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/k8s-step-operator"
 venv="$(bash "$repo/scripts/setup.sh")"
 export PATH="$venv/bin:$PATH"
-export K8SSO_IMAGE="${K8SSO_IMAGE:-$(python -m k8s_step_operator.localcluster.images step)}"  # content-tagged step image
+export K8SSO_IMAGE="${K8SSO_IMAGE:-$(python -m k8sso_localcluster.images step)}"  # content-tagged step image
 demo="${K8SSO_DEMO_DIR:-$cache/demo}"
 cluster="$demo/cluster"
 

@@ -27,16 +27,18 @@ if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
 stamp="$venv/.k8sso-installed"
-installed_from="$("$venv/bin/python" -c 'import k8s_step_operator, pathlib; print(pathlib.Path(k8s_step_operator.__file__).resolve().parents[1])' 2>/dev/null || true)"
-if [ ! -f "$stamp" ] || [ "$repo/pyproject.toml" -nt "$stamp" ] || [ "$installed_from" != "$repo/src" ]; then
+# the product, and the local cluster (its own package in ./localcluster, never in the product's wheel)
+installed_from="$("$venv/bin/python" -c 'import k8s_step_operator, k8sso_localcluster, pathlib; print(*(pathlib.Path(m.__file__).resolve().parents[1] for m in (k8s_step_operator, k8sso_localcluster)))' 2>/dev/null || true)"
+if [ ! -f "$stamp" ] || [ "$repo/pyproject.toml" -nt "$stamp" ] || [ "$repo/localcluster/pyproject.toml" -nt "$stamp" ] \
+   || [ "$installed_from" != "$repo/src $repo/localcluster/src" ]; then
   "$venv/bin/pip" install -q --upgrade pip
-  "$venv/bin/pip" install -q -e "$repo[test]"
-  "$venv/bin/python" -c "import k8s_step_operator" # fail loudly if the install did not work
+  "$venv/bin/pip" install -q -e "$repo[test]" -e "$repo/localcluster"
+  "$venv/bin/python" -c "import k8s_step_operator, k8sso_localcluster" # fail loudly if the install did not work
   touch "$stamp"
 fi
 
 # Build (first time: about ten minutes) or reuse the binaries, then the images (pause, busybox, step).
-"$venv/bin/python" -m k8s_step_operator.localcluster.build >/dev/null
-"$venv/bin/python" -m k8s_step_operator.localcluster.build_csi >/dev/null  # CSI sidecars, csi-sanity, our driver
-"$venv/bin/python" -m k8s_step_operator.localcluster.registry >/dev/null
+"$venv/bin/python" -m k8sso_localcluster.build >/dev/null
+"$venv/bin/python" -m k8sso_localcluster.build_csi >/dev/null  # CSI sidecars, csi-sanity, our driver
+"$venv/bin/python" -m k8sso_localcluster.registry >/dev/null
 echo "$venv"

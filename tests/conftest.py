@@ -6,9 +6,9 @@ CLI, the examples): with a content tag the kubelet pulls it once per node, not f
 
 import os
 
-from k8s_step_operator.localcluster.images import current
+from k8sso_localcluster.images import current
 
-pytest_plugins = ["k8s_step_operator.localcluster.pytest_plugin"]
+pytest_plugins = ["k8sso_localcluster.pytest_plugin"]
 
 for _var in ("K8SSO_TEST_IMAGE", "K8SSO_IMAGE", "K8SBENCH_IMAGE"):
     os.environ.setdefault(_var, current("step"))

@@ -4,8 +4,8 @@ and "why can't it run?" before touching a cluster.
 Commands: ``render``, ``rbac``, ``doctor``, ``local-cluster up|down|status`` and
 ``register``. This module holds the commands, their options and their printing;
 the work is in :mod:`.settings_files` and :mod:`.pod_preview` (render),
-:mod:`.rbac`, :mod:`.doctor`, :mod:`.localcluster.cli_state` and
-:mod:`.registration`. ZenML and the Kubernetes client are imported inside the
+:mod:`.rbac`, :mod:`.doctor`, :mod:`.registration` and, for ``local-cluster``, the
+separate ``k8sso_localcluster`` package (installed from the checkout, not part of the product). ZenML and the Kubernetes client are imported inside the
 commands that need them, so ``rbac`` and ``--help`` stay fast.
 """
 
@@ -211,13 +211,25 @@ def _root_option(func: Any) -> Any:
     )(func)
 
 
+def _local_cluster_state() -> Any:
+    """The local cluster's ``cli_state`` module; it lives in its own package, installed from the checkout."""
+    try:
+        from k8sso_localcluster import cli_state
+    except ImportError as exc:
+        raise click.ClickException(
+            "the local cluster is not installed: it is a separate package in this project's checkout "
+            "(pip install -e ./localcluster, or bash scripts/setup.sh)"
+        ) from exc
+    return cli_state
+
+
 @local_cluster.command("up")
 @_root_option
 @click.option("--timeout", default=240.0, show_default=True, help="Seconds to wait until the nodes are Ready.")
 @click.option("--no-nodes", is_flag=True, help="Control plane only (enough for rbac/doctor; pods stay Pending).")
 def local_cluster_up(root: Optional[str], timeout: float, no_nodes: bool) -> None:
     """Start the cluster in the background (or say it is already up) and print the kubeconfig."""
-    from .localcluster import cli_state
+    cli_state = _local_cluster_state()
 
     cdir = cli_state.ClusterDir.at(root)
     try:
@@ -235,7 +247,7 @@ def local_cluster_up(root: Optional[str], timeout: float, no_nodes: bool) -> Non
 @click.option("--timeout", default=90.0, show_default=True, help="Seconds to wait for a clean stop.")
 def local_cluster_down(root: Optional[str], timeout: float) -> None:
     """Stop the cluster and verify no process of it is left."""
-    from .localcluster import cli_state
+    cli_state = _local_cluster_state()
 
     cdir = cli_state.ClusterDir.at(root)
     was_running, leftovers = cli_state.down(cdir, timeout)
@@ -250,7 +262,7 @@ def local_cluster_down(root: Optional[str], timeout: float) -> None:
 @_root_option
 def local_cluster_status(root: Optional[str]) -> None:
     """Print components and nodes; exit 1 unless everything runs."""
-    from .localcluster import cli_state
+    cli_state = _local_cluster_state()
 
     cdir = cli_state.ClusterDir.at(root)
     found = cli_state.status(cdir)

@@ -26,8 +26,8 @@ from kubernetes.client.exceptions import ApiException
 
 from k8s_step_operator import rbac
 from k8s_step_operator.cli import main
-from k8s_step_operator.localcluster import cli_state, network, nodes
-from k8s_step_operator.localcluster.images import current
+from k8sso_localcluster import cli_state, network, nodes
+from k8sso_localcluster.images import current
 from k8s_step_operator.registration import FLAVOR_SOURCE
 
 from ..rbac_support import kubectl_apply

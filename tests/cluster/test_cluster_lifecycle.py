@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from k8s_step_operator.localcluster import network, nodes
+from k8sso_localcluster import network, nodes
 
 pytestmark = pytest.mark.cluster
 
@@ -22,8 +22,8 @@ OWNER = textwrap.dedent(
     """
     import json, sys, time
     from pathlib import Path
-    from k8s_step_operator.localcluster.controlplane import LocalCluster
-    from k8s_step_operator.localcluster.images import ref
+    from k8sso_localcluster.controlplane import LocalCluster
+    from k8sso_localcluster.images import ref
 
     cluster = LocalCluster(root=Path(sys.argv[1]), keep_root=True).start()
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "sleeper"},

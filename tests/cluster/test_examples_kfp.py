@@ -19,7 +19,7 @@ import yaml
 from kubernetes import client, utils
 
 from k8s_step_operator.kube import rest
-from k8s_step_operator.localcluster.csi import DRIVER
+from k8sso_localcluster.csi import DRIVER
 
 from ..zenml_support import BIN, src_on_pythonpath, zenml_env
 from .custom_task_controller import custom_task_world

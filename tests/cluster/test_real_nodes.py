@@ -22,8 +22,8 @@ import pytest
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
-from k8s_step_operator.localcluster.images import current, ref
-from k8s_step_operator.localcluster.nodes import processes_mentioning
+from k8sso_localcluster.images import current, ref
+from k8sso_localcluster.nodes import processes_mentioning
 
 PY = current("step")
 BUSYBOX = current("busybox")

@@ -17,10 +17,10 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from k8s_step_operator.localcluster import csi
-from k8s_step_operator.localcluster.build_csi import SNAPSHOT_CLIENT, snapshot_crds
-from k8s_step_operator.localcluster.images import current
-from k8s_step_operator.localcluster.pytest_plugin import ClusterHandle
+from k8sso_localcluster import csi
+from k8sso_localcluster.build_csi import SNAPSHOT_CLIENT, snapshot_crds
+from k8sso_localcluster.images import current
+from k8sso_localcluster.pytest_plugin import ClusterHandle
 
 pytestmark = pytest.mark.cluster
 

@@ -15,8 +15,8 @@ from typing import Iterator
 
 import pytest
 
-from k8s_step_operator.localcluster import csi, processes
-from k8s_step_operator.localcluster.build_csi import CsiBinaries, ensure_csi
+from k8sso_localcluster import csi, processes
+from k8sso_localcluster.build_csi import CsiBinaries, ensure_csi
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from k8s_step_operator.localcluster import build_csi
+from k8sso_localcluster import build_csi
 
 
 def test_driver_sources_are_gofmt_clean() -> None:

@@ -17,8 +17,8 @@ import pytest
 from kubernetes import client
 from zenml.enums import ExecutionStatus
 
-from k8s_step_operator.localcluster.images import ref
-from k8s_step_operator.localcluster.nodes import processes_mentioning
+from k8sso_localcluster.images import ref
+from k8sso_localcluster.nodes import processes_mentioning
 
 from .conftest import Drill, bounded, pod_exists, secret_exists, settle, wait_until
 

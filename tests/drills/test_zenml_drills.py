@@ -20,7 +20,7 @@ from typing import Any, Iterator
 import pytest
 from kubernetes import client
 
-from k8s_step_operator.localcluster.nodes import processes_mentioning
+from k8sso_localcluster.nodes import processes_mentioning
 from k8s_step_operator.manifest import LABEL_STEP
 
 from ..zenml_support import BIN, register_k8s_stack, zenml_env

@@ -18,8 +18,8 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from k8s_step_operator.localcluster import csi
-from k8s_step_operator.localcluster.controlplane import default_nodes
+from k8sso_localcluster import csi
+from k8sso_localcluster.controlplane import default_nodes
 
 from .conftest import MANAGED, wait_until
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from k8s_step_operator.localcluster import csi
-from k8s_step_operator.localcluster.build_csi import CsiBinaries
+from k8sso_localcluster import csi
+from k8sso_localcluster.build_csi import CsiBinaries
 
 
 def test_storage_objects() -> None:

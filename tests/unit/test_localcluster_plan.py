@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from k8s_step_operator.localcluster import addons, images, network, nodes
+from k8sso_localcluster import addons, images, network, nodes
 
 BENCHMARK_RANGE = ipaddress.ip_network("198.18.0.0/15")
 

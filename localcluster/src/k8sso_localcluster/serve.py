@@ -1,9 +1,9 @@
-"""Supervisor of a background local cluster: ``python -m k8s_step_operator.localcluster.serve --root DIR``.
+"""Supervisor of a background local cluster: ``python -m k8sso_localcluster.serve --root DIR``.
 
 Runs :class:`LocalCluster` in ``DIR/state`` until SIGTERM or SIGINT, then stops
 every component, keeps the component logs in ``DIR/logs`` and removes the
 rest of the state (certificates, etcd data, volumes, kubeconfigs, markers).
-Files are described in :mod:`k8s_step_operator.localcluster.cli_state`.
+Files are described in :mod:`k8sso_localcluster.cli_state`.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def serve(cdir: ClusterDir, timeout: float, nodes: bool = True) -> int:
 
 def main(argv: Optional[list[str]] = None) -> int:
     """Entry point: one supervisor per directory."""
-    parser = argparse.ArgumentParser(prog="python -m k8s_step_operator.localcluster.serve")
+    parser = argparse.ArgumentParser(prog="python -m k8sso_localcluster.serve")
     parser.add_argument("--root", required=True, type=Path, help="directory of this cluster")
     parser.add_argument("--timeout", type=float, default=240.0, help="seconds to wait for the cluster")
     parser.add_argument("--no-nodes", action="store_true", help="control plane only, no nodes")

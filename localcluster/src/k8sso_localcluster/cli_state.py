@@ -1,6 +1,6 @@
 """State of a background local cluster for ``k8s-step-operator local-cluster up|down|status``.
 
-``up`` starts a supervisor (``python -m k8s_step_operator.localcluster.serve
+``up`` starts a supervisor (``python -m k8sso_localcluster.serve
 --root DIR``) in its own session; the supervisor runs a :class:`LocalCluster`
 under ``DIR/state`` and writes, in ``DIR``:
 
@@ -29,7 +29,7 @@ from typing import Any, Optional
 
 from .build import cache_root
 
-SERVE_MODULE = "k8s_step_operator.localcluster.serve"
+SERVE_MODULE = "k8sso_localcluster.serve"
 
 
 def default_root() -> Path:

@@ -80,7 +80,7 @@ def current(name: str) -> str:
         return json.loads(_current_file().read_text())[name]
     except (OSError, KeyError, ValueError):
         raise RuntimeError(f"no {name} image built yet: run scripts/setup.sh "
-                           "(python -m k8s_step_operator.localcluster.registry)") from None
+                           "(python -m k8sso_localcluster.registry)") from None
 
 
 def record_current(references: dict[str, str]) -> None:
@@ -318,5 +318,5 @@ def build_step() -> Image:
 BUILDERS: dict[str, Callable[[], Image]] = {"pause": build_pause, "busybox": build_busybox, "step": build_step}
 
 
-if __name__ == "__main__":  # python -m k8s_step_operator.localcluster.images step  ->  its current reference
+if __name__ == "__main__":  # python -m k8sso_localcluster.images step  ->  its current reference
     print(current(sys.argv[1] if len(sys.argv) > 1 else "step"))

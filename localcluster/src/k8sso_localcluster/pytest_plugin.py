@@ -1,6 +1,6 @@
 """pytest fixtures: one local cluster per session, a fresh namespace per test.
 
-Enable with ``pytest -p k8s_step_operator.localcluster.pytest_plugin`` or from a
+Enable with ``pytest -p k8sso_localcluster.pytest_plugin`` or from a
 conftest (``pytest_plugins = [...]``). ``K8SSO_KUBECONFIG`` points the fixtures
 at an already running cluster instead of starting one. In CI (``CI`` set) a
 control plane that cannot start is an error, never a skip.

@@ -244,7 +244,7 @@ class LocalCluster:
         log = open(self.logs / "reaper.log", "ab")
         try:
             self._reaper = subprocess.Popen(
-                [sys.executable, "-m", "k8s_step_operator.localcluster.reaper", spec],
+                [sys.executable, "-m", "k8sso_localcluster.reaper", spec],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env=self._python_env(), start_new_session=True,
             )
@@ -375,7 +375,7 @@ class LocalCluster:
     @staticmethod
     def _python_env() -> dict[str, str]:
         env = dict(os.environ)
-        src = str(Path(__file__).resolve().parents[2])
+        src = str(Path(__file__).resolve().parents[1])  # localcluster/src: its helper processes import it
         env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH", "")) if p)
         env["PYTHONUNBUFFERED"] = "1"
         return env
