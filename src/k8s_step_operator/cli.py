@@ -295,20 +295,22 @@ def local_cluster_status(root: Optional[str]) -> None:
 
 def _list_nodes(kubeconfig: Optional[Path]) -> list[tuple[str, bool, str]]:
     """(name, Ready, taints) of every node."""
-    from kubernetes import client
-
+    from .kube import rest
     from .kube.connection import load_api_client
 
     api = load_api_client(kubeconfig=str(kubeconfig))
     try:
-        items = client.CoreV1Api(api).list_node(_request_timeout=15).items
+        items, _ = rest.list_objects(api, "/api/v1/nodes", {})
     finally:
         api.close()
     rows = []
     for node in items:
-        ready = any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
-        taints = ", ".join(f"{t.key}={t.value or ''}:{t.effect}" for t in node.spec.taints or [])
-        rows.append((node.metadata.name, ready, taints))
+        conditions = (node.get("status") or {}).get("conditions") or []
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+        taints = ", ".join(
+            f"{t.get('key')}={t.get('value') or ''}:{t.get('effect')}" for t in (node.get("spec") or {}).get("taints") or []
+        )
+        rows.append((node["metadata"]["name"], ready, taints))
     return rows
 
 

@@ -157,13 +157,13 @@ def load_api(target: Target, report: Report) -> "k8s.ApiClient":
 
 def check_server(api: "k8s.ApiClient", report: Report) -> None:
     """The API server answers (and its version)."""
-    from kubernetes import client
+    from .kube import rest
 
     try:
-        version = client.VersionApi(api).get_code(_request_timeout=REQUEST_TIMEOUT)
+        version = rest.request(api, "GET", "/version", timeout=REQUEST_TIMEOUT)
     except Exception as exc:  # noqa: BLE001 - any transport/auth problem
         report.fail(f"cannot reach the API server at {api.configuration.host}: {api_error(exc)}")
-    report.ok(f"API server {api.configuration.host} (Kubernetes {version.git_version})")
+    report.ok(f"API server {api.configuration.host} (Kubernetes {version.get('gitVersion')})")
 
 
 def _check_exists(report: Report, what: str, read: Callable[[], Any], hint: str) -> Optional[Exception]:
@@ -183,9 +183,9 @@ def _check_exists(report: Report, what: str, read: Callable[[], Any], hint: str)
 
 def check_namespace(api: "k8s.ApiClient", namespace: str, report: Report) -> None:
     """The namespace exists (a warning if the user may not read namespaces)."""
-    from kubernetes import client
+    from .kube import rest
 
-    read = functools.partial(client.CoreV1Api(api).read_namespace, namespace, _request_timeout=REQUEST_TIMEOUT)
+    read = functools.partial(rest.request, api, "GET", f"/api/v1/namespaces/{namespace}", timeout=REQUEST_TIMEOUT)
     error = _check_exists(report, f"namespace {namespace}", read, f"kubectl create namespace {namespace}")
     if getattr(error, "status", None) == 403:
         report.warn(f"namespace {namespace}: not allowed to read namespaces, cannot tell whether it exists")
@@ -195,7 +195,7 @@ def check_namespace(api: "k8s.ApiClient", namespace: str, report: Report) -> Non
 
 def check_service_account(api: "k8s.ApiClient", user: str, report: Report) -> None:
     """Impersonation works for accounts that do not exist: say so instead of a wall of ✗."""
-    from kubernetes import client
+    from .kube import rest
 
     parts = user.split(":")
     if len(parts) != 4 or not parts[2] or not parts[3]:
@@ -203,7 +203,7 @@ def check_service_account(api: "k8s.ApiClient", user: str, report: Report) -> No
         return
     ns, name = parts[2], parts[3]
     read = functools.partial(
-        client.CoreV1Api(api).read_namespaced_service_account, name, ns, _request_timeout=REQUEST_TIMEOUT
+        rest.request, api, "GET", f"/api/v1/namespaces/{ns}/serviceaccounts/{name}", timeout=REQUEST_TIMEOUT
     )
     error = _check_exists(report, f"service account {ns}/{name}", read, "create it with `k8s-step-operator rbac`")
     if error is not None:
@@ -219,18 +219,18 @@ def impersonate(api: "k8s.ApiClient", user: str, report: Report) -> None:
 
 def run_access_reviews(api: "k8s.ApiClient", checks: Sequence[rbac.Check]) -> list[tuple[rbac.Check, bool, str]]:
     """One SelfSubjectAccessReview per check: (check, allowed, reason)."""
-    from kubernetes import client
+    from .kube import rest
 
-    authz = client.AuthorizationV1Api(api)
     results = []
     for check in checks:
-        review = client.V1SelfSubjectAccessReview(
-            spec=client.V1SelfSubjectAccessReviewSpec(
-                resource_attributes=client.V1ResourceAttributes(**check.resource_attributes())
-            )
-        )
-        status = authz.create_self_subject_access_review(review, _request_timeout=30).status
-        results.append((check, bool(status.allowed), status.reason or status.evaluation_error or ""))
+        review = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": {"resourceAttributes": check.resource_attributes()},
+        }
+        path = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+        status = rest.request(api, "POST", path, body=review, timeout=30).get("status") or {}
+        results.append((check, bool(status.get("allowed")), status.get("reason") or status.get("evaluationError") or ""))
     return results
 
 

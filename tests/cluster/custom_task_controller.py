@@ -20,7 +20,7 @@ from kubernetes import client
 
 from k8s_step_operator.kube import rest
 from k8s_step_operator.steps.conditions import parse_condition
-from k8s_step_operator.steps.object_watch import Stream, WaitTarget, wait_for_conditions, wait_until_deleted
+from k8s_step_operator.steps.object_watch import WaitTarget, stream, wait_for_conditions, wait_until_deleted
 
 CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 TEKTON = "tekton.dev/v1beta1"
@@ -85,7 +85,7 @@ class SumController(threading.Thread):
         self.api = api
         self.namespace = namespace
         self.events: "queue.Queue[tuple[str, str, Any]]" = queue.Queue()
-        self.stream = Stream(api, "runs", f"/apis/{TEKTON}/namespaces/{namespace}/customruns", "", self.events)
+        self.stream = stream(api, "runs", f"/apis/{TEKTON}/namespaces/{namespace}/customruns", "", self.events)
         self._stop = threading.Event()
         self.seen_unknown: set[str] = set()
 

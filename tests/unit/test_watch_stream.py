@@ -1,4 +1,5 @@
-"""Watch streams: opening (``rest.open_watch``), decoding (``rest.watch_events``) and ``object_watch.Stream``."""
+"""Watch streams: opening (``rest.open_watch``), decoding (``rest.watch_events``) and the one list+watch
+loop (``kube.reflector.Reflector``, as ``object_watch.stream`` sets it up)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from k8s_step_operator.kube import rest
-from k8s_step_operator.steps.object_watch import Stream
+from k8s_step_operator.steps.object_watch import stream as Stream
 
 
 def _line(kind: str, obj: dict) -> bytes:
@@ -103,7 +104,7 @@ def _recording_request(monkeypatch: pytest.MonkeyPatch, answers: list[Any]) -> l
 def test_watch_opens_with_bookmarks_and_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
     resp = FakeResp([_line("ADDED", _pod("a", "4"))])
     calls = _recording_request(monkeypatch, [resp])
-    events = list(rest.watch(None, "/api/v1/pods", "3", {"labelSelector": "x=y"}, server_timeout=20))
+    events = list(rest.watch_events(rest.open_watch(None, "/api/v1/pods", "3", {"labelSelector": "x=y"}, server_timeout=20)))
     assert events == [("ADDED", _pod("a", "4"))]
     method, path, query, kwargs = calls[0]
     assert (method, path) == ("GET", "/api/v1/pods")
@@ -141,7 +142,7 @@ def test_stream_tracks_resource_version_and_hides_bookmarks(monkeypatch: pytest.
     stream = Stream(None, "object", "/api/v1/namespaces/ns/pods", "metadata.name=a", out, start_rv="3")
     stream._watch_once()
     assert _drain(out) == [("object", "ADDED", _pod("a", "5"))]
-    assert stream.rv == "7"
+    assert stream.resource_version == "7"
     _method, _path, query, kwargs = calls[0]
     assert query["fieldSelector"] == "metadata.name=a"
     assert query["resourceVersion"] == "3"

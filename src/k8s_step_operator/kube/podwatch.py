@@ -1,8 +1,8 @@
 """One shared watch of pods and events per API server and namespace, for every in-flight step of this process.
 
-Two reflectors (list, then watch from the list's resourceVersion; a disconnect resumes from the
-last one seen, 410 Gone relists, errors back off) feed one cache and wake every waiter on any
-change: the managed pods (by label), and the namespace's events about Pods and Jobs — the
+Two reflectors (``reflector.Reflector``: list, then watch from the list's resourceVersion; a
+disconnect resumes from the last one seen, 410 Gone relists, errors back off for ever) feed one
+cache and wake every waiter on any change: the managed pods (by label), and the namespace's events about Pods and Jobs — the
 reasons Kubernetes gives (FailedScheduling, FailedMount, BackOff, ...). Events are optional: if
 they cannot be watched (no permission), steps are judged from their pods alone.
 """
@@ -10,7 +10,6 @@ they cannot be watched (no permission), steps are judged from their pods alone.
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import threading
 import time
 from collections import OrderedDict
@@ -19,66 +18,16 @@ from typing import Callable, Iterable, TypeVar
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from . import rest
 from .connection import server_of
 from .errors import forbidden_text
+from .reflector import Reflector
 
-log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MANAGED_SELECTOR = "app.kubernetes.io/managed-by=k8s-step-operator"
 EVENT_KINDS = ("Pod", "Job")
 MAX_EVENTS = 4096  # events kept per namespace, oldest dropped first
 MAX_GONE = 4096  # deleted pods remembered per namespace (a step forgets its own at clean-up)
-
-
-class _Reflector:
-    """List + watch of one collection into ``apply``/``replace`` callbacks, resumed and relisted as needed.
-
-    ``api`` is asked for the client before every LIST and (re)opened watch, so that credentials that
-    expire and are renewed (a service connector's) are not held for ever.
-    """
-
-    def __init__(
-        self, api: Callable[[], client.ApiClient], path: str, query: dict[str, str], resource: str, namespace: str,
-        replace: Callable[[list[dict]], None], apply: Callable[[str, dict], None], stop: threading.Event,
-    ) -> None:
-        self.api, self.path, self.query = api, path, query
-        self.resource, self.namespace = resource, namespace
-        self.replace, self.apply, self.stop = replace, apply, stop
-        self.watch_requests = 0
-        self.list_requests = 0
-        self.last_error = ""
-        self.thread = threading.Thread(target=self._run, name=f"watch-{resource}-{namespace}", daemon=True)
-
-    def _run(self) -> None:
-        resource_version: str | None = None
-        backoff = 0.1
-        while not self.stop.is_set():
-            try:
-                if resource_version is None:
-                    self.list_requests += 1
-                    items, resource_version = rest.list_objects(self.api(), self.path, self.query)
-                    self.replace(items)
-                self.watch_requests += 1
-                for kind, obj in rest.watch(self.api(), self.path, resource_version, self.query):
-                    if self.stop.is_set():
-                        return
-                    resource_version = (obj.get("metadata") or {}).get("resourceVersion") or resource_version
-                    if kind != "BOOKMARK":
-                        self.apply(kind, obj)
-                backoff = 0.1
-            except rest.Gone:
-                log.debug("%s watch in %s expired (410); relisting", self.resource, self.namespace)
-                resource_version = None
-            except Exception as exc:  # noqa: BLE001 - any transport error: back off and resume
-                denied = (
-                    forbidden_text(exc, "list", self.resource, self.namespace) if isinstance(exc, ApiException) else None
-                )
-                self.last_error = denied or f"{type(exc).__name__}: {exc}"
-                log.debug("%s watch in %s dropped: %s", self.resource, self.namespace, self.last_error)
-                self.stop.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
 
 
 class PodWatch:
@@ -105,16 +54,18 @@ class PodWatch:
         self._cond = threading.Condition()
         self._synced = False
         self._stop = threading.Event()
-        self._pod_reflector = _Reflector(
-            self._client, self.path, {"labelSelector": selector}, "pods", namespace, self._replace, self._apply, self._stop
+        self._pod_errors = ""
+        self._pod_reflector = Reflector(
+            self._client, self.path, {"labelSelector": selector}, self._replace, self._apply,
+            on_error=self._pod_error, name=f"watch-pods-{namespace}",
         )
-        self._event_reflector = _Reflector(
-            self._client, f"/api/v1/namespaces/{namespace}/events", {}, "events", namespace,
-            self._replace_events, self._apply_event, self._stop,
+        self._event_reflector = Reflector(
+            self._client, f"/api/v1/namespaces/{namespace}/events", {}, self._replace_events, self._apply_event,
+            name=f"watch-events-{namespace}",
         )
-        self._thread = self._pod_reflector.thread
-        self._pod_reflector.thread.start()
-        self._event_reflector.thread.start()
+        self._thread = self._pod_reflector
+        self._pod_reflector.start()
+        self._event_reflector.start()
 
     @classmethod
     def shared(
@@ -149,6 +100,8 @@ class PodWatch:
 
     def close(self) -> None:
         self._stop.set()
+        self._pod_reflector.close()
+        self._event_reflector.close()
         with self._cond:
             self._cond.notify_all()
 
@@ -164,7 +117,11 @@ class PodWatch:
     @property
     def last_error(self) -> str:
         """Why the pod watch last dropped (empty if it never did)."""
-        return self._pod_reflector.last_error
+        return self._pod_errors
+
+    def _pod_error(self, exc: BaseException) -> None:
+        denied = forbidden_text(exc, "list", "pods", self.namespace) if isinstance(exc, ApiException) else None
+        self._pod_errors = denied or f"{type(exc).__name__}: {exc}"
 
     # ---------------------------------------------------------- updates
     def _replace(self, items: list[dict]) -> None:

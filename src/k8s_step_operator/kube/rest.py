@@ -117,22 +117,6 @@ def watch_events(resp: Any) -> Iterator[tuple[str, dict]]:
         yield kind, obj
 
 
-def watch(
-    api: client.ApiClient,
-    list_path: str,
-    resource_version: str,
-    query: dict[str, Any] | None = None,
-    **timeouts: Any,
-) -> Iterator[tuple[str, dict]]:
-    """Yield (type, object) events from ``resource_version`` until the server ends the watch.
-
-    ``open_watch`` then ``watch_events``; ``timeouts`` (``server_timeout``, ``connect_timeout``)
-    go to ``open_watch``. BOOKMARK events are yielded too (their object carries only the
-    resourceVersion). Raises ``Gone`` on 410, and whatever the transport raises on a dropped connection.
-    """
-    yield from watch_events(open_watch(api, list_path, resource_version, query, **timeouts))
-
-
 def list_objects(
     api: client.ApiClient, list_path: str, query: dict[str, Any] | None = None, timeout: Any = 30
 ) -> tuple[list[dict], str]:

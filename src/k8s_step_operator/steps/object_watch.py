@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -20,7 +19,7 @@ from typing import Any, Callable
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from ..kube import rest, retry
+from ..kube.reflector import Reflector, bounded
 from .conditions import Condition, ConditionError, Verdict, evaluate
 from .errors import (
     ConditionFailed,
@@ -31,7 +30,7 @@ from .errors import (
     translate_api_error,
 )
 
-__all__ = ["Stream", "WaitTarget", "wait_for_conditions", "wait_until_deleted"]
+__all__ = ["WaitTarget", "wait_for_conditions", "wait_until_deleted"]
 
 log = logging.getLogger(__name__)
 
@@ -56,99 +55,28 @@ class WaitTarget:
         return ResourceStepError(f"watching {self.what} failed: {exc}")
 
 
-class Stream(threading.Thread):
-    """List+watch one collection with a field selector; puts (tag, type, payload) on a queue.
+def stream(
+    api: client.ApiClient,
+    tag: str,
+    list_path: str,
+    field_selector: str,
+    out: "queue.Queue[tuple[str, str, Any]]",
+    start_rv: str | None = None,
+) -> Reflector:
+    """A reflector of one collection (field selector) putting (tag, type, payload) on ``out``.
 
-    Types: ``LIST`` (payload: items), ``ADDED``/``MODIFIED``/``DELETED`` (payload:
-    object), ``FATAL`` (payload: exception). ``start_rv`` skips the first list.
+    Types: ``LIST`` (payload: items), ``ADDED``/``MODIFIED``/``DELETED`` (payload: object),
+    ``FATAL`` (payload: exception: not retryable, or too many failures in a row). ``start_rv``
+    skips the first list.
     """
-
-    def __init__(
-        self,
-        api: client.ApiClient,
-        tag: str,
-        list_path: str,
-        field_selector: str,
-        out: "queue.Queue[tuple[str, str, Any]]",
-        start_rv: str | None = None,
-    ) -> None:
-        super().__init__(name=f"k8s-step-watch-{tag}", daemon=True)
-        self.api = api
-        self.tag = tag
-        self.list_path = list_path
-        self.field_selector = field_selector
-        self.out = out
-        self.rv = start_rv
-        self._stop = threading.Event()
-        self._resp: Any = None
-        self._lock = threading.Lock()
-
-    def close(self) -> None:
-        """Stop the thread and shut its open watch connection down."""
-        self._stop.set()
-        with self._lock:
-            resp = self._resp
-        if resp is not None:
-            try:
-                resp.shutdown()
-            except Exception:  # noqa: BLE001 - best effort
-                pass
-
-    def _relist(self) -> None:
-        items, self.rv = rest.list_objects(self.api, self.list_path, {"fieldSelector": self.field_selector})
-        self.out.put((self.tag, "LIST", items))
-
-    def _watch_once(self) -> None:
-        assert self.rv is not None
-        query = {"fieldSelector": self.field_selector}
-        resp = rest.open_watch(self.api, self.list_path, self.rv, query, server_timeout=_MAX_WATCH_SECONDS)
-        with self._lock:
-            self._resp = resp
-        if self._stop.is_set():
-            resp.shutdown()
-        try:
-            for kind, obj in rest.watch_events(resp):
-                if self._stop.is_set():
-                    return
-                rv = (obj.get("metadata") or {}).get("resourceVersion")
-                if rv:
-                    self.rv = rv
-                if kind != "BOOKMARK":
-                    self.out.put((self.tag, kind, obj))
-        finally:
-            with self._lock:
-                self._resp = None
-
-    def run(self) -> None:
-        failures = 0
-        while not self._stop.is_set():
-            try:
-                if self.rv is None:
-                    self._relist()
-                self._watch_once()
-                failures = 0
-            except rest.Gone:
-                self.rv = None
-            except ApiException as exc:
-                if self._stop.is_set():
-                    return
-                if exc.status == 410:
-                    self.rv = None
-                    continue
-                if not retry.is_retryable(exc) or failures >= _MAX_TRANSPORT_FAILURES:
-                    self.out.put((self.tag, "FATAL", exc))
-                    return
-                failures += 1
-                self._stop.wait(retry.RetryPolicy().delay(failures, retry.retry_after_seconds(exc)))
-            except Exception as exc:  # noqa: BLE001 - dropped connections and the like
-                if self._stop.is_set():
-                    return
-                failures += 1
-                if failures > _MAX_TRANSPORT_FAILURES:
-                    self.out.put((self.tag, "FATAL", exc))
-                    return
-                log.debug("watch %s dropped (%s); resuming", self.list_path, exc)
-                self._stop.wait(retry.RetryPolicy().delay(failures))
+    return Reflector(
+        lambda: api, list_path, {"fieldSelector": field_selector},
+        on_list=lambda items: out.put((tag, "LIST", items)),
+        on_event=lambda kind, obj: out.put((tag, kind, obj)),
+        errors=bounded(_MAX_TRANSPORT_FAILURES),
+        on_fatal=lambda exc: out.put((tag, "FATAL", exc)),
+        name=f"k8s-step-watch-{tag}", start_rv=start_rv, server_timeout=_MAX_WATCH_SECONDS,
+    )
 
 
 def without_nulls(value: Any) -> Any:
@@ -233,7 +161,7 @@ def wait_for_conditions(
         return initial, reason
     events: "queue.Queue[tuple[str, str, Any]]" = queue.Queue()
     streams = [
-        Stream(
+        stream(
             api,
             "object",
             target.list_path,
@@ -243,9 +171,9 @@ def wait_for_conditions(
         )
     ]
     if fail_on_events and events_path and uid:
-        streams.append(Stream(api, "events", events_path, f"involvedObject.uid={uid},type=Warning", events))
-    for stream in streams:
-        stream.start()
+        streams.append(stream(api, "events", events_path, f"involvedObject.uid={uid},type=Warning", events))
+    for one in streams:
+        one.start()
     try:
         while True:
             remaining = _remaining(deadline)
@@ -295,8 +223,8 @@ def wait_for_conditions(
                     f"{target.what} is being deleted while waiting ({reason}); last-seen {describe_status(obj)}"
                 )
     finally:
-        for stream in streams:
-            stream.close()
+        for one in streams:
+            one.close()
 
 
 def wait_until_deleted(
@@ -305,8 +233,8 @@ def wait_until_deleted(
     """Watch until ``target`` is gone (a DELETED event or absent on relist)."""
     deadline = None if timeout is None else time.monotonic() + timeout
     events: "queue.Queue[tuple[str, str, Any]]" = queue.Queue()
-    stream = Stream(api, "object", target.list_path, f"metadata.name={target.name}", events)
-    stream.start()
+    watch = stream(api, "object", target.list_path, f"metadata.name={target.name}", events)
+    watch.start()
     try:
         while True:
             remaining = _remaining(deadline)
@@ -335,4 +263,4 @@ def wait_until_deleted(
             else:
                 last = payload
     finally:
-        stream.close()
+        watch.close()
