@@ -231,6 +231,24 @@ OPERATOR_PERMISSIONS: tuple[Permission, ...] = (
                "stable DNS name, owned by the Job"),
 )
 
+# ``workspaces`` with a ``claim_template``: one claim per run (``rbac --workspaces``)
+WORKSPACE_PERMISSIONS: tuple[Permission, ...] = (
+    Permission(
+        "",
+        "persistentvolumeclaims",
+        ("create",),
+        "workspaces with claim_template: the run's claim, created when the run's first step on the operator "
+        "is submitted (the next steps find it: 409)",
+    ),
+    Permission(
+        "",
+        "persistentvolumeclaims",
+        ("delete",),
+        "workspaces with claim_template: cleanup_run_resources deletes the run's claim when the run ends; "
+        "the hook runs in the last step's process, so the step pods' ServiceAccount needs this too",
+    ),
+)
+
 STORAGECLASS_PERMISSION = Permission(
     "storage.k8s.io",
     "storageclasses",
@@ -310,12 +328,15 @@ def permissions(
     resource_steps: bool = False,
     kinds: Sequence[str | Kind] = (),
     actions: Sequence[str] = (),
+    workspaces: bool = False,
 ) -> list[Permission]:
-    """The operator's permissions, plus the resource steps' when asked for.
+    """The operator's permissions, plus the resource steps' and the per-run workspace claims' when asked for.
 
     Empty ``kinds``/``actions`` mean :data:`DEFAULT_KINDS` / :data:`DEFAULT_ACTIONS`.
     """
     result = list(OPERATOR_PERMISSIONS)
+    if workspaces:
+        result += WORKSPACE_PERMISSIONS
     if resource_steps:
         result += resource_step_permissions(kinds or DEFAULT_KINDS, actions or DEFAULT_ACTIONS)
     return result
@@ -341,6 +362,11 @@ def required_checks(
                 Check(verb, perm.group, resource, sub, None if perm.cluster_scoped else namespace, perm.why)
             )
     return checks
+
+
+def workspace_checks(namespace: str) -> list[Check]:
+    """The access reviews of :data:`WORKSPACE_PERMISSIONS` (the preflight's, for runs with a claim_template)."""
+    return [Check(verb, p.group, p.resource, "", namespace, p.why) for p in WORKSPACE_PERMISSIONS for verb in p.verbs]
 
 
 @dataclass(frozen=True)
