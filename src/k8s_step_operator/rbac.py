@@ -18,7 +18,11 @@ whoever runs ZenML cannot read other Secrets of the namespace through this Role.
 
 Resource steps act on kinds the user chooses; each action adds only its own
 verbs (:data:`ACTION_VERBS`), plus ``get``/``list``/``watch`` to evaluate
-success/failure conditions and read outputs.
+success/failure conditions and read outputs, and — when they create or apply
+Jobs or Pods — list/watch on ``pods`` and get on ``pods/log`` to stream the
+logs of the pods those start. Workspaces with a ``claim_template`` need
+``create`` (the operator, at submission) and ``delete`` (the run-end hook) on
+``persistentvolumeclaims`` (:data:`WORKSPACE_PERMISSIONS`, ``rbac --workspaces``).
 """
 
 from __future__ import annotations
@@ -249,6 +253,12 @@ WORKSPACE_PERMISSIONS: tuple[Permission, ...] = (
     ),
 )
 
+# a resource step that creates or applies a Job or Pod streams its pods' logs while it waits (stream_logs)
+POD_LOG_PERMISSIONS: tuple[Permission, ...] = (
+    Permission("", "pods", ("list", "watch"), "stream_logs: find the pods a created Job or Pod starts (one LIST + WATCH)"),
+    Permission("", "pods/log", ("get",), "stream_logs: follow each container's log while the step waits"),
+)
+
 STORAGECLASS_PERMISSION = Permission(
     "storage.k8s.io",
     "storageclasses",
@@ -321,6 +331,11 @@ def resource_step_permissions(
     ) and any(a in ("create", "apply", "replace") for a in chosen)
     if creates_claims:
         result.append(STORAGECLASS_PERMISSION)
+    starts_pods = any(k.qualified in ("jobs.batch", "pods") for k in parsed) and any(
+        a in ("create", "apply") for a in chosen
+    )
+    if starts_pods:
+        result += POD_LOG_PERMISSIONS
     return result
 
 

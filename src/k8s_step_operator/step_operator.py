@@ -635,11 +635,9 @@ class K8sStepOperator(BaseStepOperator):
         if not sub.settings.stream_logs:
             return
         name = pod["metadata"]["name"]
-        status = pod.get("status") or {}
-        for cs in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
-            container, state = cs.get("name", ""), cs.get("state") or {}
+        for container in pod_status.started_containers(pod):
             key = f"{name}/{container}"
-            if key in sub.logs or not ("running" in state or "terminated" in state):
+            if key in sub.logs:
                 continue
             many = sub.settings.pod_count > 1 or container != pod_status.MAIN_CONTAINER
             prefix = f"[{self._label(sub, pod, container)}] " if sub.settings.log_prefix or many else ""
