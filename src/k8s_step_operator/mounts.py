@@ -160,15 +160,7 @@ def normalize_pvolume(path: Any, value: Any) -> tuple[str, PVolume]:
         raise ValueError(problem)
     if "input" in entry and not (isinstance(entry["input"], str) and _INPUT_RE.match(entry["input"])):
         raise ValueError(f"{field_path(where, 'input')}: expected the name of a step input, got {entry['input']!r}")
-    if "claim" in entry:
-        validate_dns1123_subdomain(entry["claim"], field_path(where, "claim"))
-    if "volume" in entry:
-        entry["volume"] = volume_source(entry["volume"], field_path(where, "volume"))
-    if "sub_path" in entry:
-        entry["sub_path"] = sub_path(entry["sub_path"], field_path(where, "sub_path"))
-    if "read_only" in entry:
-        entry["read_only"] = _read_only(entry["read_only"], field_path(where, "read_only"))
-    return mount_path, entry
+    return mount_path, _check_shared_fields(entry, where, ())
 
 
 def normalize_workspace(name: Any, value: Any) -> Dict[str, Any]:
@@ -180,14 +172,19 @@ def normalize_workspace(name: Any, value: Any) -> Dict[str, Any]:
     entry = _keys(value, where, WORKSPACE_FIELDS)
     if "mount_path" in entry:
         entry["mount_path"] = absolute_path(entry["mount_path"], field_path(where, "mount_path"))
+    if "claim_template" in entry:
+        entry["claim_template"] = claim_template(entry["claim_template"], field_path(where, "claim_template"))
+    return _check_shared_fields(entry, where, SUB_PATH_PLACEHOLDERS)
+
+
+def _check_shared_fields(entry: Dict[str, Any], where: str, placeholders: tuple[str, ...]) -> Dict[str, Any]:
+    """``claim``, ``volume``, ``sub_path`` and ``read_only``, as pvolumes and workspaces share them."""
     if "claim" in entry:
         validate_dns1123_subdomain(entry["claim"], field_path(where, "claim"))
     if "volume" in entry:
         entry["volume"] = volume_source(entry["volume"], field_path(where, "volume"))
-    if "claim_template" in entry:
-        entry["claim_template"] = claim_template(entry["claim_template"], field_path(where, "claim_template"))
     if "sub_path" in entry:
-        entry["sub_path"] = sub_path(entry["sub_path"], field_path(where, "sub_path"), SUB_PATH_PLACEHOLDERS)
+        entry["sub_path"] = sub_path(entry["sub_path"], field_path(where, "sub_path"), placeholders)
     if "read_only" in entry:
         entry["read_only"] = _read_only(entry["read_only"], field_path(where, "read_only"))
     return entry

@@ -307,7 +307,7 @@ class K8sStepOperator(BaseStepOperator):
         ``cleanup_run_resources``. Returns workspace name -> claim name."""
         from kubernetes.client.exceptions import ApiException
 
-        names: Dict[str, str] = {}
+        claims: Dict[str, str] = {}
         namespace = self._namespace(settings)
         for ws in mounts.templated(settings.workspaces):
             name = mounts.run_claim_name(identity.run_name, identity.run_id, ws)
@@ -327,8 +327,8 @@ class K8sStepOperator(BaseStepOperator):
             else:
                 logger.info("Run `%s`: created claim %s/%s for workspace `%s`", identity.run_name, namespace, name, ws)
                 _record_run_claim(info, created, f"{path}/{name}", _has_cleanup_hook(info))
-            names[ws] = name
-        return names
+            claims[ws] = name
+        return claims
 
     # ------------------------------------------------------------- preflight
     def _preflight(self, snapshot: "PipelineSnapshotBase") -> None:

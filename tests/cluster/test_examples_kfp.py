@@ -219,6 +219,8 @@ def test_pipeline_conf_and_pipeline_volumes(project: Project, api_client: client
 
     claim = run_claim_name(result["run_name"], result["run_id"], "new-ws-template")
     assert f"created claim {namespace}/{claim} for workspace `new-ws-template`" in logs
+    cleanup = [line for line in logs.splitlines() if "clean-up" in line or "claim" in line]
+    assert any(f"PersistentVolumeClaim {namespace}/{claim}" in line for line in cleanup), "\n".join(cleanup)
     _gone(api_client, f"/api/v1/namespaces/{namespace}/persistentvolumeclaims", claim)  # the run-end hook deleted it
     _gone(api_client, f"/api/v1/namespaces/{namespace}/persistentvolumeclaims", report["writer"]["pvc"])
     assert core.read_namespaced_persistent_volume_claim("data-volume", namespace).metadata.deletion_timestamp is None

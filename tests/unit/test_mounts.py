@@ -182,3 +182,50 @@ def test_rbac_for_workspaces_adds_claim_create_and_delete():
         ("create", "persistentvolumeclaims"), ("delete", "persistentvolumeclaims")]
     text = rbac.render_yaml("ml", "runner", rbac.permissions(workspaces=True))
     assert "persistentvolumeclaims" in text
+
+
+def test_the_run_claim_is_created_once_per_run_and_recorded(mocker):
+    """The first step's submission creates and records the run's claim; a later step's 409 is fine; any other
+    refusal names the workspace's field."""
+    import datetime as dt
+    import uuid
+    from types import SimpleNamespace
+
+    from kubernetes.client.exceptions import ApiException
+    from zenml.enums import StackComponentType
+
+    from k8s_step_operator import step_operator
+    from k8s_step_operator.flavor import K8sStepOperatorConfig
+
+    now = dt.datetime.now()
+    operator = step_operator.K8sStepOperator(
+        name="k8s", id=uuid.uuid4(), config=K8sStepOperatorConfig(kubernetes_namespace="ml"), flavor="k8s",
+        type=StackComponentType.STEP_OPERATOR, user=None, created=now, updated=now,
+    )
+    posted = []
+
+    def call(_settings, method, path, body=None, **_):
+        posted.append((method, path, body))
+        if len(posted) == 2:
+            raise ApiException(status=409, reason="AlreadyExists")
+        if len(posted) == 3:
+            raise ApiException(status=403, reason="Forbidden")
+        return {**body, "metadata": {**body["metadata"], "uid": "u-1"}}
+
+    mocker.patch.object(operator, "_call", side_effect=call)
+    record = mocker.patch.object(step_operator, "_record_run_claim")
+    mocker.patch.object(step_operator, "_has_cleanup_hook", return_value=True)
+    settings = K8sStepOperatorSettings(workspaces={"ws": {"claim_template": TEMPLATE}, "fixed": {"claim": "data"}})
+    identity = manifest.StepIdentity("my-run", "pipe", "train", "sr-1", run_id="run-1")
+    info = SimpleNamespace(step_run_id="sr-1")
+    first = operator._ensure_run_claims(settings, identity, info)
+    assert first == {"ws": mounts.run_claim_name("my-run", "run-1", "ws")}
+    method, path, body = posted[0]
+    assert (method, path) == ("POST", "/api/v1/namespaces/ml/persistentvolumeclaims")
+    assert body["metadata"]["labels"]["k8s-step-operator.zenml.io/run-id"] == "run-1"
+    record.assert_called_once()
+    assert record.call_args.args[2] == f"{path}/{first['ws']}"
+    assert operator._ensure_run_claims(settings, identity, info) == first  # 409: an earlier step made it
+    assert record.call_count == 1
+    with pytest.raises(ValueError, match=r"workspaces\['ws'\]\.claim_template: cannot create the run's claim"):
+        operator._ensure_run_claims(settings, identity, info)
