@@ -57,7 +57,7 @@ class WaitTarget:
 
 
 class Stream(threading.Thread):
-    """List+watch one collection with a field selector; puts (tag, type, payload) on a queue.
+    """List+watch one collection with a field (and label) selector; puts (tag, type, payload) on a queue.
 
     Types: ``LIST`` (payload: items), ``ADDED``/``MODIFIED``/``DELETED`` (payload:
     object), ``FATAL`` (payload: exception). ``start_rv`` skips the first list.
@@ -71,12 +71,13 @@ class Stream(threading.Thread):
         field_selector: str,
         out: "queue.Queue[tuple[str, str, Any]]",
         start_rv: str | None = None,
+        label_selector: str | None = None,
     ) -> None:
         super().__init__(name=f"k8s-step-watch-{tag}", daemon=True)
         self.api = api
         self.tag = tag
         self.list_path = list_path
-        self.field_selector = field_selector
+        self.query = {k: v for k, v in (("fieldSelector", field_selector), ("labelSelector", label_selector)) if v}
         self.out = out
         self.rv = start_rv
         self._stop = threading.Event()
@@ -95,13 +96,12 @@ class Stream(threading.Thread):
                 pass
 
     def _relist(self) -> None:
-        items, self.rv = rest.list_objects(self.api, self.list_path, {"fieldSelector": self.field_selector})
+        items, self.rv = rest.list_objects(self.api, self.list_path, dict(self.query))
         self.out.put((self.tag, "LIST", items))
 
     def _watch_once(self) -> None:
         assert self.rv is not None
-        query = {"fieldSelector": self.field_selector}
-        resp = rest.open_watch(self.api, self.list_path, self.rv, query, server_timeout=_MAX_WATCH_SECONDS)
+        resp = rest.open_watch(self.api, self.list_path, self.rv, dict(self.query), server_timeout=_MAX_WATCH_SECONDS)
         with self._lock:
             self._resp = resp
         if self._stop.is_set():
