@@ -639,7 +639,7 @@ def test_pipeline_failure_still_cleans_up(zenml_repo: tuple[Path, dict[str, str]
 
 
 def _busybox() -> str:
-    from k8s_step_operator.localcluster.images import current
+    from k8sso_localcluster.images import current
 
     return current("busybox")
 
