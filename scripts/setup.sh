@@ -16,11 +16,11 @@ for deb in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$deb" 2>/dev/null | grep -q "install ok installed" || missing+=("$deb")
 done
 if [ "${#missing[@]}" -gt 0 ] || ! apt-cache policy busybox-static | grep -q 'Candidate: [0-9]'; then
-  apt-get update -qq
-  [ "${#missing[@]}" -eq 0 ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  apt-get update -qq >&2
+  [ "${#missing[@]}" -eq 0 ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
 fi
 if ! command -v go >/dev/null && [ -z "${K8S_STEP_OPERATOR_BINARIES:-}${KUBEBUILDER_ASSETS:-}" ]; then
-  apt-get update -qq && apt-get install -y -qq golang-go
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go >&2  # stdout is the venv path
 fi
 
 if [ ! -x "$venv/bin/python" ]; then
@@ -31,8 +31,8 @@ stamp="$venv/.k8sso-installed"
 installed_from="$("$venv/bin/python" -c 'import k8s_step_operator, k8sso_localcluster, pathlib; print(*(pathlib.Path(m.__file__).resolve().parents[1] for m in (k8s_step_operator, k8sso_localcluster)))' 2>/dev/null || true)"
 if [ ! -f "$stamp" ] || [ "$repo/pyproject.toml" -nt "$stamp" ] || [ "$repo/localcluster/pyproject.toml" -nt "$stamp" ] \
    || [ "$installed_from" != "$repo/src $repo/localcluster/src" ]; then
-  "$venv/bin/pip" install -q --upgrade pip
-  "$venv/bin/pip" install -q -e "$repo[test]" -e "$repo/localcluster"
+  "$venv/bin/pip" install -q --upgrade pip >&2
+  "$venv/bin/pip" install -q -e "$repo[test]" -e "$repo/localcluster" >&2
   "$venv/bin/python" -c "import k8s_step_operator, k8sso_localcluster" # fail loudly if the install did not work
   touch "$stamp"
 fi

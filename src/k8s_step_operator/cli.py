@@ -136,12 +136,14 @@ def _for_resource_steps(
 @click.option(
     "--service-account", default=rbac.DEFAULT_SERVICE_ACCOUNT, show_default=True, help="ServiceAccount to create."
 )
+@click.option("--workspaces", is_flag=True, help="Also grant what workspaces with a claim_template need (a claim per run).")
 @_resource_step_options
 def rbac_command(
-    namespace: str, service_account: str, resource_steps: bool, kinds: tuple[str, ...], actions: tuple[str, ...]
+    namespace: str, service_account: str, workspaces: bool, resource_steps: bool, kinds: tuple[str, ...],
+    actions: tuple[str, ...],
 ) -> None:
     """Print least-privilege ServiceAccount, Role and RoleBinding YAML (kubectl apply -f -)."""
-    perms = _for_resource_steps(rbac.permissions, resource_steps, kinds, actions)
+    perms = _for_resource_steps(functools.partial(rbac.permissions, workspaces=workspaces), resource_steps, kinds, actions)
     click.echo(rbac.render_yaml(namespace, service_account, perms), nl=False)
 
 

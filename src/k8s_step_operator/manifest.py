@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence
 
 from k8s_step_operator.merge import deep_merge
+from k8s_step_operator.mounts import Mount
 from k8s_step_operator.names import label_value, pod_name, text_hash, zenml_label_value
 from k8s_step_operator.settings import (
     MAIN_CONTAINER_NAME,
@@ -488,31 +489,44 @@ def mount_claims(pod: dict, claims: Mapping[str, str]) -> dict:
     Returns a new Pod dict; volume names are derived from the mount path
     (``pvol-<hash>``), so mounting the same claim twice at two paths works.
     """
-    volumes = {}
     for path, claim in claims.items():
         validate_dns1123_subdomain(claim, f"pvolumes[{path!r}]")
-        volumes[path] = ("pvol", {"persistentVolumeClaim": {"claimName": claim}})
-    return _mount_into_main(pod, volumes)
+    return mount_volumes(pod, [Mount(path, {"persistentVolumeClaim": {"claimName": c}}) for path, c in claims.items()])
 
 
 def mount_host_paths(pod: dict, paths: Sequence[str]) -> dict:
     """Mount host directories at the same paths in the main container (``local=True``: the pods
     share this machine, so ZenML's local store and artifact store are these directories)."""
-    return _mount_into_main(pod, {p: ("host", {"hostPath": {"path": p, "type": "Directory"}}) for p in paths})
+    return mount_volumes(pod, [Mount(p, {"hostPath": {"path": p, "type": "Directory"}}, prefix="host") for p in paths])
 
 
-def _mount_into_main(pod: dict, volumes: Mapping[str, tuple[str, dict]]) -> dict:
-    """Add one volume per mount path (named ``<prefix>-<hash of the path>``) to the main container."""
-    if not volumes:
+def mount_volumes(pod: dict, mounts: Sequence[Mount]) -> dict:
+    """Add each mount's volume to the pod and its mount to the main container; returns a new Pod dict."""
+    if not mounts:
         return pod
-    new_volumes, mounts = [], []
-    for path, (prefix, source) in volumes.items():
-        name = f"{prefix}-{text_hash(path)}"
-        new_volumes.append({"name": name, **source})
-        mounts.append({"name": name, "mountPath": path})
+    added = [m.volume_mount() for m in mounts]
     containers = [
-        {**c, "volumeMounts": [*(c.get("volumeMounts") or []), *mounts]} if c.get("name") == MAIN_CONTAINER_NAME else c
+        {**c, "volumeMounts": [*(c.get("volumeMounts") or []), *added]} if c.get("name") == MAIN_CONTAINER_NAME else c
         for c in pod["spec"]["containers"]
     ]
-    spec = {**pod["spec"], "containers": containers, "volumes": [*(pod["spec"].get("volumes") or []), *new_volumes]}
+    volumes = [*(pod["spec"].get("volumes") or []), *(m.volume() for m in mounts)]
+    return {**pod, "spec": {**pod["spec"], "containers": containers, "volumes": volumes}}
+
+
+def with_env(pod: dict, env: Mapping[str, str]) -> dict:
+    """Every container (init and sidecar ones too) gets ``env``; a variable it sets itself wins.
+    Returns a new Pod dict."""
+    if not env:
+        return pod
+
+    def add(container: dict) -> dict:
+        own = container.get("env") or []
+        names = {var.get("name") for var in own}
+        extra = [{"name": k, "value": v} for k, v in env.items() if k not in names]
+        return {**container, "env": [*extra, *own]}
+
+    spec = dict(pod["spec"])
+    for key in ("initContainers", "containers"):
+        if spec.get(key):
+            spec[key] = [add(c) for c in spec[key]]
     return {**pod, "spec": spec}

@@ -429,3 +429,13 @@ def progress(prev: dict | None, cur: dict) -> list[str]:
     if phase != prev_phase and phase in ("Running", "Succeeded", "Failed"):
         lines.append(f"phase {phase}")
     return lines
+
+
+def started_containers(pod: Mapping[str, Any]) -> list[str]:
+    """Names of the pod's containers (init, sidecar, regular) that are running or have run: their logs exist."""
+    status = pod.get("status") or {}
+    return [
+        str(cs.get("name", ""))
+        for cs in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or [])
+        if {"running", "terminated"} & set(cs.get("state") or {})
+    ]

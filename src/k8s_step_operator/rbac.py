@@ -18,7 +18,11 @@ whoever runs ZenML cannot read other Secrets of the namespace through this Role.
 
 Resource steps act on kinds the user chooses; each action adds only its own
 verbs (:data:`ACTION_VERBS`), plus ``get``/``list``/``watch`` to evaluate
-success/failure conditions and read outputs.
+success/failure conditions and read outputs, and — when they create or apply
+Jobs or Pods — list/watch on ``pods`` and get on ``pods/log`` to stream the
+logs of the pods those start. Workspaces with a ``claim_template`` need
+``create`` (the operator, at submission) and ``delete`` (the run-end hook) on
+``persistentvolumeclaims`` (:data:`WORKSPACE_PERMISSIONS`, ``rbac --workspaces``).
 """
 
 from __future__ import annotations
@@ -231,6 +235,30 @@ OPERATOR_PERMISSIONS: tuple[Permission, ...] = (
                "stable DNS name, owned by the Job"),
 )
 
+# ``workspaces`` with a ``claim_template``: one claim per run (``rbac --workspaces``)
+WORKSPACE_PERMISSIONS: tuple[Permission, ...] = (
+    Permission(
+        "",
+        "persistentvolumeclaims",
+        ("create",),
+        "workspaces with claim_template: the run's claim, created when the run's first step on the operator "
+        "is submitted (the next steps find it: 409)",
+    ),
+    Permission(
+        "",
+        "persistentvolumeclaims",
+        ("delete",),
+        "workspaces with claim_template: cleanup_run_resources deletes the run's claim when the run ends; "
+        "the hook runs in the last step's process, so the step pods' ServiceAccount needs this too",
+    ),
+)
+
+# a resource step that creates or applies a Job or Pod streams its pods' logs while it waits (stream_logs)
+POD_LOG_PERMISSIONS: tuple[Permission, ...] = (
+    Permission("", "pods", ("list", "watch"), "stream_logs: find the pods a created Job or Pod starts (one LIST + WATCH)"),
+    Permission("", "pods/log", ("get",), "stream_logs: follow each container's log while the step waits"),
+)
+
 STORAGECLASS_PERMISSION = Permission(
     "storage.k8s.io",
     "storageclasses",
@@ -303,6 +331,11 @@ def resource_step_permissions(
     ) and any(a in ("create", "apply", "replace") for a in chosen)
     if creates_claims:
         result.append(STORAGECLASS_PERMISSION)
+    starts_pods = any(k.qualified in ("jobs.batch", "pods") for k in parsed) and any(
+        a in ("create", "apply") for a in chosen
+    )
+    if starts_pods:
+        result += POD_LOG_PERMISSIONS
     return result
 
 
@@ -310,12 +343,15 @@ def permissions(
     resource_steps: bool = False,
     kinds: Sequence[str | Kind] = (),
     actions: Sequence[str] = (),
+    workspaces: bool = False,
 ) -> list[Permission]:
-    """The operator's permissions, plus the resource steps' when asked for.
+    """The operator's permissions, plus the resource steps' and the per-run workspace claims' when asked for.
 
     Empty ``kinds``/``actions`` mean :data:`DEFAULT_KINDS` / :data:`DEFAULT_ACTIONS`.
     """
     result = list(OPERATOR_PERMISSIONS)
+    if workspaces:
+        result += WORKSPACE_PERMISSIONS
     if resource_steps:
         result += resource_step_permissions(kinds or DEFAULT_KINDS, actions or DEFAULT_ACTIONS)
     return result
@@ -341,6 +377,11 @@ def required_checks(
                 Check(verb, perm.group, resource, sub, None if perm.cluster_scoped else namespace, perm.why)
             )
     return checks
+
+
+def workspace_checks(namespace: str) -> list[Check]:
+    """The access reviews of :data:`WORKSPACE_PERMISSIONS` (the preflight's, for runs with a claim_template)."""
+    return [Check(verb, p.group, p.resource, "", namespace, p.why) for p in WORKSPACE_PERMISSIONS for verb in p.verbs]
 
 
 @dataclass(frozen=True)

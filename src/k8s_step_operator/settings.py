@@ -14,7 +14,7 @@ from __future__ import annotations
 import difflib
 import re
 import typing
-from typing import Any, ClassVar, Dict, List, Literal, Mapping, NamedTuple, Optional
+from typing import Any, ClassVar, Dict, List, Literal, Mapping, NamedTuple, Optional, Union
 
 from pydantic import (
     BaseModel,
@@ -28,6 +28,7 @@ from pydantic import (
 from zenml.config.base_settings import BaseSettings
 from zenml.logger import get_logger
 
+from k8s_step_operator.mounts import normalize_pvolume, normalize_workspace, workspace_problems
 from k8s_step_operator.validation import (
     entry_path,
     field_path,
@@ -55,6 +56,7 @@ IMAGE_PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 TOLERATION_OPERATORS = ("Equal", "Exists")
 TOLERATION_EFFECTS = ("NoExecute", "NoSchedule", "PreferNoSchedule")
 RESERVED_ANNOTATION_PREFIX = "k8s-step-operator.zenml.io/"
+_ENV_NAME_RE = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 DEFAULT_FAIL_ON_CONTAINER_WAITING_REASONS = [
     "InvalidImageName",
     "ErrImagePull",
@@ -640,6 +642,10 @@ class K8sStepOperatorSettings(BaseSettings):
     configuration values can be overlaid on these settings.
     """
 
+    # True in the class ZenML resolves step settings into: a pipeline's workspace may get its source from
+    # another level, so these rules wait for the merged settings (the preflight names the step)
+    _DEFER_MERGED_RULES: ClassVar[bool] = False
+
     pod_settings: Optional[K8sPodSettings] = Field(
         default=None,
         description="Pod configuration of the step pod (see "
@@ -743,11 +749,30 @@ class K8sStepOperatorSettings(BaseSettings):
         "permissions) so that a run fails before its first step, naming the "
         "step and the setting.",
     )
-    pvolumes: Dict[str, str] = Field(
+    pvolumes: Dict[str, Union[str, Dict[str, Any]]] = Field(
         default_factory=dict,
         description="Volumes to mount, like KFP's `pvolumes`: mount path -> "
         "the name of a step input whose value is a PVC name (e.g. a volume "
-        "step's `name` output, which also orders the steps), or a PVC name.",
+        "step's `name` output, which also orders the steps), or a PVC name; "
+        "or a mapping with one of `input` (a step input), `claim` (a PVC), "
+        "`volume` (any volume source: `emptyDir`, `configMap`, `secret`, ...) "
+        "and optionally `sub_path`, `read_only`.",
+    )
+    workspaces: Dict[str, Dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Volumes mounted into every step (KFP-Tekton's pipeline "
+        "workspaces; set them at pipeline level): name -> one of `claim` (a "
+        "PVC), `volume` (any volume source) or `claim_template` (a "
+        "`PersistentVolumeClaimSpec`: one claim per run, deleted by "
+        "`cleanup_run_resources`), with `mount_path` (default "
+        "`/workspace/<name>`), `sub_path` (`{run}`, `{step}` expanded) and "
+        "`read_only`; a step's own entry overrides fields by name.",
+    )
+    pipeline_env: Dict[str, str] = Field(
+        default_factory=dict,
+        description="Environment variables of every container of every step "
+        "(KFP-Tekton's pipeline env; set it at pipeline level); a step adds "
+        "to it by name, and a container's own `env` wins.",
     )
     pod_startup_timeout: Optional[int] = Field(
         default=None,
@@ -806,20 +831,49 @@ class K8sStepOperatorSettings(BaseSettings):
             )
         return value
 
-    @field_validator("pvolumes")
+    @field_validator("pvolumes", mode="before")
     @classmethod
-    def _pvolumes(cls, value: Dict[str, str]) -> Dict[str, str]:
-        """Mount paths are absolute; sources are input names or PVC names."""
-        for path, source in value.items():
-            if not isinstance(path, str) or not path.startswith("/"):
+    def _pvolumes(cls, value: Any) -> Any:
+        """Mount paths are absolute; sources are input names, PVC names or mappings (see ``mounts``)."""
+        if not isinstance(value, Mapping):
+            return value
+        return dict(normalize_pvolume(path, source) for path, source in value.items())
+
+    @field_validator("workspaces", mode="before")
+    @classmethod
+    def _workspaces(cls, value: Any) -> Any:
+        """Each workspace's fields checked; whether it has exactly one source waits for the merge."""
+        if not isinstance(value, Mapping):
+            return value
+        return {name: normalize_workspace(name, entry) for name, entry in value.items()}
+
+    @field_validator("pipeline_env", mode="before")
+    @classmethod
+    def _pipeline_env(cls, value: Any) -> Any:
+        """Variable names as Kubernetes accepts them; values are text."""
+        if not isinstance(value, Mapping):
+            return value
+        for name, text in value.items():
+            if not isinstance(name, str) or not _ENV_NAME_RE.match(name):
                 raise ValueError(
-                    f"pvolumes[{path!r}]: the mount path must be absolute, e.g. '/mnt/data'"
+                    f"pipeline_env[{name!r}]: not a valid variable name; allowed: letters, digits, '_', '-', '.', "
+                    "not starting with a digit"
                 )
-            if not isinstance(source, str) or not source.strip():
-                raise ValueError(
-                    f"pvolumes[{path!r}]: must name a step input or a PVC (a non-empty string)"
-                )
+            if not isinstance(text, str):
+                raise ValueError(f"pipeline_env[{name!r}]: the value must be a string, got {type(text).__name__}")
         return value
+
+    @model_validator(mode="after")
+    def _mounts_across_fields(self) -> "K8sStepOperatorSettings":
+        """A workspace with no or two sources, two mounts at one path (a step's merged settings: the preflight)."""
+        problems = [] if self._DEFER_MERGED_RULES else self.merged_problems()
+        if problems:
+            raise ValueError(problems[0])
+        return self
+
+    def merged_problems(self) -> List[str]:
+        """Rules that hold only once pipeline and step settings are merged, each as ``field: why``."""
+        return workspace_problems(self.workspaces, self.pvolumes)
 
     @field_validator("api_request_timeout", mode="before")
     @classmethod
@@ -952,6 +1006,8 @@ class StepPodSettings(K8sPodSettings):
 
 class StepSettings(K8sStepOperatorSettings):
     """The settings class ZenML resolves each step's settings into (see ``StepPodSettings``)."""
+
+    _DEFER_MERGED_RULES: ClassVar[bool] = True
 
     pod_settings: Optional[StepPodSettings] = Field(
         default=None, description=K8sStepOperatorSettings.model_fields["pod_settings"].description

@@ -25,7 +25,7 @@ from zenml.logger import get_logger
 from zenml.stack import Stack, StackValidator
 from zenml.step_operators import BaseStepOperator
 
-from . import allocation, jobs, manifest, names, pod_status, preflight, rbac
+from . import allocation, jobs, manifest, mounts, names, pod_status, preflight, rbac
 from .flavor import K8sStepOperatorConfig
 from .settings import K8sStepOperatorSettings, StepSettings
 
@@ -252,9 +252,13 @@ class K8sStepOperator(BaseStepOperator):
             run_id=str(info.run_id),
             project_id=str(info.snapshot.project_id),
         )
+        run_claims = self._ensure_run_claims(settings, identity, info)
+        volumes = resolve_pvolumes(info, settings.pvolumes) + mounts.workspace_mounts(
+            settings.workspaces, run_claims, identity.run_name, identity.step_name
+        )
         objects = self._objects(
-            settings, identity, info.get_image(key=IMAGE_KEY), list(entrypoint_command), environment,
-            resolve_pvolumes(info, settings.pvolumes), _active_user(),
+            settings, identity, info.get_image(key=IMAGE_KEY), list(entrypoint_command), environment, volumes,
+            _active_user(),
         )
         self._watch(objects.namespace)  # start watching before the pods exist
         created = self.create_job(settings, objects.pod, objects.job, objects.secret)
@@ -266,7 +270,7 @@ class K8sStepOperator(BaseStepOperator):
 
     def _objects(
         self, settings: K8sStepOperatorSettings, identity: manifest.StepIdentity, image: str,
-        command: List[str], environment: Dict[str, str], claims: Dict[str, str], user: "_User",
+        command: List[str], environment: Dict[str, str], volumes: List[mounts.Mount], user: "_User",
     ) -> "StepObjects":
         """The step's pod (as the Job's template), Job and Secret."""
         namespace = self._namespace(settings)
@@ -275,7 +279,7 @@ class K8sStepOperator(BaseStepOperator):
             settings.pod_count,
         )
         pod = manifest.build_pod(settings, identity, image, command, namespace, secret_name(name))
-        pod = manifest.mount_claims(pod, claims)
+        pod = manifest.with_env(manifest.mount_volumes(pod, volumes), settings.pipeline_env)
         if self.config.local:
             environment = {**local_environment(), **environment}
             pod = manifest.mount_host_paths(pod, local_paths())
@@ -294,6 +298,37 @@ class K8sStepOperator(BaseStepOperator):
             },
         )
         return StepObjects(namespace, name, pod, job, secret)
+
+    def _ensure_run_claims(
+        self, settings: K8sStepOperatorSettings, identity: manifest.StepIdentity, info: "StepRunInfo"
+    ) -> Dict[str, str]:
+        """The per-run claim of each workspace with a ``claim_template``: created by the run's first step
+        on this operator (a later step finds it: 409), recorded on that step run for
+        ``cleanup_run_resources``. Returns workspace name -> claim name."""
+        from kubernetes.client.exceptions import ApiException
+
+        claims: Dict[str, str] = {}
+        namespace = self._namespace(settings)
+        for ws in mounts.templated(settings.workspaces):
+            name = mounts.run_claim_name(identity.run_name, identity.run_id, ws)
+            labels = {manifest.LABEL_MANAGED_BY: manifest.MANAGED_BY, RUN_ID_LABEL: names.label_value(identity.run_id),
+                      manifest.LABEL_RUN: names.label_value(identity.run_name)}
+            claim = mounts.run_claim(ws, settings.workspaces[ws], name, namespace, labels,
+                                     {manifest.ANNOTATION_RUN: identity.run_name})
+            path = f"/api/v1/namespaces/{namespace}/persistentvolumeclaims"
+            try:
+                created = self._call(settings, "POST", path, body=claim)
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise ValueError(
+                        f"workspaces[{ws!r}].claim_template: cannot create the run's claim {namespace}/{name}: "
+                        f"{_status_body(exc).get('message') or exc.reason}"
+                    ) from exc
+            else:
+                logger.info("Run `%s`: created claim %s/%s for workspace `%s`", identity.run_name, namespace, name, ws)
+                _record_run_claim(info, created, f"{path}/{name}", _has_cleanup_hook(info))
+            claims[ws] = name
+        return claims
 
     # ------------------------------------------------------------- preflight
     def _preflight(self, snapshot: "PipelineSnapshotBase") -> None:
@@ -342,10 +377,22 @@ class K8sStepOperator(BaseStepOperator):
             run_name="preflight", pipeline_name=pipeline, step_name=name,
             step_run_id=PREFLIGHT_ID, run_id=PREFLIGHT_ID, project_id=PREFLIGHT_ID,
         )
-        claims = {path: PREFLIGHT_CLAIM if source in (step.spec.inputs or {}) else source
-                  for path, source in settings.pvolumes.items()}
+        known = set(step.spec.inputs or {}) | set(step.config.parameters or {})
+
+        def stand_in(source: str) -> str:
+            if source in known:
+                return PREFLIGHT_CLAIM
+            raise KeyError(source)
+
         try:
-            objects = self._objects(settings, identity, self._likely_image(step, pipeline), ["true"], {}, claims, user)
+            volumes = mounts.pvolume_mounts(settings.pvolumes, stand_in)
+        except ValueError as exc:
+            field, _, why = str(exc).partition(": ")
+            return [preflight.Finding(name, field, why)]
+        claims = {ws: PREFLIGHT_CLAIM for ws in mounts.templated(settings.workspaces)}
+        volumes += mounts.workspace_mounts(settings.workspaces, claims, "preflight", name)
+        try:
+            objects = self._objects(settings, identity, self._likely_image(step, pipeline), ["true"], {}, volumes, user)
         except ValueError as exc:  # e.g. a pod template that cannot be read
             return [preflight.Finding(name, "pod_settings", str(exc))]
         namespace = objects.namespace
@@ -355,6 +402,9 @@ class K8sStepOperator(BaseStepOperator):
             ("Job", f"/apis/batch/v1/namespaces/{namespace}/jobs", objects.job),
             ("Secret", f"/api/v1/namespaces/{namespace}/secrets", objects.secret),
         ]
+        for ws in mounts.templated(settings.workspaces):
+            claim = mounts.run_claim(ws, settings.workspaces[ws], PREFLIGHT_CLAIM, namespace, {}, {})
+            requests.append(("PersistentVolumeClaim", f"/api/v1/namespaces/{namespace}/persistentvolumeclaims", claim))
         if settings.pod_count > 1:  # owned by the Job as it will be: a stand-in for the uid it will get
             job = {**objects.job, "metadata": {**objects.job["metadata"], "uid": PREFLIGHT_ID}}
             requests.append(("Service", f"/api/v1/namespaces/{namespace}/services", jobs.build_headless_service(job)))
@@ -364,6 +414,9 @@ class K8sStepOperator(BaseStepOperator):
             except PermissionError as exc:
                 return [preflight.Finding(name, "permissions", str(exc))]
             except ApiException as exc:
+                if kind == "PersistentVolumeClaim":
+                    why = _status_body(exc).get("message") or str(exc.reason)
+                    return [preflight.Finding(name, "workspaces.claim_template", f"the API server refuses the claim: {why}")]
                 return preflight.refusal(name, kind, objects.pod, _status_body(exc), exc.status or 0)
         return []
 
@@ -386,6 +439,8 @@ class K8sStepOperator(BaseStepOperator):
         from .doctor import run_access_reviews
 
         checks = [c for c in rbac.required_checks(namespace) if c.verb != "create"]
+        if mounts.templated(settings.workspaces):
+            checks += rbac.workspace_checks(namespace)
         results = run_access_reviews(self.api, checks)
         return preflight.denied(name, [(c.missing(), c.why) for c, allowed, _ in results if not allowed])
 
@@ -580,11 +635,9 @@ class K8sStepOperator(BaseStepOperator):
         if not sub.settings.stream_logs:
             return
         name = pod["metadata"]["name"]
-        status = pod.get("status") or {}
-        for cs in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
-            container, state = cs.get("name", ""), cs.get("state") or {}
+        for container in pod_status.started_containers(pod):
             key = f"{name}/{container}"
-            if key in sub.logs or not ("running" in state or "terminated" in state):
+            if key in sub.logs:
                 continue
             many = sub.settings.pod_count > 1 or container != pod_status.MAIN_CONTAINER
             prefix = f"[{self._label(sub, pod, container)}] " if sub.settings.log_prefix or many else ""
@@ -708,7 +761,7 @@ def _local_problems(step: str, settings: K8sStepOperatorSettings, command_step: 
             "several pods would write its artifacts, outputs and logs once per pod (allowed: 1, or any count for "
             "a CommandStep)",
         ))
-    for problem in (settings.pod_settings.pod_rule_problems() if settings.pod_settings else []):
+    for problem in settings.merged_problems() + (settings.pod_settings.pod_rule_problems() if settings.pod_settings else []):
         field, _, why = problem.partition(": ")
         found.append(preflight.Finding(step, field, why))
     return found
@@ -751,26 +804,59 @@ def _record_failure_reason(step_run: "StepRunResponse", reason: str) -> None:
         logger.debug("could not record the failure reason on the step run: %s", exc)
 
 
-def resolve_pvolumes(info: "StepRunInfo", pvolumes: Dict[str, str]) -> Dict[str, str]:
-    """Turn ``pvolumes`` sources into claim names: a step input's value, else the text itself."""
-    claims: Dict[str, str] = {}
+def resolve_pvolumes(info: "StepRunInfo", pvolumes: Dict[str, Any]) -> List[mounts.Mount]:
+    """The mounts of ``pvolumes``: a named step input's value (a PVC name or a volume step's manifest),
+    else a PVC name or a volume source (see :func:`mounts.pvolume_mounts`)."""
     inputs = info.step_run.regular_inputs if pvolumes else {}
     parameters = info.config.parameters or {}
-    for path, source in pvolumes.items():
-        if source in inputs:
-            value: Any = inputs[source][0].load()
-        elif source in parameters:
-            value = parameters[source]
-        else:
-            value = source
-        if isinstance(value, dict):  # a manifest output
-            value = (value.get("metadata") or {}).get("name", "")
-        if not isinstance(value, str) or not value:
-            raise ValueError(
-                f"pvolumes[{path!r}]: input {source!r} must hold a PVC name (a string), got {type(value).__name__}"
-            )
-        claims[path] = value
-    return claims
+
+    def value_of(name: str) -> Any:
+        if name in inputs:
+            return inputs[name][0].load()
+        if name in parameters:
+            return parameters[name]
+        raise KeyError(name)
+
+    return mounts.pvolume_mounts(pvolumes, value_of)
+
+
+RUN_ID_LABEL = manifest.ANNOTATION_PREFIX + "run-id"  # the label the resource steps put on what they create
+
+
+def _has_cleanup_hook(info: "StepRunInfo") -> bool:
+    from .steps.run_end import names_cleanup_hook
+
+    config = info.config
+    return names_cleanup_hook([config.success_hook_source, config.failure_hook_source, config.end_hook_source])
+
+
+def _record_run_claim(info: "StepRunInfo", claim: dict, path: str, hooked: bool) -> None:
+    """Record the run's claim on this step run, where ``cleanup_run_resources`` looks at the run's end."""
+    from zenml.client import Client
+    from zenml.enums import MetadataResourceTypes
+    from zenml.models import RunMetadataResource
+
+    from .steps.run_end import WORKSPACES_KEY
+
+    meta = claim.get("metadata") or {}
+    entry = {
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "name": meta.get("name"),
+        "namespace": meta.get("namespace"), "uid": meta.get("uid"), "path": path, "cleanup": "on-run-end",
+        "cluster": {"kubeconfig": None, "context": None},
+    }
+    try:
+        Client().create_run_metadata(
+            metadata={WORKSPACES_KEY: [entry]},
+            resources=[RunMetadataResource(id=info.step_run_id, type=MetadataResourceTypes.STEP_RUN)],
+        )
+    except Exception as exc:  # noqa: BLE001 - the claim still carries the run's label
+        logger.warning("could not record claim %s on the step run (%s); delete it by label %s", path, exc, RUN_ID_LABEL)
+    if not hooked:
+        logger.warning(
+            "claim %s is made per run but the pipeline has no cleanup_run_resources hook, so it will outlive the "
+            "run; add @pipeline(on_success=cleanup_run_resources, on_failure=cleanup_run_resources) or delete "
+            "it by label %s", path, RUN_ID_LABEL,
+        )
 
 
 def local_environment() -> Dict[str, str]:

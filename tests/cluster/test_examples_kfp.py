@@ -193,3 +193,34 @@ def test_runtime_arguments(project: Project, api_client: client.ApiClient, names
     assert config["data"]["volume"] == result["volume"] and config["data"]["note"] == f"restore size {config['data']['size']}"
     _gone(api_client, f"/api/v1/namespaces/{namespace}/persistentvolumeclaims", result["volume"])
     _gone(api_client, f"/api/v1/namespaces/{namespace}/configmaps", result["snapshot"])
+
+
+def test_pipeline_conf_and_pipeline_volumes(project: Project, api_client: client.ApiClient, namespace: str) -> None:
+    """KFP-Tekton's TektonPipelineConf as pipeline-level settings (security context, token automount, env,
+    an existing claim and a per-run claim as workspaces) and KFP's PipelineVolume of any kind (#14 items 3, 5)."""
+    core = client.CoreV1Api(api_client)
+    core.create_namespaced_persistent_volume_claim(namespace, {
+        "metadata": {"name": "data-volume"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "64Mi"}}}})
+    core.create_namespaced_config_map(namespace, {"metadata": {"name": "conf"}, "data": {"greeting": "hello"}})
+    core.create_namespaced_secret(namespace, {"metadata": {"name": "conf"}, "stringData": {"token": "s3cr3t"}})
+    result, logs = project.example("tekton_pipeline_conf.py", "--claim", "data-volume", "--config-map", "conf", "--secret", "conf")
+    assert result["status"] == "completed", logs[-4000:]
+    report = result["report"]
+    for seen in (report["writer"], report, report["final"]):  # every step got the pipeline's configuration
+        assert (seen["env"], seen["uid"], seen["group"]) == ("VALUE", 0, True), seen
+    assert report["writer"]["token"] is False and report["token"] is False  # automount off for the pipeline ...
+    assert report["final"]["token"] is True  # ... and on again for the one step that asks
+    assert report["file1"] == "1\n" and report["in_writable"] is False  # the volume step's claim at a sub-path, read-only
+    assert (report["greeting"], report["token_file"], report["scratch_writable"]) == ("hello", "s3cr3t", True)
+    assert report["marker"] == "written by writer\n"  # the existing claim, at artifact_data/<run> in both steps
+    assert report["shared"] == "shared within the run\n" and report["template_writable"] is False
+    from k8s_step_operator.mounts import run_claim_name
+
+    claim = run_claim_name(result["run_name"], result["run_id"], "new-ws-template")
+    assert f"created claim {namespace}/{claim} for workspace `new-ws-template`" in logs
+    cleanup = [line for line in logs.splitlines() if "clean-up" in line or "claim" in line]
+    assert any(f"PersistentVolumeClaim {namespace}/{claim}" in line for line in cleanup), "\n".join(cleanup)
+    _gone(api_client, f"/api/v1/namespaces/{namespace}/persistentvolumeclaims", claim)  # the run-end hook deleted it
+    _gone(api_client, f"/api/v1/namespaces/{namespace}/persistentvolumeclaims", report["writer"]["pvc"])
+    assert core.read_namespaced_persistent_volume_claim("data-volume", namespace).metadata.deletion_timestamp is None

@@ -631,3 +631,57 @@ def test_pipeline_failure_still_cleans_up(zenml_repo: tuple[Path, dict[str, str]
     wait_gone(cluster, f"/api/v1/namespaces/{cluster.namespace}/persistentvolumeclaims", pvc_name, timeout=60)
     # on-success objects are kept when the run failed (for debugging).
     raw(cluster, "GET", f"/api/v1/namespaces/{cluster.namespace}/configmaps/pipeline-cm")
+
+
+# --------------------------------------------------------------------------- #
+# Logs of what a resource step starts (#14 item 6)
+# --------------------------------------------------------------------------- #
+
+
+def _busybox() -> str:
+    from k8sso_localcluster.images import current
+
+    return current("busybox")
+
+
+def _job(name: str, script: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
+        "spec": {"backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never", "containers": [
+            {"name": "main", "image": _busybox(), "command": ["sh", "-c", script]}]}}},
+    }
+
+
+def test_created_job_streams_its_pods_logs(cluster: Cluster, run: RunInfo, capsys: pytest.CaptureFixture[str]) -> None:
+    """Seed 002's complaint about ResourceOp: here a Job's pod prints into the step's output as it runs."""
+    name = f"logs-{uuid.uuid4().hex[:6]}"
+    spec = build_resource_spec(_job(name, "for i in 1 2 3; do echo line $i; sleep 0.3; done"),
+                               success_condition="status.succeeded > 0", failure_condition="status.failed > 0", timeout=180)
+    run_resource(spec, cluster=cluster, run=run)
+    out = capsys.readouterr().out
+    assert [line for line in out.splitlines() if line.startswith("[step]")] == ["[step] line 1", "[step] line 2", "[step] line 3"]
+
+
+def test_failed_job_logs_stream_and_opt_out(cluster: Cluster, run: RunInfo, capsys: pytest.CaptureFixture[str]) -> None:
+    """A failing Job's last words reach the output before the step fails; ``stream_logs=False`` prints none."""
+    spec = build_resource_spec(_job(f"fail-{uuid.uuid4().hex[:6]}", "echo about to fail; exit 3"),
+                               success_condition="status.succeeded > 0", failure_condition="status.failed > 0", timeout=180)
+    with pytest.raises(ConditionFailed):
+        run_resource(spec, cluster=cluster, run=run)
+    assert "[step] about to fail" in capsys.readouterr().out
+    quiet = build_resource_spec(_job(f"quiet-{uuid.uuid4().hex[:6]}", "echo not shown"), success_condition="status.succeeded > 0",
+                                timeout=180, stream_logs=False)
+    run_resource(quiet, cluster=cluster, run=run)
+    assert "not shown" not in capsys.readouterr().out
+
+
+def test_created_pod_with_two_containers_prefixes_each(cluster: Cluster, run: RunInfo, capsys: pytest.CaptureFixture[str]) -> None:
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"two-{uuid.uuid4().hex[:6]}"},
+           "spec": {"restartPolicy": "Never", "containers": [
+               {"name": "left", "image": _busybox(), "command": ["sh", "-c", "echo from left"]},
+               {"name": "right", "image": _busybox(), "command": ["sh", "-c", "echo from right"]}]}}
+    spec = build_resource_spec(pod, success_condition="status.phase == Succeeded", failure_condition="status.phase == Failed",
+                               timeout=180)
+    run_resource(spec, cluster=cluster, run=run)
+    out = capsys.readouterr().out
+    assert "[step:left] from left" in out and "[step:right] from right" in out

@@ -99,6 +99,22 @@ SETTINGS_CASES = [
     settings_case("pod-count", {"pod_count": 2}, "pod_count", "allowed: 1"),
     settings_case("negative-grace", {"delete_grace_period_seconds": -1}, "delete_grace_period_seconds", ">= 0"),
     settings_case("pvolumes-relative", {"pvolumes": {"data": "claim"}}, "pvolumes['data']", "must be absolute"),
+    settings_case("pvolumes-two-sources", {"pvolumes": {"/d": {"claim": "a", "volume": {"emptyDir": {}}}}},
+                  "pvolumes['/d']", "give only one of input, claim, volume (got claim and volume)"),
+    settings_case("pvolumes-sub-path", {"pvolumes": {"/d": {"claim": "a", "sub_path": "../up"}}},
+                  "pvolumes['/d'].sub_path", "without '..'"),
+    # a good per-run workspace beside a bad one: refused before the good one's claim is created
+    settings_case("workspace-claim-and-template", {"workspaces": {
+        "ok": {"claim_template": {"resources": {"requests": {"storage": "1Mi"}}}},
+        "ws": {"claim": "a", "claim_template": {"resources": {"requests": {"storage": "1Mi"}}}}}},
+                  "workspaces['ws']", "give only one of claim, volume, claim_template (got claim and claim_template)"),
+    settings_case("workspace-unknown-kind", {"workspaces": {"ws": {"kind": "pvc"}}}, "workspaces['ws'].kind",
+                  "allowed: claim, volume, claim_template, mount_path, sub_path, read_only"),
+    settings_case("workspace-relative-mount", {"workspaces": {"ws": {"claim": "a", "mount_path": "data"}}},
+                  "workspaces['ws'].mount_path", "must be absolute"),
+    settings_case("workspace-no-source", {"workspaces": {"ok": {"claim_template": {"resources": {"requests": {
+        "storage": "1Mi"}}}}, "ws": {"read_only": True}}}, "workspaces['ws']", "give one of claim, volume, claim_template"),
+    settings_case("pipeline-env-name", {"pipeline_env": {"1X": "v"}}, "pipeline_env['1X']", "not a valid variable name"),
     settings_case("pod-template-missing", P(pod_template_file="/nonexistent/drill-template.yaml"),
                   "pod_settings.pod_template_file", "cannot read file"),
 ]

@@ -70,7 +70,14 @@ def test_resource_steps_default_action_is_create_plus_wait_verbs() -> None:
 )
 def test_each_action_adds_only_its_verbs(action: str, verbs: set[str]) -> None:
     table = _granted(rbac.resource_step_permissions(["jobs.batch"], [action]))
-    assert table == {"jobs.batch": verbs}
+    logs = {"pods": {"list", "watch"}, "pods/log": {"get"}} if action in ("create", "apply") else {}
+    assert table == {"jobs.batch": verbs, **logs}  # a created Job's pods' logs stream while the step waits
+
+
+def test_only_jobs_and_pods_add_the_log_permissions() -> None:
+    assert set(_granted(rbac.resource_step_permissions(["configmaps", "pods"], ["create"]))) == {
+        "configmaps", "pods", "pods/log"}
+    assert "pods/log" not in _granted(rbac.resource_step_permissions(["configmaps"], ["create", "apply"]))
 
 
 def test_several_actions_union() -> None:

@@ -232,11 +232,17 @@ def build_busybox() -> Image:
     return Image("busybox", (tag, "latest"), layers, _config(None, ["sh"], env, "/", layers))
 
 
+# this project (copied in as source), the packaging tools, and the linters CI runs outside pods
+_NOT_IN_IMAGE = ("k8s-step-operator", "k8s_step_operator", "k8sso-localcluster", "k8sso_localcluster", "pip==",
+                 "setuptools==", "wheel==", "ruff==", "mypy==", "mypy-extensions==", "mypy_extensions==",
+                 "types-PyYAML==", "librt==", "pathspec==")
+
+
 def _frozen_requirements() -> str:
     """This environment's exact packages (this project excluded): what the step image installs."""
     out = _run([sys.executable, "-m", "pip", "freeze", "--exclude-editable", "--all"]).stdout
     keep = [line for line in out.splitlines()
-            if line and not line.startswith(("k8s-step-operator", "k8s_step_operator", "pip==", "setuptools==", "wheel=="))]
+            if line and not line.startswith(_NOT_IN_IMAGE)]
     return "\n".join(sorted(keep, key=str.lower)) + "\n"
 
 

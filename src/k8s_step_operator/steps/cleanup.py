@@ -30,14 +30,11 @@ from kubernetes.client.exceptions import ApiException
 from ..kube import rest, retry
 from .cluster import Cluster, connect
 from .errors import api_message
-from .run_end import entries_to_delete, run_is_over, run_succeeded
+from .run_end import CREATED_KEY, HOOK_NAME, RECORD_KEYS, entries_to_delete, names_cleanup_hook, run_is_over, run_succeeded
 
 __all__ = ["CREATED_KEY", "cleanup_run", "cleanup_run_resources", "delete_recorded", "record_created"]
 
 log = logging.getLogger(__name__)
-
-CREATED_KEY = "k8s_step_operator_created"
-HOOK_NAME = "cleanup_run_resources"
 
 
 def record_created(entry: dict[str, Any]) -> None:
@@ -57,7 +54,7 @@ def _warn_without_hook(entry: Mapping[str, Any]) -> None:
         sources = [config.success_hook_source, config.failure_hook_source, config.end_hook_source]
     except Exception:  # noqa: BLE001 - best effort
         return
-    if not any(source is not None and HOOK_NAME in str(getattr(source, "import_path", source)) for source in sources):
+    if not names_cleanup_hook(sources):
         log.warning(
             "%s %s has cleanup=%r but the pipeline has no %s hook, so it will outlive the run; add "
             "@pipeline(on_success=%s, on_failure=%s) or delete it by label %s",
@@ -75,9 +72,10 @@ def recorded_entries(steps: Iterable[Any]) -> list[dict[str, Any]]:
     """All entries recorded by the given step runs."""
     entries: list[dict[str, Any]] = []
     for step in steps:
-        value = (getattr(step, "run_metadata", None) or {}).get(CREATED_KEY)
-        if isinstance(value, list):
-            entries.extend(e for e in value if isinstance(e, dict) and e.get("path"))
+        for key in RECORD_KEYS:
+            value = (getattr(step, "run_metadata", None) or {}).get(key)
+            if isinstance(value, list):
+                entries.extend(e for e in value if isinstance(e, dict) and e.get("path"))
     return entries
 
 

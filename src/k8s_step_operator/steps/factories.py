@@ -153,6 +153,7 @@ def resource_step(
     wait_for_deletion: bool = False,
     kubeconfig: Optional[str] = None,
     context: Optional[str] = None,
+    stream_logs: bool = True,
     step_options: Optional[Mapping[str, Any]] = None,
 ) -> BaseStep:
     """A step doing ``action`` (get/create/apply/delete/replace/patch) on any kind (KFP ``ResourceOp``).
@@ -183,6 +184,8 @@ def resource_step(
             namespace; the created object is garbage-collected with it.
         propagation_policy, wait_for_deletion: For ``delete``.
         kubeconfig, context: Use this kubeconfig instead of the stack's step operator.
+        stream_logs: While the step waits on its conditions, stream the logs of the pods a
+            created or applied Job or Pod starts (``[step]``, ``[step:container]``); False: do not.
         step_options: Extra ``zenml.step`` options (settings, retry, hooks...).
     """
     options = dict(
@@ -205,6 +208,7 @@ def resource_step(
         wait_for_deletion=wait_for_deletion,
         kubeconfig=kubeconfig,
         context=context,
+        stream_logs=stream_logs,
     )
     loaded = load_resource(k8s_resource) if k8s_resource is not None else None
     fields = placeholders(loaded)

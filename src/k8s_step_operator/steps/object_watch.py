@@ -62,15 +62,17 @@ def stream(
     field_selector: str,
     out: "queue.Queue[tuple[str, str, Any]]",
     start_rv: str | None = None,
+    label_selector: str | None = None,
 ) -> Reflector:
-    """A reflector of one collection (field selector) putting (tag, type, payload) on ``out``.
+    """A reflector of one collection (field and label selector) putting (tag, type, payload) on ``out``.
 
     Types: ``LIST`` (payload: items), ``ADDED``/``MODIFIED``/``DELETED`` (payload: object),
     ``FATAL`` (payload: exception: not retryable, or too many failures in a row). ``start_rv``
     skips the first list.
     """
+    query = {k: v for k, v in (("fieldSelector", field_selector), ("labelSelector", label_selector)) if v}
     return Reflector(
-        lambda: api, list_path, {"fieldSelector": field_selector},
+        lambda: api, list_path, query,
         on_list=lambda items: out.put((tag, "LIST", items)),
         on_event=lambda kind, obj: out.put((tag, kind, obj)),
         errors=bounded(_MAX_TRANSPORT_FAILURES),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
@@ -27,10 +28,11 @@ from .bindings import bind_resource_inputs
 from .conditions import Condition, parse_conditions
 from .discovery import ApiResource
 from .resource_list import ResourceListSpec
-from .errors import ResourceStepError, translate_api_error
+from .errors import ResourceStepError, WaitTimeout, translate_api_error
 from .jsonpath import extract
 from .entrypoints import Outputs
 from .object_watch import WaitTarget, wait_for_conditions, wait_until_deleted
+from .pod_logs import follow_started_pods
 from .resource_spec import (
     CLEANUP_LABEL,
     FIELD_MANAGER,
@@ -492,17 +494,24 @@ def run_resource(
                 last_reason[0] = reason
                 log.info("%s: %s", what, reason)
 
-        obj, reason = wait_for_conditions(
-            cluster.api,
-            target,
-            obj,
-            success,
-            failure,
-            spec.timeout,
-            fail_on_events=spec.fail_on_events if events_fail_fast else (),
-            events_path=events_path,
-            on_progress=progress,
-        )
+        logs = None
+        if spec.stream_logs and action in (Action.CREATE.value, Action.APPLY.value):
+            logs = follow_started_pods(cluster.api, obj, namespace, run.step_name or name)
+        try:
+            obj, reason = wait_for_conditions(
+                cluster.api,
+                target,
+                obj,
+                success,
+                failure,
+                spec.timeout,
+                fail_on_events=spec.fail_on_events if events_fail_fast else (),
+                events_path=events_path,
+                on_progress=progress,
+            )
+        finally:
+            if logs is not None:  # to each container's end, unless the wait timed out (they may run on)
+                logs.close(join=sys.exc_info()[0] is not WaitTimeout)
         if reason != last_reason[0]:
             log.info("%s: %s", what, reason)
     manifest = clean_manifest(obj)

@@ -366,6 +366,7 @@ class ResourceSpec(SpecCodec):
     wait_for_deletion: bool = False
     kubeconfig: str | None = None
     context: str | None = None
+    stream_logs: bool = True
 
     _spec_error = ResourceSpecError
     _tuple_fields = ("fail_on_events",)
@@ -448,6 +449,7 @@ def build_resource_spec(
     kubeconfig: str | Path | None = None,
     context: str | None = None,
     name_from_input: bool = False,
+    stream_logs: bool = True,
 ) -> ResourceSpec:
     """Validate every resource-step option; raise :class:`ResourceSpecError` naming the field.
 
@@ -592,6 +594,7 @@ def build_resource_spec(
         wait_for_deletion=bool(wait_for_deletion),
         kubeconfig=str(kubeconfig) if kubeconfig else None,
         context=context,
+        stream_logs=bool(stream_logs),
     )
 
 

@@ -14,11 +14,22 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["FINISHED", "FAILED", "entries_to_delete", "run_is_over", "run_succeeded"]
+__all__ = ["FINISHED", "FAILED", "entries_to_delete", "names_cleanup_hook", "run_is_over", "run_succeeded"]
 
 FINISHED = frozenset({"failed", "completed", "cached", "skipped", "retried", "stopped", "cancelled"})
 FAILED = frozenset({"failed", "cancelled", "stopped"})
 _STOPPING_MODES = frozenset({"fail_fast", "stop_on_failure"})
+HOOK_NAME = "cleanup_run_resources"
+# step run metadata keys holding what to delete at the run's end: objects a step created itself, and
+# the per-run workspace claims the step operator created when it submitted the step
+CREATED_KEY = "k8s_step_operator_created"
+WORKSPACES_KEY = "k8s_step_operator_workspace_claims"
+RECORD_KEYS = (CREATED_KEY, WORKSPACES_KEY)
+
+
+def names_cleanup_hook(sources: Iterable[Any]) -> bool:
+    """Whether one of a step's hook sources is :data:`HOOK_NAME`."""
+    return any(s is not None and HOOK_NAME in str(getattr(s, "import_path", s)) for s in sources)
 
 
 def _upstream_closure(step: str, upstream: Mapping[str, Sequence[str]]) -> set[str]:
