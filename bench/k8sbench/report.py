@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import statistics
-
 from typing import Any, Optional
 
 OURS = "k8s"
@@ -199,7 +198,7 @@ def e2e_spread(analysis: dict) -> tuple[Optional[float], Optional[float]]:
     for kind in ("subprocess", OURS, THEIRS):
         r = analysis.get(kind) or {}
         views, around = r.get("orchestrator_all") or [], r.get("paired_overhead_all") or []
-        times = [v - a for v, a in zip(views, around)]
+        times = [v - a for v, a in zip(views, around, strict=False)]
         if len(times) >= 2:
             per_kind.append(times)
     if not per_kind:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .common import Admin, RequestLog, RssSampler, diff, longrunning, mib, request_totals, row_name, summary
-from .operators import FakeInfo, make_operator, make_step, read_exit, step_command, submit, warm_up
+from .operators import make_operator, make_step, read_exit, step_command, submit, warm_up
 
 STEP_ENV = {"BENCH_STEP": "1"}
 

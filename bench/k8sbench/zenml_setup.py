@@ -8,7 +8,7 @@ the user's ZenML state. Equivalent CLI (what a user would type)::
     zenml step-operator flavor register k8sbench.subprocess_operator.SubprocessStepOperatorFlavor
     zenml step-operator register bench-k8s --flavor=k8s --kubernetes_namespace=NS --kubeconfig=KC --local=True
     zenml step-operator register bench-builtin --flavor=kubernetes --kubernetes_namespace=NS \
-        --kubernetes_context=k8s-step-operator-local \          # kubeconfig from $KUBECONFIG
+        --kubernetes_context=k8s-step-operator-local \\          # kubeconfig from $KUBECONFIG
         --env ZENML_CONFIG_PATH=<this ZenML config dir>
     zenml step-operator register bench-subprocess --flavor=bench-subprocess
     zenml stack register stack-<op> -o default -a default -s <op>     # one stack per operator

@@ -343,7 +343,7 @@ def register(
 
     client = Client()
     click.echo(register_flavor(client))
-    if component:
+    if component and namespace:  # checked above: a component comes with its namespace
         configuration = component_configuration(namespace, context, kubeconfig, local)
         click.echo(register_component(client, component, configuration))
     if stack and component:

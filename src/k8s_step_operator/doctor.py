@@ -72,7 +72,7 @@ def api_error(exc: Exception) -> str:
     if status:
         from .steps.errors import api_message
 
-        return f"HTTP {status}: {api_message(exc)}"  # type: ignore[arg-type]
+        return f"HTTP {status}: {api_message(exc)}"
     return f"{type(exc).__name__}: {exc}"
 
 

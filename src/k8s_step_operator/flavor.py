@@ -20,7 +20,7 @@ KUBERNETES_CLUSTER_RESOURCE_TYPE = "kubernetes-cluster"
 class K8sStepOperatorConfig(BaseStepOperatorConfig, K8sStepOperatorSettings):
     """Component configuration: where the cluster is, plus defaults for every step setting."""
 
-    kubernetes_namespace: str = Field(  # type: ignore[assignment]
+    kubernetes_namespace: str = Field(
         default="zenml",
         description="Namespace for step pods; a step's `kubernetes_namespace` setting overrides it.",
     )

@@ -24,7 +24,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 from k8s_step_operator.merge import deep_merge
 from k8s_step_operator.mounts import Mount
-from k8s_step_operator.names import label_value, pod_name, text_hash, zenml_label_value
+from k8s_step_operator.names import label_value, pod_name, zenml_label_value
 from k8s_step_operator.settings import (
     MAIN_CONTAINER_NAME,
     RESERVED_ANNOTATION_PREFIX,
@@ -151,7 +151,7 @@ def build_pod(
     namespace: str,
     env_secret_name: Optional[str],
     service_account: Optional[str] = None,
-) -> dict:
+) -> dict[str, Any]:
     """Builds the complete ``v1 Pod`` (camelCase API dict) for a step run.
 
     Args:
@@ -207,7 +207,7 @@ def build_env_secret(
     namespace: str,
     identity: StepIdentity,
     environment: Mapping[str, str],
-) -> dict:
+) -> dict[str, Any]:
     """Builds the ``v1 Secret`` (Opaque, ``stringData``) for the step env.
 
     Raises:
@@ -308,7 +308,7 @@ def with_default_memory_request(resources: Mapping[str, Any], memory: Optional[s
     return result
 
 
-def run_as(pod: dict, uid: Any, gid: Any) -> dict:
+def run_as(pod: dict[str, Any], uid: Any, gid: Any) -> dict[str, Any]:
     """The pod running as the user's OIDC Linux ids (claims ``linux_uid``/``linux_gid``), like ZenML.
 
     Positive integers only (others are ignored); they win over the pod's and every
@@ -483,7 +483,7 @@ def load_pod_template(path: str) -> dict[str, Any]:
     return {"metadata": metadata, "spec": template.get("spec", {})}
 
 
-def mount_claims(pod: dict, claims: Mapping[str, str]) -> dict:
+def mount_claims(pod: dict[str, Any], claims: Mapping[str, str]) -> dict[str, Any]:
     """Mount PVCs into the main container: ``claims`` maps mount path -> claim name.
 
     Returns a new Pod dict; volume names are derived from the mount path
@@ -494,13 +494,13 @@ def mount_claims(pod: dict, claims: Mapping[str, str]) -> dict:
     return mount_volumes(pod, [Mount(path, {"persistentVolumeClaim": {"claimName": c}}) for path, c in claims.items()])
 
 
-def mount_host_paths(pod: dict, paths: Sequence[str]) -> dict:
+def mount_host_paths(pod: dict[str, Any], paths: Sequence[str]) -> dict[str, Any]:
     """Mount host directories at the same paths in the main container (``local=True``: the pods
     share this machine, so ZenML's local store and artifact store are these directories)."""
     return mount_volumes(pod, [Mount(p, {"hostPath": {"path": p, "type": "Directory"}}, prefix="host") for p in paths])
 
 
-def mount_volumes(pod: dict, mounts: Sequence[Mount]) -> dict:
+def mount_volumes(pod: dict[str, Any], mounts: Sequence[Mount]) -> dict[str, Any]:
     """Add each mount's volume to the pod and its mount to the main container; returns a new Pod dict."""
     if not mounts:
         return pod
@@ -513,13 +513,13 @@ def mount_volumes(pod: dict, mounts: Sequence[Mount]) -> dict:
     return {**pod, "spec": {**pod["spec"], "containers": containers, "volumes": volumes}}
 
 
-def with_env(pod: dict, env: Mapping[str, str]) -> dict:
+def with_env(pod: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
     """Every container (init and sidecar ones too) gets ``env``; a variable it sets itself wins.
     Returns a new Pod dict."""
     if not env:
         return pod
 
-    def add(container: dict) -> dict:
+    def add(container: dict[str, Any]) -> dict[str, Any]:
         own = container.get("env") or []
         names = {var.get("name") for var in own}
         extra = [{"name": k, "value": v} for k, v in env.items() if k not in names]

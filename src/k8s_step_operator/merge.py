@@ -6,7 +6,7 @@ import copy
 from typing import Any, Mapping
 
 
-def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict:
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     """Returns ``base`` with ``override`` merged on top; inputs are not mutated.
 
     Rules, applied recursively:
@@ -52,7 +52,7 @@ def _merge_value(base: Any, override: Any) -> Any:
     return copy.deepcopy(override)
 
 
-def _is_named_list(items: list) -> bool:
+def _is_named_list(items: list[Any]) -> bool:
     """True if every item is a map with a ``name`` and the names are unique."""
     names = []
     for item in items:
@@ -66,7 +66,7 @@ def _is_named_list(items: list) -> bool:
     return len(names) == len(set(names))
 
 
-def _merge_named_lists(base: list, override: list) -> list:
+def _merge_named_lists(base: list[Any], override: list[Any]) -> list[Any]:
     overrides = {item["name"]: item for item in override}
     merged = [
         deep_merge(item, overrides[item["name"]])

@@ -134,7 +134,7 @@ def volume_source(value: Any, where: str) -> Dict[str, Any]:
             f"{where}: give exactly one volume source (emptyDir, configMap, secret, persistentVolumeClaim, ...); "
             f"found: {found}"
         )
-    return data
+    return dict(data)
 
 
 def _one_source(entry: Mapping[str, Any], where: str, sources: tuple[str, ...]) -> Optional[str]:

@@ -44,18 +44,18 @@ def parse_time(value: str | None) -> dt.datetime | None:
     return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def _statuses(pod: dict, key: str) -> list[dict]:
+def _statuses(pod: dict[str, Any], key: str) -> list[dict[str, Any]]:
     return list((pod.get("status") or {}).get(key) or [])
 
 
-def _condition(pod: dict, kind: str) -> dict | None:
+def _condition(pod: dict[str, Any], kind: str) -> dict[str, Any] | None:
     for cond in (pod.get("status") or {}).get("conditions") or []:
         if cond.get("type") == kind:
-            return cond
+            return dict(cond)
     return None
 
 
-def _terminated_reason(name: str, term: dict) -> str:
+def _terminated_reason(name: str, term: dict[str, Any]) -> str:
     reason = term.get("reason") or "Error"
     text = f"container '{name}' terminated: {reason} (exit code {term.get('exitCode')})"
     if term.get("signal"):
@@ -65,7 +65,7 @@ def _terminated_reason(name: str, term: dict) -> str:
     return text
 
 
-def _image_of(pod: dict, name: str) -> str:
+def _image_of(pod: dict[str, Any], name: str) -> str:
     spec = pod.get("spec") or {}
     for c in (spec.get("containers") or []) + (spec.get("initContainers") or []):
         if c.get("name") == name:
@@ -73,7 +73,7 @@ def _image_of(pod: dict, name: str) -> str:
     return ""
 
 
-def _failed_reason(pod: dict) -> str:
+def _failed_reason(pod: dict[str, Any]) -> str:
     status = pod.get("status") or {}
     node = (pod.get("spec") or {}).get("nodeName")
     on_node = f" (node {node})" if node else ""
@@ -96,14 +96,14 @@ def _failed_reason(pod: dict) -> str:
     return "pod failed" + on_node
 
 
-def _main_terminated(pod: dict) -> dict | None:
+def _main_terminated(pod: dict[str, Any]) -> dict[str, Any] | None:
     for cs in _statuses(pod, "containerStatuses"):
         if cs.get("name") == MAIN_CONTAINER:
             return (cs.get("state") or {}).get("terminated")
     return None
 
 
-def failed_container(pod: dict) -> str | None:
+def failed_container(pod: dict[str, Any]) -> str | None:
     """The first container (init containers first) that ended with a non-zero exit code."""
     for key in ("initContainerStatuses", "containerStatuses"):
         for cs in _statuses(pod, key):
@@ -113,7 +113,7 @@ def failed_container(pod: dict) -> str | None:
     return None
 
 
-def ran_to_an_end(pod: dict | None) -> bool:
+def ran_to_an_end(pod: dict[str, Any] | None) -> bool:
     """Whether the step's container ran and ended (or the pod is terminal): what is worth keeping.
 
     The kubelet reports the container's exit before the pod's phase (about a second later), so the
@@ -159,7 +159,7 @@ def pull_error(waiting: Mapping[str, Any]) -> str | None:
     return "transient"
 
 
-def worth_keeping(pod: dict | None) -> bool:
+def worth_keeping(pod: dict[str, Any] | None) -> bool:
     """Whether a failed pod is worth keeping for debugging: it ran to an end and stays.
 
     A pod already being deleted, or disrupted (``DisruptionTarget``: pod GC after its node went,
@@ -171,7 +171,7 @@ def worth_keeping(pod: dict | None) -> bool:
     return not (disruption and disruption.get("status") == "True")
 
 
-def _fatal_waiting(pod: dict, fatal: Iterable[str]) -> str | None:
+def _fatal_waiting(pod: dict[str, Any], fatal: Iterable[str]) -> str | None:
     fatal = set(fatal)
     for key in ("initContainerStatuses", "containerStatuses"):
         for cs in _statuses(pod, key):
@@ -188,7 +188,7 @@ def _fatal_waiting(pod: dict, fatal: Iterable[str]) -> str | None:
     return None
 
 
-def waiting_reason(pod: dict) -> str:
+def waiting_reason(pod: dict[str, Any]) -> str:
     """Why a Pending pod is not running yet (scheduler message or container waiting reason)."""
     scheduled = _condition(pod, "PodScheduled")
     if scheduled and scheduled.get("status") == "False":
@@ -246,7 +246,7 @@ def last_warning(events: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | Non
     return max(warnings, key=lambda e: event_time(e) or _NEVER_BEFORE, default=None)
 
 
-def explain(pod: dict, events: Iterable[Mapping[str, Any]] = ()) -> str:
+def explain(pod: dict[str, Any], events: Iterable[Mapping[str, Any]] = ()) -> str:
     """Why a pod has not started: its waiting reason, and the last Warning event about it when
     that says more (a failing mount, a sandbox error, ...)."""
     reason = waiting_reason(pod)
@@ -257,7 +257,7 @@ def explain(pod: dict, events: Iterable[Mapping[str, Any]] = ()) -> str:
 
 
 def assess(
-    pod: dict | None,
+    pod: dict[str, Any] | None,
     *,
     fatal_waiting_reasons: Iterable[str] = (),
     schedule_timeout: float | None = None,
@@ -301,7 +301,7 @@ def assess(
     return Verdict(Phase.PENDING, reason)
 
 
-def deadline(pod: dict, schedule_timeout: float | None, startup_timeout: float | None) -> dt.datetime | None:
+def deadline(pod: dict[str, Any], schedule_timeout: float | None, startup_timeout: float | None) -> dt.datetime | None:
     """When a still-pending pod must be failed: its creation plus ``schedule_timeout`` while it has
     no node, the moment it was scheduled plus ``startup_timeout`` after (None: no deadline)."""
     created = parse_time((pod.get("metadata") or {}).get("creationTimestamp"))
@@ -315,7 +315,7 @@ def deadline(pod: dict, schedule_timeout: float | None, startup_timeout: float |
 
 
 def assess_pod(
-    pod: dict | None,
+    pod: dict[str, Any] | None,
     deleted: bool,
     *,
     fatal_waiting_reasons: Iterable[str] = (),
@@ -343,7 +343,7 @@ _NEVER = dt.datetime.max.replace(tzinfo=dt.timezone.utc)
 _NEVER_BEFORE = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
 
 
-def _failed_at(pod: dict | None) -> dt.datetime:
+def _failed_at(pod: dict[str, Any] | None) -> dt.datetime:
     """When a pod failed: its first container's end, else its disruption (latest possible if unknown)."""
     ends = [
         parse_time(((cs.get("state") or {}).get("terminated") or {}).get("finishedAt"))
@@ -356,7 +356,7 @@ def _failed_at(pod: dict | None) -> dt.datetime:
 
 
 def assess_step(
-    pods: Iterable[tuple[dict, bool]],
+    pods: Iterable[tuple[dict[str, Any], bool]],
     pod_count: int = 1,
     *,
     fatal_waiting_reasons: Iterable[str] = (),
@@ -384,7 +384,7 @@ def assess_step(
         )
         for pod, deleted in pods
     ]
-    failed = [(v, _failed_at(pod)) for v, (pod, _) in zip(verdicts, pods) if v.phase is Phase.FAILED]
+    failed = [(v, _failed_at(pod)) for v, (pod, _) in zip(verdicts, pods, strict=True) if v.phase is Phase.FAILED]
     if failed:
         return min(failed, key=lambda f: (f[0].reason.startswith(DELETED), f[1], f[0].pod))[0]
     if sum(v.phase is Phase.SUCCEEDED for v in verdicts) >= pod_count:
@@ -405,7 +405,7 @@ def assess_step(
     return Verdict(Phase.PENDING, "waiting for the other pods")
 
 
-def progress(prev: dict | None, cur: dict) -> list[str]:
+def progress(prev: dict[str, Any] | None, cur: dict[str, Any]) -> list[str]:
     """Human lines for what changed between two observations of the same pod."""
     lines: list[str] = []
     before_node = ((prev or {}).get("spec") or {}).get("nodeName")

@@ -31,13 +31,13 @@ from .settings import K8sStepOperatorSettings, StepSettings
 
 if TYPE_CHECKING:
     from kubernetes import client
+    from zenml.config.base_settings import BaseSettings
+    from zenml.config.step_run_info import StepRunInfo
+    from zenml.models import PipelineSnapshotBase, ResourceRequestResponse, StepRunResponse
 
     from .kube import retry
     from .kube.logs import LogFollower
     from .kube.podwatch import PodWatch
-    from zenml.config.base_settings import BaseSettings
-    from zenml.config.step_run_info import StepRunInfo
-    from zenml.models import PipelineSnapshotBase, ResourceRequestResponse, StepRunResponse
 
 logger = get_logger(__name__)
 
@@ -559,9 +559,10 @@ class K8sStepOperator(BaseStepOperator):
         as :meth:`wait` does, for pipelines that poll (dynamic ones)."""
         try:
             sub = self._locate(step_run)
-            watch = None if sub is None else self._watch(sub.namespace)
-            if watch is not None and not watch.wait_synced(self._timeout(sub.settings)):
-                raise RuntimeError(watch.last_error)
+            if sub is not None:
+                watch = self._watch(sub.namespace)
+                if not watch.wait_synced(self._timeout(sub.settings)):
+                    raise RuntimeError(watch.last_error)
         except Exception as exc:  # transient: never fail a running step for it
             logger.warning("Step `%s`: cannot read its job right now (%s)", step_run.name, exc)
             return ExecutionStatus.RUNNING

@@ -188,7 +188,7 @@ def validate_dns1123_label(name: Any, field: str) -> str:
             f"{field}: {name!r} is not a valid DNS-1123 label; it "
             f"{_DNS1123_LABEL_RULE}"
         )
-    return name
+    return str(name)
 
 
 def validate_dns1123_subdomain(name: Any, field: str) -> str:
@@ -201,7 +201,7 @@ def validate_dns1123_subdomain(name: Any, field: str) -> str:
             f"{field}: {name!r} is not a valid DNS-1123 subdomain; it "
             f"{_DNS1123_SUBDOMAIN_RULE}"
         )
-    return name
+    return str(name)
 
 
 def _validate_qualified_name(key: str, field: str, kind: str) -> None:
@@ -227,14 +227,14 @@ def validate_label_key(key: Any, field: str) -> str:
     """Validates a label key (``[prefix/]name``)."""
     key = _require_str(key, field)
     _validate_qualified_name(key, field, "label key")
-    return key
+    return str(key)
 
 
 def validate_annotation_key(key: Any, field: str) -> str:
     """Validates an annotation key (label-key grammar, case-insensitive)."""
     key = _require_str(key, field)
     _validate_qualified_name(key.lower(), field, "annotation key")
-    return key
+    return str(key)
 
 
 def validate_label_value(value: Any, field: str) -> str:
@@ -247,7 +247,7 @@ def validate_label_value(value: Any, field: str) -> str:
             f"{field}: {value!r} is not a valid label value; "
             f"{_LABEL_VALUE_RULE}"
         )
-    return value
+    return str(value)
 
 
 def validate_labels(labels: Any, field: str) -> dict[str, str]:
@@ -291,7 +291,7 @@ def validate_choice(value: Any, field: str, allowed: Iterable[str]) -> str:
         raise ValueError(
             f"{field}: {value!r} is not allowed; allowed: {_allowed(allowed)}"
         )
-    return value
+    return str(value)
 
 
 # --------------------------------------------------------------------------- #

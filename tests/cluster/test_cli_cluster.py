@@ -21,13 +21,13 @@ from unittest.mock import patch
 import pytest
 import yaml
 from click.testing import CliRunner, Result
+from k8sso_localcluster import cli_state, network, nodes
+from k8sso_localcluster.images import current
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from k8s_step_operator import rbac
 from k8s_step_operator.cli import main
-from k8sso_localcluster import cli_state, network, nodes
-from k8sso_localcluster.images import current
 from k8s_step_operator.registration import FLAVOR_SOURCE
 
 from ..rbac_support import kubectl_apply

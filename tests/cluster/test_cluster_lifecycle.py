@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from k8sso_localcluster import network, nodes
 
 pytestmark = pytest.mark.cluster

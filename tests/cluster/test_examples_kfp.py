@@ -16,14 +16,14 @@ from typing import Any, Iterator
 
 import pytest
 import yaml
+from k8sso_localcluster.csi import DRIVER
 from kubernetes import client, utils
 
 from k8s_step_operator.kube import rest
-from k8sso_localcluster.csi import DRIVER
+from k8s_step_operator.steps.object_watch import WaitTarget, wait_until_deleted
 
 from ..zenml_support import BIN, src_on_pythonpath, zenml_env
 from .custom_task_controller import custom_task_world
-from k8s_step_operator.steps.object_watch import WaitTarget, wait_until_deleted
 
 pytestmark = pytest.mark.cluster
 

@@ -10,20 +10,19 @@ real nodes give: pod IPs on per-node bridges, cluster DNS, and no route off the 
 from __future__ import annotations
 
 import ipaddress
-import subprocess
 import json
 import os
+import subprocess
 import time
 import uuid
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from kubernetes import client, watch
-from kubernetes.client.exceptions import ApiException
-
 from k8sso_localcluster.images import current, ref
 from k8sso_localcluster.nodes import processes_mentioning
+from kubernetes import client, watch
+from kubernetes.client.exceptions import ApiException
 
 PY = current("step")
 BUSYBOX = current("busybox")

@@ -8,7 +8,6 @@ ZenML pipelines in a subprocess with their own ZenML state.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -36,8 +35,8 @@ from k8s_step_operator.steps.resource_spec import (
 from k8s_step_operator.steps.volume_runtime import run_snapshot, run_volume
 from k8s_step_operator.steps.volume_spec import VOLUME_MODE_RWM, build_snapshot_spec, build_volume_spec
 
-from .custom_task_controller import install_crd as shared_install_crd
 from ..zenml_support import BIN, src_on_pythonpath, zenml_env
+from .custom_task_controller import install_crd as shared_install_crd
 
 pytestmark = pytest.mark.cluster
 

@@ -14,13 +14,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
-
 from k8sso_localcluster import csi
 from k8sso_localcluster.build_csi import SNAPSHOT_CLIENT, snapshot_crds
 from k8sso_localcluster.images import current
 from k8sso_localcluster.pytest_plugin import ClusterHandle
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 pytestmark = pytest.mark.cluster
 

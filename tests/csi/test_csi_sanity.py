@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-
 from k8sso_localcluster import csi, processes
 from k8sso_localcluster.build_csi import CsiBinaries, ensure_csi
 

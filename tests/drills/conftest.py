@@ -20,11 +20,10 @@ to the very end, whatever order collection produced.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import logging
+import os
 import sys
 import threading
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path

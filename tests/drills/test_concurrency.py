@@ -48,7 +48,7 @@ def test_fifty_concurrent_steps_some_failing_without_cross_talk(drill: Drill) ->
 
     watch = PodWatch.shared(drill.operator.api, drill.namespace)
     assert watch.list_requests == 2, "one shared LIST of pods and one of events for all 50 steps"
-    for i, (step, status) in enumerate(zip(steps, statuses)):
+    for i, (step, status) in enumerate(zip(steps, statuses, strict=True)):
         expected = ExecutionStatus.COMPLETED if exits[i] == 0 else ExecutionStatus.FAILED
         assert status is expected, (step.name, status)
         lines = drill.console.lines(step.prefix)

@@ -12,11 +12,11 @@ import time
 from typing import Any, Iterator
 
 import pytest
+from k8sso_localcluster.controlplane import LocalCluster
 from kubernetes import client, config
 from zenml.enums import ExecutionStatus
 
 from k8s_step_operator.kube.podwatch import PodWatch
-from k8sso_localcluster.controlplane import LocalCluster
 
 from .conftest import Drill, delete_namespace, make_drill, make_namespace, settle
 

@@ -14,11 +14,10 @@ import time
 import uuid
 
 import pytest
-from kubernetes import client
-from zenml.enums import ExecutionStatus
-
 from k8sso_localcluster.images import ref
 from k8sso_localcluster.nodes import processes_mentioning
+from kubernetes import client
+from zenml.enums import ExecutionStatus
 
 from .conftest import Drill, bounded, pod_exists, secret_exists, settle, wait_until
 

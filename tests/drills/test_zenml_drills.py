@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from k8sso_localcluster.nodes import processes_mentioning
 from kubernetes import client
 
-from k8sso_localcluster.nodes import processes_mentioning
 from k8s_step_operator.manifest import LABEL_STEP
 
 from ..zenml_support import BIN, register_k8s_stack, zenml_env

@@ -15,11 +15,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
-
 from k8sso_localcluster import csi
 from k8sso_localcluster.controlplane import default_nodes
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 from .conftest import MANAGED, wait_until
 

@@ -5,6 +5,7 @@ Every bad input is refused with an error that starts with the argument it is abo
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from k8s_step_operator.steps.bindings import (
     substitute,
 )
 from k8s_step_operator.steps.cel_values import build_cel_spec, check_cel_call, run_cel
+from k8s_step_operator.steps.conditions import Verdict, evaluate
 from k8s_step_operator.steps.custom_task_spec import (
     REQUIRED,
     SucceededCondition,
@@ -27,7 +29,6 @@ from k8s_step_operator.steps.custom_task_spec import (
     results_of,
     succeeded_of,
 )
-from k8s_step_operator.steps.conditions import Verdict, evaluate
 from k8s_step_operator.steps.flow import Skipped, condition_value, run_when, skipped_steps
 from k8s_step_operator.steps.resource_list import build_resource_list_spec
 from k8s_step_operator.steps.resource_spec import ResourceSpecError, build_resource_spec
@@ -264,7 +265,7 @@ class TestBindings:
             ({"resource_name": "d", "annotations": {"bad key!": "v"}}, "annotations"),
             ({}, "resource_name: required"),
         ):
-            assert error_of(lambda: bind_volume_inputs(spec, inputs)).startswith(message)
+            assert error_of(functools.partial(bind_volume_inputs, spec, inputs)).startswith(message)
         snap = bind_snapshot_inputs(build_snapshot_spec(late_inputs=True), {"resource_name": "s",
                                                                              "snapshot_class": "local"})
         assert (snap.resource_name, snap.snapshot_class) == ("s", "local")

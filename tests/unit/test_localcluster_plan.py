@@ -9,7 +9,6 @@ import tarfile
 from pathlib import Path
 
 import pytest
-
 from k8sso_localcluster import addons, images, network, nodes
 
 BENCHMARK_RANGE = ipaddress.ip_network("198.18.0.0/15")

@@ -463,6 +463,7 @@ def test_mount_claims_adds_pvc_volumes_to_main_only():
 
 def test_mount_claims_rejects_bad_claim_name():
     import pytest
+
     from k8s_step_operator.manifest import mount_claims
 
     with pytest.raises(ValueError, match=r"pvolumes\['/mnt/a'\]"):
@@ -471,6 +472,7 @@ def test_mount_claims_rejects_bad_claim_name():
 
 def test_pvolumes_setting_requires_absolute_paths():
     import pytest
+
     from k8s_step_operator.settings import K8sStepOperatorSettings
 
     with pytest.raises(ValueError, match="mount path must be absolute"):

@@ -37,8 +37,9 @@ from k8s_step_operator.settings import (
 
 def seed_004_settings():
     """The settings example of seed 004, verbatim except for the import."""
-    from k8s_step_operator.settings import K8sStepOperatorSettings as KubernetesStepOperatorSettings
     from kubernetes.client.models import V1Toleration
+
+    from k8s_step_operator.settings import K8sStepOperatorSettings as KubernetesStepOperatorSettings
 
     kubernetes_settings = KubernetesStepOperatorSettings(
         pod_settings={

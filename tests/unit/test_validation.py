@@ -3,7 +3,7 @@
 from decimal import Decimal
 
 import pytest
-from kubernetes.client import V1Toleration, V1Volume, V1PersistentVolumeClaimVolumeSource
+from kubernetes.client import V1PersistentVolumeClaimVolumeSource, V1Toleration, V1Volume
 
 from k8s_step_operator.validation import (
     parse_quantity,

@@ -20,12 +20,12 @@ from k8s_step_operator.steps.volume_spec import (
     build_volume_spec,
     claim_name_of,
     final_name,
-    refused_modes_message,
-    single_node_class_refuses,
     normalize_modes,
     parse_data_source,
     pvc_manifest,
     quantity_at_least,
+    refused_modes_message,
+    single_node_class_refuses,
     snapshot_manifest,
 )
 

@@ -6,7 +6,6 @@ so these tests never share ZenML state with the test process.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys

@@ -11,11 +11,11 @@ import os
 import sys
 import time
 
+from kubernetes.client.models import V1Toleration
 from zenml import CommandStep, pipeline, step
 from zenml.config import DockerSettings, ResourceSettings
 
 from k8s_step_operator import KubernetesStepOperatorSettings
-from kubernetes.client.models import V1Toleration
 
 IMAGE = os.environ.get("K8SSO_TEST_IMAGE", "registry.k8sso.local/k8sso/step:latest")
 OPERATOR = os.environ.get("K8SSO_OPERATOR", "k8s-local")
@@ -310,9 +310,8 @@ def pool_pipeline() -> None:
 
 def _with_pool(pipe):
     """Resource pools are granted in this process (see pool_backend.py), as ZenML Pro's service would."""
-    from zenml.client import Client
-
     from pool_backend import GrantingPool
+    from zenml.client import Client
 
     GrantingPool(Client().zen_store, overrides={"pod_settings": {"labels": {"granted-by": "test-pool"}}})
     return pipe

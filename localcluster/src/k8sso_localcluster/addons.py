@@ -58,7 +58,7 @@ def objects() -> list[dict]:
                                                      "operations": ["CREATE", "UPDATE"], "resources": ["pods"]}]},
              "validations": [{
                  "expression": " && ".join(f"(!has(object.spec.{f}) || {e})" for f, e in
-                                           zip(("containers", "initContainers", "ephemeralContainers"), images)),
+                                           zip(("containers", "initContainers", "ephemeralContainers"), images, strict=True)),
                  "message": f"the local cluster pulls images only from its own registry: use {REGISTRY_HOST}/... "
                             "(this machine has no route to other registries)",
                  "reason": "Invalid",

@@ -10,6 +10,7 @@ Our driver (``csidriver/``, Go, kept in this package) is built from its source f
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import shutil
@@ -132,7 +133,7 @@ def ensure_csi() -> CsiBinaries:
         if not all((out_dir / n).exists() for n in names):
             _need_go()
             pkgs = [UPSTREAM[n][2] for n in names]
-            timed(f"{', '.join(names)} {version}", lambda: build_upstream(module, version, pkgs, out_dir))
+            timed(f"{', '.join(names)} {version}", functools.partial(build_upstream, module, version, pkgs, out_dir))
         paths.update({n: out_dir / n for n in names})
     driver = driver_path()
     if not driver.exists():

@@ -27,7 +27,8 @@ from pathlib import Path
 
 import yaml
 
-from . import addons, csi, network, nodes as node_runtime, processes, registry
+from . import addons, csi, network, processes, registry
+from . import nodes as node_runtime
 from .build import Binaries, ensure_binaries
 from .build_csi import CsiBinaries, ensure_csi
 from .nodes import NodeSpec, default_nodes

@@ -136,7 +136,7 @@ def _tarinfo(name: str, kind: bytes = tarfile.REGTYPE, mode: int = 0o644, size: 
     return info
 
 
-def write_layer(out: Path, entries: Iterable[tuple[str, bytes | None, int]], links: dict[str, str] = {}) -> Path:
+def write_layer(out: Path, entries: Iterable[tuple[str, bytes | None, int]], links: dict[str, str] | None = None) -> Path:
     """A deterministic layer tar: ``entries`` are (path, content or None for a directory, mode)."""
     tmp = out.with_suffix(".tmp")
     with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
@@ -145,7 +145,7 @@ def write_layer(out: Path, entries: Iterable[tuple[str, bytes | None, int]], lin
                 tar.addfile(_tarinfo(name, tarfile.DIRTYPE, mode))
             else:
                 tar.addfile(_tarinfo(name, mode=mode, size=len(content)), io.BytesIO(content))
-        for name, target in sorted(links.items()):
+        for name, target in sorted((links or {}).items()):
             info = _tarinfo(name, tarfile.SYMTYPE, 0o777)
             info.linkname = target
             tar.addfile(info)

@@ -18,8 +18,16 @@ import urllib.parse
 from pathlib import Path
 
 from . import processes
-from .images import (BUILDERS, MEDIA_CONFIG, MEDIA_LAYER, MEDIA_MANIFEST, Image, _digest_file, record_current,
-                     registry_storage)
+from .images import (
+    BUILDERS,
+    MEDIA_CONFIG,
+    MEDIA_LAYER,
+    MEDIA_MANIFEST,
+    Image,
+    _digest_file,
+    record_current,
+    registry_storage,
+)
 
 REGISTRY_BINARY = "docker-registry"
 
@@ -120,7 +128,7 @@ def ensure_images(names: tuple[str, ...] = tuple(BUILDERS)) -> dict[str, str]:
         proc = processes.spawn([registry_binary(), "serve", str(config)], Path(tmp) / "registry.log")
         try:
             wait_ready(port)
-            for name, image in built.items():
+            for image in built.values():
                 started = time.monotonic()
                 push(port, image)  # blobs already there are skipped; tags (latest) are set again
                 print(f"pushed {image.reference} in {time.monotonic() - started:.1f}s", file=sys.stderr)

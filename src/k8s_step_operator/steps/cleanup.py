@@ -22,6 +22,7 @@ never raised. :func:`cleanup_run` does the same by hand for a finished run.
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any, Iterable, Mapping, Optional
 
@@ -30,7 +31,15 @@ from kubernetes.client.exceptions import ApiException
 from ..kube import rest, retry
 from .cluster import Cluster, connect
 from .errors import api_message
-from .run_end import CREATED_KEY, HOOK_NAME, RECORD_KEYS, entries_to_delete, names_cleanup_hook, run_is_over, run_succeeded
+from .run_end import (
+    CREATED_KEY,
+    HOOK_NAME,
+    RECORD_KEYS,
+    entries_to_delete,
+    names_cleanup_hook,
+    run_is_over,
+    run_succeeded,
+)
 
 __all__ = ["CREATED_KEY", "cleanup_run", "cleanup_run_resources", "delete_recorded", "record_created"]
 
@@ -84,7 +93,7 @@ def delete_recorded(entries: Iterable[Mapping[str, Any]], cluster: Optional[Clus
     problems: list[str] = []
     clusters: dict[tuple[Any, Any], Cluster] = {}
     for entry in entries:
-        what = f"{entry.get('kind')} {entry.get('namespace') + '/' if entry.get('namespace') else ''}{entry.get('name')}"
+        what = f"{entry.get('kind')} {str(entry.get('namespace')) + '/' if entry.get('namespace') else ''}{entry.get('name')}"
         try:
             target = cluster
             if target is None:
@@ -97,7 +106,7 @@ def delete_recorded(entries: Iterable[Mapping[str, Any]], cluster: Optional[Clus
             if entry.get("uid"):
                 body["preconditions"] = {"uid": entry["uid"]}
             retry.call(
-                lambda: rest.request(target.api, "DELETE", entry["path"], body=body, timeout=30.0),
+                functools.partial(rest.request, target.api, "DELETE", entry["path"], body=body, timeout=30.0),
                 policy=retry.RetryPolicy(request_timeout=None),
             )
             if entry.get("kind") == "PersistentVolumeClaim":

@@ -86,7 +86,7 @@ def _build(attribute: str, kind: str, inputs: Tuple[str, ...], outputs: Tuple[Tu
         returns: Any = Annotated[OUTPUT_TYPES[outputs[0][1]], outputs[0][0]]
     else:
 
-        def entrypoint(spec: Dict[str, Any], **values: Any) -> Any:  # type: ignore[misc]
+        def entrypoint(spec: Dict[str, Any], **values: Any) -> Any:
             """Run the step; its outputs in order."""
             first, *rest = runner(spec, dict(values)).values(names)
             return (first, *rest)  # a tuple literal: ZenML reads the source to count outputs

@@ -212,7 +212,7 @@ def resource_step(
     )
     loaded = load_resource(k8s_resource) if k8s_resource is not None else None
     fields = placeholders(loaded)
-    for item in loaded if is_object_list(loaded) else [loaded]:
+    for item in loaded if isinstance(loaded, list) and is_object_list(loaded) else [loaded]:
         for key in ("apiVersion", "kind"):
             if isinstance(item, dict) and placeholders(item.get(key)):
                 raise ResourceSpecError(
@@ -220,7 +220,7 @@ def resource_step(
                     "allowed: placeholders in other fields"
                 )
     inputs = ("resource_name", *[f for f in fields if f != "resource_name"])
-    if is_object_list(loaded):
+    if isinstance(loaded, list) and is_object_list(loaded):
         many = build_resource_list_spec(loaded, **options)
         first = many.specs()[0]
         outputs = [(key, "list") for key in many.output_names]

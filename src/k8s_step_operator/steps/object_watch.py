@@ -113,7 +113,7 @@ class _NullTolerant:
 def _tolerant(condition: Condition | None) -> Condition | None:
     if condition is None or condition.kind != "cel":
         return condition
-    return _NullTolerant(condition)  # type: ignore[return-value]
+    return _NullTolerant(condition)
 
 
 def _remaining(deadline: float | None) -> float | None:

@@ -8,6 +8,7 @@ step operator prints its steps' logs. It runs while the step waits on its condit
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from typing import Any, Callable, Mapping, Optional
@@ -66,7 +67,7 @@ class PodLogs:
             self._first_pod = self._first_pod or name
             prefix = f"[{log_label(self.step, pod, container, name == self._first_pod)}] "
             self.followers[key] = LogFollower(
-                self.api, self.namespace, name, container, lambda line, p=prefix: self.emit(p + line)
+                self.api, self.namespace, name, container, functools.partial(_prefixed, self.emit, prefix)
             ).start()
 
     def close(self, join: bool = True) -> None:
@@ -84,3 +85,7 @@ def follow_started_pods(api: client.ApiClient, obj: Mapping[str, Any], namespace
     if query is None or not namespace:
         return None
     return PodLogs(api, namespace, query, step).start()
+
+
+def _prefixed(emit: Callable[[str], None], prefix: str, line: str) -> None:
+    emit(prefix + line)

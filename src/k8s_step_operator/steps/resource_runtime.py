@@ -23,16 +23,16 @@ from kubernetes.client.exceptions import ApiException
 
 from ..kube import rest, retry
 from . import discovery
-from .cluster import Cluster, connect
 from .bindings import bind_resource_inputs
+from .cluster import Cluster, connect
 from .conditions import Condition, parse_conditions
 from .discovery import ApiResource
-from .resource_list import ResourceListSpec
+from .entrypoints import Outputs
 from .errors import ResourceStepError, WaitTimeout, translate_api_error
 from .jsonpath import extract
-from .entrypoints import Outputs
 from .object_watch import WaitTarget, wait_for_conditions, wait_until_deleted
 from .pod_logs import follow_started_pods
+from .resource_list import ResourceListSpec
 from .resource_spec import (
     CLEANUP_LABEL,
     FIELD_MANAGER,

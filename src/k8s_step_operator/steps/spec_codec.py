@@ -37,7 +37,7 @@ class SpecCodec:
         data = dataclasses.asdict(self)  # type: ignore[call-overload]
         for name in self._tuple_fields:
             data[name] = list(getattr(self, name))
-        return data
+        return dict(data)
 
     @classmethod
     def from_dict(cls: type[_Spec], data: Mapping[str, Any]) -> _Spec:
@@ -54,4 +54,4 @@ class SpecCodec:
         for name in cls._given_tuple_fields:
             if name in values:
                 values[name] = tuple(values[name])
-        return cls(**values)  # type: ignore[call-arg]
+        return cls(**values)

@@ -35,11 +35,11 @@ from .volume_spec import (
     bind_volume_inputs,
     final_name,
     one_of,
-    refused_modes_message,
-    single_node_class_refuses,
     parse_data_source,
     pvc_manifest,
     quantity_at_least,
+    refused_modes_message,
+    single_node_class_refuses,
     snapshot_manifest,
 )
 

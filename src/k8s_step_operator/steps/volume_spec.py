@@ -203,10 +203,10 @@ def parse_data_source(
         kind, group = _KIND_PREFIXES[default_kind.lower()]
         return DataSource(kind, validate_object_name(value, field_name), group)
     if isinstance(value, Mapping):
-        kind = value.get("kind")
+        kind = str(value.get("kind"))
         if kind not in PVC_KINDS:
             raise ResourceSpecError(
-                f"{field_name}.kind: {kind!r} is not allowed; allowed: VolumeSnapshot, PersistentVolumeClaim"
+                f"{field_name}.kind: {value.get('kind')!r} is not allowed; allowed: VolumeSnapshot, PersistentVolumeClaim"
             )
         group = value.get("apiGroup") or (SNAPSHOT_GROUP if kind == "VolumeSnapshot" else "")
         return DataSource(kind, validate_object_name(value.get("name"), f"{field_name}.name"), group)
