@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import sys
 import uuid
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -46,8 +45,8 @@ os._exit(0)
 
 
 def step_command(exit_file: str, seconds: float) -> list[str]:
-    """The entrypoint command of a bench step (pods run it with this machine's Python)."""
-    return [sys.executable, "-c", STEP_SCRIPT, exit_file, f"{seconds:.3f}"]
+    """The entrypoint command of a bench step (the step image's Python)."""
+    return ["python", "-c", STEP_SCRIPT, exit_file, f"{seconds:.3f}"]
 
 
 def read_exit(exit_file: str) -> float | None:
@@ -114,10 +113,28 @@ def make_step(step_name: str, run_name: str, pipeline: str = "bench") -> tuple[F
 KINDS = ("k8s", "builtin")
 
 
-def make_operator(kind: str, namespace: str, kubeconfig: str, config: dict | None = None) -> Any:
-    """Our ``k8s`` operator or ZenML's ``kubernetes`` one, built like ZenML builds components."""
+def exit_dir_mount(exit_dir: str) -> dict:
+    """Pod settings that mount the bench's exit-file directory at the same path: on real nodes a step's
+    files live in its container, so the time it writes at exit must go to a host directory."""
+    return {
+        "volumes": [{"name": "bench-exit", "hostPath": {"path": exit_dir, "type": "Directory"}}],
+        "volume_mounts": [{"name": "bench-exit", "mountPath": exit_dir}],
+    }
+
+
+def make_operator(
+    kind: str, namespace: str, kubeconfig: str, config: dict | None = None, exit_dir: str | None = None
+) -> Any:
+    """Our ``k8s`` operator or ZenML's ``kubernetes`` one, built like ZenML builds components (the same
+    ``exit_dir`` mount for both)."""
     now = dt.datetime.now(dt.timezone.utc)
     extra = dict(config or {})
+    if exit_dir:
+        pod = dict(extra.get("pod_settings") or {})
+        mount = exit_dir_mount(exit_dir)
+        for key in ("volumes", "volume_mounts"):
+            pod[key] = [*pod.get(key, []), *mount[key]]
+        extra["pod_settings"] = pod
     if kind == "k8s":
         from k8s_step_operator.flavor import K8sStepOperatorFlavor
 

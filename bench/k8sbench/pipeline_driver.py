@@ -117,10 +117,12 @@ def _trace_k8s(captured: dict) -> None:
         return done
 
     def _wait(self: Any, step_run: Any) -> Any:
+        status = wait(self, step_run)
         sub = self._locate(step_run)
-        if sub is not None:
-            pods[step_run.name] = sub.pod
-        return wait(self, step_run)
+        if sub is not None:  # the pod the Job controller named (one pod per step here)
+            names = sorted(pod["metadata"]["name"] for pod, _ in self._pods(sub))
+            pods[step_run.name] = names[0] if names else ""
+        return status
 
     PodWatch._apply = _apply  # type: ignore[method-assign]
     LogFollower.join = _join  # type: ignore[method-assign]

@@ -90,7 +90,7 @@ def completion(p: dict) -> dict:
     kind = p["operator"]
     requests = RequestLog().install()
     events = PodEvents().install() if kind == "k8s" else None
-    op = make_operator(kind, p["namespace"], p["kubeconfig"], p.get("config"))
+    op = make_operator(kind, p["namespace"], p["kubeconfig"], p.get("config"), p.get("exit_dir"))
     warm_up(kind, op)
     exit_dir = Path(p["exit_dir"])
     steps = []
@@ -144,7 +144,7 @@ def requests_per_step(p: dict) -> dict:
     admin = Admin(p["kubeconfig"])
     requests = RequestLog().install()
     t_start = time.time()
-    op = make_operator(kind, p["namespace"], p["kubeconfig"], p.get("config"))
+    op = make_operator(kind, p["namespace"], p["kubeconfig"], p.get("config"), p.get("exit_dir"))
     warm_up(kind, op)
     if kind == "k8s":  # open the shared watch before any window: it is shared by every step
         from k8s_step_operator.kube.podwatch import PodWatch
@@ -269,7 +269,7 @@ def scale(p: dict) -> dict:
     admin = Admin(p["kubeconfig"])
     requests = RequestLog().install()
     events = PodEvents().install() if kind == "k8s" else None
-    op = make_operator(kind, p["namespace"], p["kubeconfig"], p.get("config"))
+    op = make_operator(kind, p["namespace"], p["kubeconfig"], p.get("config"), p.get("exit_dir"))
     warm_up(kind, op)
     exit_dir = Path(p["exit_dir"])
     steps = []
@@ -363,7 +363,7 @@ def scale(p: dict) -> dict:
 def failure(p: dict) -> dict:
     """An image no node can pull: how long until ``wait()`` returns, if ever."""
     kind = p["operator"]
-    op = make_operator(kind, p["namespace"], p["kubeconfig"], p.get("config"))
+    op = make_operator(kind, p["namespace"], p["kubeconfig"], p.get("config"), p.get("exit_dir"))
     warm_up(kind, op)
     info, step_run = make_step("unpullable", run_name=f"failure-{kind}")
     info.get_image = lambda key: p["image"]  # type: ignore[method-assign]
