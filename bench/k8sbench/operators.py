@@ -163,11 +163,11 @@ def make_operator(
 
 
 def warm_up(kind: str, operator: Any) -> None:
-    """One-time costs that are not per step: ZenML store start (built-in), API client creation."""
-    if kind == "builtin":
-        from zenml.client import Client
+    """One-time costs that are not per step, for both: ZenML store start, API client creation."""
+    from zenml.client import Client
 
-        Client().active_user  # noqa: B018 - initialises the local store once
+    Client().active_user  # noqa: B018 - initialises the local store once
+    if kind == "builtin":
         operator.get_kube_client()
     else:
         operator.api  # noqa: B018
