@@ -88,11 +88,9 @@ def _failed_reason(pod: dict[str, Any]) -> str:
         if disruption.get("message"):
             text += f": {disruption['message'].strip()}"
         return text + on_node
-    for key in ("initContainerStatuses", "containerStatuses"):
-        for cs in _statuses(pod, key):
-            term = (cs.get("state") or {}).get("terminated")
-            if term and term.get("exitCode", 0) != 0:
-                return _terminated_reason(cs.get("name", "?"), term)
+    failed = _first_failed(pod)
+    if failed is not None:
+        return _terminated_reason(*failed)
     return "pod failed" + on_node
 
 
@@ -103,14 +101,20 @@ def _main_terminated(pod: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def failed_container(pod: dict[str, Any]) -> str | None:
-    """The first container (init containers first) that ended with a non-zero exit code."""
+def _first_failed(pod: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """(name, terminated state) of the first container (init containers first) that ended non-zero."""
     for key in ("initContainerStatuses", "containerStatuses"):
         for cs in _statuses(pod, key):
             term = (cs.get("state") or {}).get("terminated")
             if term and term.get("exitCode", 0) != 0:
-                return str(cs.get("name"))
+                return str(cs.get("name", "?")), term
     return None
+
+
+def failed_container(pod: dict[str, Any]) -> str | None:
+    """The first container (init containers first) that ended with a non-zero exit code."""
+    failed = _first_failed(pod)
+    return None if failed is None else failed[0]
 
 
 def ran_to_an_end(pod: dict[str, Any] | None) -> bool:
