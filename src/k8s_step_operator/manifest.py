@@ -483,17 +483,6 @@ def load_pod_template(path: str) -> dict[str, Any]:
     return {"metadata": metadata, "spec": template.get("spec", {})}
 
 
-def mount_claims(pod: dict[str, Any], claims: Mapping[str, str]) -> dict[str, Any]:
-    """Mount PVCs into the main container: ``claims`` maps mount path -> claim name.
-
-    Returns a new Pod dict; volume names are derived from the mount path
-    (``pvol-<hash>``), so mounting the same claim twice at two paths works.
-    """
-    for path, claim in claims.items():
-        validate_dns1123_subdomain(claim, f"pvolumes[{path!r}]")
-    return mount_volumes(pod, [Mount(path, {"persistentVolumeClaim": {"claimName": c}}) for path, c in claims.items()])
-
-
 def mount_host_paths(pod: dict[str, Any], paths: Sequence[str]) -> dict[str, Any]:
     """Mount host directories at the same paths in the main container (``local=True``: the pods
     share this machine, so ZenML's local store and artifact store are these directories)."""

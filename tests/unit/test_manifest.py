@@ -447,11 +447,16 @@ def test_settings_objects_are_not_mutated_by_building():
     assert settings.model_dump() == before
 
 
-def test_mount_claims_adds_pvc_volumes_to_main_only():
-    from k8s_step_operator.manifest import mount_claims
+def _no_inputs(name: str) -> None:
+    raise KeyError(name)  # the step has no input by that name: the text is a PVC name
+
+
+def test_pvolume_claims_are_mounted_into_main_only():
+    from k8s_step_operator.manifest import mount_volumes
+    from k8s_step_operator.mounts import pvolume_mounts
 
     pod = {"spec": {"containers": [{"name": "main"}, {"name": "side"}], "volumes": [{"name": "x", "emptyDir": {}}]}}
-    out = mount_claims(pod, {"/mnt/a": "vol-1", "/mnt/b": "vol-1"})
+    out = mount_volumes(pod, pvolume_mounts({"/mnt/a": "vol-1", "/mnt/b": "vol-1"}, _no_inputs))
     main, side = out["spec"]["containers"]
     assert [m["mountPath"] for m in main["volumeMounts"]] == ["/mnt/a", "/mnt/b"]
     assert "volumeMounts" not in side
@@ -461,13 +466,13 @@ def test_mount_claims_adds_pvc_volumes_to_main_only():
     assert pod["spec"]["containers"][0] == {"name": "main"}  # input untouched
 
 
-def test_mount_claims_rejects_bad_claim_name():
+def test_a_bad_pvolume_claim_name_is_rejected():
     import pytest
 
-    from k8s_step_operator.manifest import mount_claims
+    from k8s_step_operator.mounts import pvolume_mounts
 
     with pytest.raises(ValueError, match=r"pvolumes\['/mnt/a'\]"):
-        mount_claims({"spec": {"containers": [{"name": "main"}]}}, {"/mnt/a": "Not_A_Name"})
+        pvolume_mounts({"/mnt/a": "Not_A_Name"}, _no_inputs)
 
 
 def test_pvolumes_setting_requires_absolute_paths():
