@@ -307,6 +307,9 @@ class K8sStepOperator(BaseStepOperator):
         ``cleanup_run_resources``. Returns workspace name -> claim name."""
         from kubernetes.client.exceptions import ApiException
 
+        from .kube.errors import api_message
+        from .steps.resource_spec import RUN_ID_LABEL
+
         claims: Dict[str, str] = {}
         namespace = self._namespace(settings)
         for ws in mounts.templated(settings.workspaces):
@@ -322,7 +325,7 @@ class K8sStepOperator(BaseStepOperator):
                 if exc.status != 409:
                     raise ValueError(
                         f"workspaces[{ws!r}].claim_template: cannot create the run's claim {namespace}/{name}: "
-                        f"{_status_body(exc).get('message') or exc.reason}"
+                        f"{api_message(exc)}"
                     ) from exc
             else:
                 logger.info("Run `%s`: created claim %s/%s for workspace `%s`", identity.run_name, namespace, name, ws)
@@ -373,6 +376,8 @@ class K8sStepOperator(BaseStepOperator):
     ) -> List[preflight.Finding]:
         from kubernetes.client.exceptions import ApiException
 
+        from .kube.errors import api_message
+
         identity = manifest.StepIdentity(
             run_name="preflight", pipeline_name=pipeline, step_name=name,
             step_run_id=PREFLIGHT_ID, run_id=PREFLIGHT_ID, project_id=PREFLIGHT_ID,
@@ -415,7 +420,7 @@ class K8sStepOperator(BaseStepOperator):
                 return [preflight.Finding(name, "permissions", str(exc))]
             except ApiException as exc:
                 if kind == "PersistentVolumeClaim":
-                    why = _status_body(exc).get("message") or str(exc.reason)
+                    why = api_message(exc)
                     return [preflight.Finding(name, "workspaces.claim_template", f"the API server refuses the claim: {why}")]
                 return preflight.refusal(name, kind, objects.pod, _status_body(exc), exc.status or 0)
         return []
@@ -821,9 +826,6 @@ def resolve_pvolumes(info: "StepRunInfo", pvolumes: Dict[str, Any]) -> List[moun
     return mounts.pvolume_mounts(pvolumes, value_of)
 
 
-RUN_ID_LABEL = manifest.ANNOTATION_PREFIX + "run-id"  # the label the resource steps put on what they create
-
-
 def _has_cleanup_hook(info: "StepRunInfo") -> bool:
     from .steps.run_end import names_cleanup_hook
 
@@ -837,6 +839,7 @@ def _record_run_claim(info: "StepRunInfo", claim: dict, path: str, hooked: bool)
     from zenml.enums import MetadataResourceTypes
     from zenml.models import RunMetadataResource
 
+    from .steps.resource_spec import RUN_ID_LABEL
     from .steps.run_end import WORKSPACES_KEY
 
     meta = claim.get("metadata") or {}

@@ -31,6 +31,7 @@ from kubernetes.client.exceptions import ApiException
 from ..kube import rest, retry
 from .cluster import Cluster, connect
 from .errors import api_message
+from .resource_spec import RUN_ID_LABEL
 from .run_end import (
     CREATED_KEY,
     HOOK_NAME,
@@ -73,7 +74,7 @@ def _warn_without_hook(entry: Mapping[str, Any]) -> None:
             HOOK_NAME,
             HOOK_NAME,
             HOOK_NAME,
-            "k8s-step-operator.zenml.io/run-id",
+            RUN_ID_LABEL,
         )
 
 
