@@ -342,7 +342,9 @@ class K8sStepOperator(BaseStepOperator):
         steps = [(n, s) for n, s in snapshot.step_configurations.items() if s.config.uses_step_operator(self.name)]
         findings: List[preflight.Finding] = []
         user: Optional[_User] = None
-        reviewed: Dict[str, List[preflight.Finding]] = {}
+        # permissions are reviewed once per namespace (and need for per-run claims); a denial is reported
+        # once, under the first step that needs it, and no step needing it counts as passed
+        reviewed: Dict[Tuple[str, bool], List[preflight.Finding]] = {}
         for name, step in steps:
             settings = self._settings(step)
             if not settings.preflight:
@@ -351,22 +353,24 @@ class K8sStepOperator(BaseStepOperator):
             if key in self._preflight_passed:
                 continue
             found = _local_problems(name, settings, step.config.command is not None)
+            denied: List[preflight.Finding] = []
             if not found:
                 user = user or _active_user()
                 namespace = self._namespace(settings)
+                access = (namespace, bool(mounts.templated(settings.workspaces)))
                 try:
                     found = self._dry_run(name, step, settings, user, snapshot.pipeline_configuration.name)
-                    if namespace not in reviewed:
-                        reviewed[namespace] = self._review_access(name, settings, namespace)
+                    if access not in reviewed:
+                        reviewed[access] = self._review_access(name, settings, namespace)
+                        found += reviewed[access]
                 except (OSError, HTTPError) as exc:  # transport: the cluster cannot be asked
                     raise RuntimeError(
                         f"preflight of step operator `{self.name}`: cannot ask the cluster about step `{name}` "
                         f"({type(exc).__name__}: {exc}); set `preflight: false` to submit without asking"
                     ) from exc
-                found += reviewed[namespace]
-            if found:
-                findings += found
-            else:
+                denied = reviewed[access]
+            findings += found
+            if not found and not denied:
                 self._preflight_passed.add(key)
         if findings:
             raise ValueError(preflight.render(self.name, findings, len(steps)))

@@ -130,3 +130,52 @@ def test_the_run_fails_with_one_error_naming_every_step() -> None:
         "  - step `c`: service_account_name: y",
         "(turn this check off with the setting `preflight: false`)",
     ]
+
+
+def _run_preflight(mocker, workspaces_of_step: dict[str, dict]) -> tuple[str, list[str]]:
+    """The operator's preflight over steps a, b, c with every dry run passing and every access review
+    denied; returns the error and the step each review was made for."""
+    from types import SimpleNamespace
+
+    from k8s_step_operator.step_operator import K8sStepOperator, _User
+
+    def step(name: str) -> SimpleNamespace:
+        config = SimpleNamespace(uses_step_operator=lambda _: True, command=None)
+        return SimpleNamespace(config=config, name=name)
+
+    snapshot = SimpleNamespace(
+        step_configurations={n: step(n) for n in ("a", "b", "c")},
+        pipeline_configuration=SimpleNamespace(name="p"),
+    )
+    settings = {n: StepSettings().model_copy(update={"workspaces": workspaces_of_step.get(n, {})}) for n in "abc"}
+    reviews: list[str] = []
+    operator = K8sStepOperator.__new__(K8sStepOperator)
+    operator._preflight_passed = set()
+    operator.name = "k8s"
+    mocker.patch.object(K8sStepOperator, "_settings", lambda self, s: settings[s.name])
+    mocker.patch.object(K8sStepOperator, "_namespace", lambda self, s: "ml")
+    mocker.patch.object(K8sStepOperator, "_dry_run", lambda self, *args: [])
+    mocker.patch("k8s_step_operator.step_operator._active_user", return_value=_User("u"))
+
+    def review(self, name, settings, namespace):
+        reviews.append(name)
+        return preflight.denied(name, [(f"forbidden: needs watch on pods in {namespace}", "wait")])
+
+    mocker.patch.object(K8sStepOperator, "_review_access", review)
+    with pytest.raises(ValueError) as error:
+        operator._preflight(snapshot)
+    assert operator._preflight_passed == set()  # no step passes while a permission it needs is denied
+    return str(error.value), reviews
+
+
+def test_a_denied_permission_is_reviewed_and_reported_once_per_run(mocker) -> None:
+    text, reviews = _run_preflight(mocker, {})
+    assert reviews == ["a"]
+    assert [line for line in text.splitlines() if "forbidden" in line] == [
+        "  - step `a`: permissions: forbidden: needs watch on pods in ml (wait)"
+    ]
+
+
+def test_a_step_with_a_per_run_claim_has_the_claim_permissions_reviewed_too(mocker) -> None:
+    _, reviews = _run_preflight(mocker, {"b": {"ws": {"claim_template": {}}}})
+    assert reviews == ["a", "b"]
