@@ -1,7 +1,7 @@
 """Pure builders for the step's Job, its headless Service and ownership links (no API calls).
 
-A step runs as one Job: created suspended, so that the Secret with ZenML's
-environment can be owned by the Job before any pod starts, then resumed.
+A step runs as one Job, created running (suspended only for Kueue, which
+admits it); the Secret with ZenML's environment follows, owned by the Job.
 The Job carries ``ttlSecondsAfterFinished``, so whatever happens to the
 orchestrator the API server's controllers remove the Job, its pods, the
 Secret and the Service after the TTL: nothing of ours has to run for that.
@@ -65,7 +65,8 @@ def build_job(
     queue_name: Optional[str] = None,
     annotations: Optional[Mapping[str, str]] = None,
 ) -> dict[str, Any]:
-    """The ``batch/v1 Job`` that runs ``pod`` (built by :func:`manifest.build_pod`), suspended.
+    """The ``batch/v1 Job`` that runs ``pod`` (built by :func:`manifest.build_pod`); suspended when
+    ``queue_name`` gives it to Kueue, which resumes it once admitted.
 
     The Job's labels are the pod's; ``annotations`` are added to the Job only.
     With ``pod_count > 1`` the Job is Indexed (one pod per index, all at once)
@@ -77,7 +78,7 @@ def build_job(
     if meta.get("annotations"):
         template_meta["annotations"] = dict(meta["annotations"])
     job_spec: dict[str, Any] = {
-        "suspend": True,
+        "suspend": bool(queue_name),
         "backoffLimit": 0,
         "podFailurePolicy": pod_failure_policy(),
         "template": {"metadata": template_meta, "spec": spec},

@@ -46,6 +46,8 @@ LABEL_STEP_RUN_ID = "step-run-id"
 LABEL_RUN_ID = "run-id"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY = "k8s-step-operator"
+# on what a run creates beyond its steps' Jobs (per-run claims, resource steps' objects): the run-end hook's selector
+RUN_ID_LABEL = "k8s-step-operator.zenml.io/run-id"
 # ZenML 0.98's own step labels, so selectors written for its operator find our pods too
 ZENML_LABEL_KEYS = ("project_id", "run_id", "run_name", "step_run_id", "step_name")
 RESERVED_LABEL_KEYS = frozenset(

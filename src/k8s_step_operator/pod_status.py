@@ -13,6 +13,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 MAIN_CONTAINER = "main"
 DELETED = "the step pod was deleted before it finished"
+CONFIG_ERROR = "CreateContainerConfigError"
 
 
 class Phase(str, enum.Enum):
@@ -175,12 +176,12 @@ def worth_keeping(pod: dict[str, Any] | None) -> bool:
     return not (disruption and disruption.get("status") == "True")
 
 
-def _fatal_waiting(pod: dict[str, Any], fatal: Iterable[str]) -> str | None:
+def _fatal_waiting(pod: dict[str, Any], fatal: Iterable[str], own_secrets: Iterable[str] = ()) -> str | None:
     fatal = set(fatal)
     for key in ("initContainerStatuses", "containerStatuses"):
         for cs in _statuses(pod, key):
             waiting = (cs.get("state") or {}).get("waiting") or {}
-            if waiting.get("reason") in fatal and pull_error(waiting) != "transient":
+            if waiting.get("reason") in fatal and pull_error(waiting) != "transient" and not _awaits(waiting, own_secrets):
                 name = cs.get("name", "?")
                 text = f"{waiting['reason']}: container '{name}'"
                 image = cs.get("image") or _image_of(pod, name)
@@ -190,6 +191,14 @@ def _fatal_waiting(pod: dict[str, Any], fatal: Iterable[str]) -> str | None:
                     text += f": {waiting['message'].strip()}"
                 return text
     return None
+
+
+def _awaits(waiting: Mapping[str, Any], own_secrets: Iterable[str]) -> bool:
+    """A container that could not be configured because one of the step's own Secrets was not there
+    yet: the kubelet reached it before the operator's POST of the Secret landed, and retries it."""
+    return waiting.get("reason") == CONFIG_ERROR and any(
+        str(waiting.get("message") or "").strip() == f'secret "{name}" not found' for name in own_secrets
+    )
 
 
 def waiting_reason(pod: dict[str, Any]) -> str:
@@ -268,12 +277,15 @@ def assess(
     startup_timeout: float | None = None,
     now: dt.datetime | None = None,
     events: Sequence[Mapping[str, Any]] = (),
+    own_secrets: Iterable[str] = (),
 ) -> Verdict:
     """Judge a step Pod. ``pod=None`` means it is gone (deleted before we saw it finish).
 
     Two budgets: ``schedule_timeout`` from the pod's creation until a node is bound, then
     ``startup_timeout`` from that moment until its containers run (image pulls, mounts).
     ``events`` are the events about this pod; the last warning joins a timeout's reason.
+    ``own_secrets``: Secrets the operator creates just after the Job (its environment); a container
+    waiting for one of them is not failed (the kubelet retries once it exists).
     """
     if pod is None:
         return Verdict(Phase.FAILED, DELETED)
@@ -287,7 +299,7 @@ def assess(
         if main.get("exitCode") == 0:
             return Verdict(Phase.SUCCEEDED)
         return Verdict(Phase.FAILED, _terminated_reason(MAIN_CONTAINER, main))
-    fatal = _fatal_waiting(pod, fatal_waiting_reasons)
+    fatal = _fatal_waiting(pod, fatal_waiting_reasons, own_secrets)
     if fatal:
         return Verdict(Phase.FAILED, fatal)
     if phase == "Running":
@@ -327,6 +339,7 @@ def assess_pod(
     startup_timeout: float | None = None,
     now: dt.datetime | None = None,
     events: Sequence[Mapping[str, Any]] = (),
+    own_secrets: Iterable[str] = (),
 ) -> Verdict:
     """:func:`assess` for a pod that may be gone: gone before it finished is a failure."""
     name = str(((pod or {}).get("metadata") or {}).get("name", ""))
@@ -338,7 +351,7 @@ def assess_pod(
     else:
         verdict = assess(
             pod, fatal_waiting_reasons=fatal_waiting_reasons, schedule_timeout=schedule_timeout,
-            startup_timeout=startup_timeout, now=now, events=about(events, "Pod", name),
+            startup_timeout=startup_timeout, now=now, events=about(events, "Pod", name), own_secrets=own_secrets,
         )
     return Verdict(verdict.phase, verdict.reason, name)
 
@@ -370,6 +383,7 @@ def assess_step(
     now: dt.datetime | None = None,
     job: str = "",
     events: Sequence[Mapping[str, Any]] = (),
+    own_secrets: Iterable[str] = (),
 ) -> Verdict:
     """Judge a step from all its pods (present or deleted): what ZenML sees.
 
@@ -384,7 +398,7 @@ def assess_step(
     verdicts = [
         assess_pod(
             pod, deleted, fatal_waiting_reasons=fatal_waiting_reasons, schedule_timeout=schedule_timeout,
-            startup_timeout=startup_timeout, now=now, events=events,
+            startup_timeout=startup_timeout, now=now, events=events, own_secrets=own_secrets,
         )
         for pod, deleted in pods
     ]

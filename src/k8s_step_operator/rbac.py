@@ -8,8 +8,8 @@ into one SelfSubjectAccessReview per verb (:func:`required_checks`), and the
 tests check that the operator's real API calls fit inside it.
 
 The step operator's calls (see ``step_operator.py`` and ``kube/``):
-POST pods as a dry run, POST jobs (suspended), POST secrets (owned by the
-Job), POST services (multi-pod steps), PATCH jobs (resume), LIST + WATCH pods
+POST pods as a dry run (steps the preflight did not check), POST jobs, POST
+secrets (owned by the Job), POST services (multi-pod steps), LIST + WATCH pods
 (one shared watch per namespace, by label selector), GET pods/log (follow),
 LIST jobs (after a restart), DELETE jobs (garbage collection deletes the
 pods, Secret and Service) or, when failed pods are kept, secrets. It never
@@ -212,8 +212,8 @@ OPERATOR_PERMISSIONS: tuple[Permission, ...] = (
     Permission(
         "batch",
         "jobs",
-        ("create", "patch"),
-        "submit: the step's Job, created suspended and resumed (PATCH) once its Secret exists",
+        ("create",),
+        "submit: the step's Job (its Secret follows, owned by it; Kueue resumes a queued Job itself)",
     ),
     Permission("batch", "jobs", ("list",), "status after a restart: find a step run's Job by label"),
     Permission(

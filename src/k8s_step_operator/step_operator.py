@@ -1,8 +1,8 @@
 """The ``k8s`` step operator: each step runs as its own Job, its pods watched rather than polled.
 
-Thin shell over the pure core: ``manifest`` builds the Pod and Secret, ``jobs``
-the Job around them, ``allocation`` applies resource pools, ``pod_status``
-judges the pods, ``kube`` talks to the API.
+Thin shell over the pure core: ``submission`` builds a step's objects (with ``manifest``
+and ``jobs``), finds and judges them and plans their clean-up, ``allocation`` applies
+resource pools, ``preflight`` words refusals, ``kube`` talks to the API.
 
 The Kubernetes client (and ``kube``, which uses it) is imported on first use, not with
 this module: ZenML also builds the stack's components inside every step's own pod, where
@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sys
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Type, cast
 
 from urllib3.exceptions import HTTPError
@@ -28,6 +27,23 @@ from zenml.step_operators import BaseStepOperator
 from . import allocation, jobs, manifest, mounts, names, pod_status, preflight, rbac
 from .flavor import K8sStepOperatorConfig
 from .settings import K8sStepOperatorSettings, StepSettings
+from .submission import (
+    StepObjects,
+    Submission,
+    User,
+    build_objects,
+    dependents,
+    dry_run_requests,
+    from_job,
+    job_selector,
+    judge,
+    keeps_pods,
+    local_problems,
+    next_deadline,
+    removal_path,
+    status_body,
+    unknown_settings,
+)
 
 if TYPE_CHECKING:
     from kubernetes import client
@@ -36,7 +52,6 @@ if TYPE_CHECKING:
     from zenml.models import PipelineSnapshotBase, ResourceRequestResponse, StepRunResponse
 
     from .kube import retry
-    from .kube.logs import LogFollower
     from .kube.podwatch import PodWatch
 
 logger = get_logger(__name__)
@@ -56,37 +71,6 @@ _STATUS = {
 }
 
 
-@dataclass
-class Submission:
-    """What this process knows about a submitted step run: its Job, and what was seen of its pods."""
-
-    namespace: str
-    job: str
-    step: str
-    settings: K8sStepOperatorSettings
-    submitted: dt.datetime
-    verdict: Optional[pod_status.Verdict] = None
-    logs: Dict[str, "LogFollower"] = field(default_factory=dict)  # by "pod/container"
-    events_seen: set = field(default_factory=set, repr=False)
-    seen: Dict[str, dict] = field(default_factory=dict, repr=False)
-
-    @property
-    def secret(self) -> str:
-        """The Secret holding ZenML's environment (named after the Job)."""
-        return secret_name(self.job)
-
-
-@dataclass(frozen=True)
-class StepObjects:
-    """What submitting a step creates: its Job (with the pod as template) and Secret."""
-
-    namespace: str
-    name: str
-    pod: dict
-    job: dict
-    secret: dict
-
-
 class K8sStepOperator(BaseStepOperator):
     """Runs each step as a Kubernetes Job built from ``K8sStepOperatorSettings``."""
 
@@ -95,6 +79,7 @@ class K8sStepOperator(BaseStepOperator):
         self._api: Optional["client.ApiClient"] = None
         self._known: Dict[str, Submission] = {}
         self._preflight_passed: set[str] = set()
+        self._admitted: set[str] = set()  # (namespace, image, settings) whose pod a dry run admitted
 
     # ------------------------------------------------------------- settings
     @property
@@ -241,13 +226,14 @@ class K8sStepOperator(BaseStepOperator):
         settings: K8sStepOperatorSettings,
     ) -> None:
         _refuse_unknown_settings(settings)
-        problems = _local_problems(info.pipeline_step_name, settings, info.config.command is not None)
+        step = info.pipeline_step_name
+        problems = local_problems(step, settings, info.config.command is not None)
         if problems:
             raise ValueError(problems[0].line())
         identity = manifest.StepIdentity(
             run_name=info.run_name,
             pipeline_name=info.pipeline.name,
-            step_name=info.pipeline_step_name,
+            step_name=step,
             step_run_id=str(info.step_run_id),
             run_id=str(info.run_id),
             project_id=str(info.snapshot.project_id),
@@ -261,7 +247,12 @@ class K8sStepOperator(BaseStepOperator):
             _active_user(),
         )
         self._watch(objects.namespace)  # start watching before the pods exist
-        created = self.create_job(settings, objects.pod, objects.job, objects.secret)
+        # admission's verdict depends on the pod's spec: one dry run per distinct (namespace, image, settings),
+        # none for a step the preflight passed; a dynamic pipeline fanning out one step N times asks once
+        admit_key = f"{objects.namespace}\0{info.get_image(key=IMAGE_KEY)}\0{settings.model_dump_json()}"
+        checked = self._preflight_key(step, settings) in self._preflight_passed or admit_key in self._admitted
+        created = self.create_job(settings, objects.pod, objects.job, objects.secret, dry_run=not checked)
+        self._admitted.add(admit_key)
         self._known[identity.step_run_id] = Submission(
             objects.namespace, objects.name, identity.step_name, settings,
             pod_status.parse_time(created["metadata"].get("creationTimestamp")) or _now(),
@@ -270,34 +261,17 @@ class K8sStepOperator(BaseStepOperator):
 
     def _objects(
         self, settings: K8sStepOperatorSettings, identity: manifest.StepIdentity, image: str,
-        command: List[str], environment: Dict[str, str], volumes: List[mounts.Mount], user: "_User",
-    ) -> "StepObjects":
-        """The step's pod (as the Job's template), Job and Secret."""
-        namespace = self._namespace(settings)
-        name = jobs.job_name(
-            settings.job_name_prefix, identity.pipeline_name, identity.step_name, identity.step_run_id,
-            settings.pod_count,
-        )
-        pod = manifest.build_pod(settings, identity, image, command, namespace, secret_name(name))
-        pod = manifest.with_env(manifest.mount_volumes(pod, volumes), settings.pipeline_env)
+        command: List[str], environment: Dict[str, str], volumes: List[mounts.Mount], user: User,
+    ) -> StepObjects:
+        """The step's pod, Job and Secret (:func:`submission.build_objects`), with ``local``'s paths."""
+        host_paths: List[str] = []
         if self.config.local:
             environment = {**local_environment(), **environment}
-            pod = manifest.mount_host_paths(pod, local_paths())
-        pod = manifest.run_as(pod, user.linux_uid, user.linux_gid)
-        pod["metadata"] = {**pod["metadata"], "name": name}
-        pod["metadata"]["annotations"] = {**pod["metadata"]["annotations"], manifest.ANNOTATION_ZENML_USER_ID: user.id}
-        if settings.pod_count > 1:
-            environment = {**environment, **jobs.multi_pod_environment(name, namespace, settings.pod_count)}
-        secret = manifest.build_env_secret(secret_name(name), namespace, identity, environment)
-        job = jobs.build_job(
-            pod, name, ttl_seconds_after_finished=settings.ttl_seconds_after_finished,
-            pod_count=settings.pod_count, queue_name=settings.queue_name,
-            annotations={
-                manifest.ANNOTATION_ZENML_STEP_NAME: identity.step_name,
-                manifest.ANNOTATION_ZENML_STEP_OPERATOR: str(self.id),
-            },
+            host_paths = local_paths()
+        return build_objects(
+            settings, identity, namespace=self._namespace(settings), image=image, command=command,
+            environment=environment, volumes=volumes, user=user, operator_id=str(self.id), host_paths=host_paths,
         )
-        return StepObjects(namespace, name, pod, job, secret)
 
     def _ensure_run_claims(
         self, settings: K8sStepOperatorSettings, identity: manifest.StepIdentity, info: "StepRunInfo"
@@ -308,13 +282,12 @@ class K8sStepOperator(BaseStepOperator):
         from kubernetes.client.exceptions import ApiException
 
         from .kube.errors import api_message
-        from .steps.resource_spec import RUN_ID_LABEL
 
         claims: Dict[str, str] = {}
         namespace = self._namespace(settings)
         for ws in mounts.templated(settings.workspaces):
             name = mounts.run_claim_name(identity.run_name, identity.run_id, ws)
-            labels = {manifest.LABEL_MANAGED_BY: manifest.MANAGED_BY, RUN_ID_LABEL: names.label_value(identity.run_id),
+            labels = {manifest.LABEL_MANAGED_BY: manifest.MANAGED_BY, manifest.RUN_ID_LABEL: names.label_value(identity.run_id),
                       manifest.LABEL_RUN: names.label_value(identity.run_name)}
             claim = mounts.run_claim(ws, settings.workspaces[ws], name, namespace, labels,
                                      {manifest.ANNOTATION_RUN: identity.run_name})
@@ -341,7 +314,7 @@ class K8sStepOperator(BaseStepOperator):
         One error names every step and setting that would be refused."""
         steps = [(n, s) for n, s in snapshot.step_configurations.items() if s.config.uses_step_operator(self.name)]
         findings: List[preflight.Finding] = []
-        user: Optional[_User] = None
+        user: Optional[User] = None
         # permissions are reviewed once per namespace (and need for per-run claims); a denial is reported
         # once, under the first step that needs it, and no step needing it counts as passed
         reviewed: Dict[Tuple[str, bool], List[preflight.Finding]] = {}
@@ -349,10 +322,10 @@ class K8sStepOperator(BaseStepOperator):
             settings = self._settings(step)
             if not settings.preflight:
                 continue
-            key = f"{name}\0{settings.model_dump_json()}"
+            key = self._preflight_key(name, settings)
             if key in self._preflight_passed:
                 continue
-            found = _local_problems(name, settings, step.config.command is not None)
+            found = local_problems(name, settings, step.config.command is not None)
             denied: List[preflight.Finding] = []
             if not found:
                 user = user or _active_user()
@@ -375,8 +348,13 @@ class K8sStepOperator(BaseStepOperator):
         if findings:
             raise ValueError(preflight.render(self.name, findings, len(steps)))
 
+    @staticmethod
+    def _preflight_key(step: str, settings: K8sStepOperatorSettings) -> str:
+        """A step with these exact settings passed the preflight: its submission needs no dry run."""
+        return f"{step}\0{settings.model_dump_json()}"
+
     def _dry_run(
-        self, name: str, step: Any, settings: K8sStepOperatorSettings, user: "_User", pipeline: str
+        self, name: str, step: Any, settings: K8sStepOperatorSettings, user: User, pipeline: str
     ) -> List[preflight.Finding]:
         from kubernetes.client.exceptions import ApiException
 
@@ -404,19 +382,12 @@ class K8sStepOperator(BaseStepOperator):
             objects = self._objects(settings, identity, self._likely_image(step, pipeline), ["true"], {}, volumes, user)
         except ValueError as exc:  # e.g. a pod template that cannot be read
             return [preflight.Finding(name, "pod_settings", str(exc))]
-        namespace = objects.namespace
+        run_claims = {
+            ws: mounts.run_claim(ws, settings.workspaces[ws], PREFLIGHT_CLAIM, objects.namespace, {}, {})
+            for ws in mounts.templated(settings.workspaces)
+        }
         dry = {"dryRun": "All"}
-        requests = [
-            ("Pod", f"/api/v1/namespaces/{namespace}/pods", objects.pod),
-            ("Job", f"/apis/batch/v1/namespaces/{namespace}/jobs", objects.job),
-            ("Secret", f"/api/v1/namespaces/{namespace}/secrets", objects.secret),
-        ]
-        for ws in mounts.templated(settings.workspaces):
-            claim = mounts.run_claim(ws, settings.workspaces[ws], PREFLIGHT_CLAIM, namespace, {}, {})
-            requests.append(("PersistentVolumeClaim", f"/api/v1/namespaces/{namespace}/persistentvolumeclaims", claim))
-        if settings.pod_count > 1:  # owned by the Job as it will be: a stand-in for the uid it will get
-            job = {**objects.job, "metadata": {**objects.job["metadata"], "uid": PREFLIGHT_ID}}
-            requests.append(("Service", f"/api/v1/namespaces/{namespace}/services", jobs.build_headless_service(job)))
+        requests = dry_run_requests(objects, settings, run_claims)
         for kind, path, body in requests:
             try:
                 self._call(settings, "POST", path, body=body, query=dry)
@@ -426,7 +397,7 @@ class K8sStepOperator(BaseStepOperator):
                 if kind == "PersistentVolumeClaim":
                     why = api_message(exc)
                     return [preflight.Finding(name, "workspaces.claim_template", f"the API server refuses the claim: {why}")]
-                return preflight.refusal(name, kind, objects.pod, _status_body(exc), exc.status or 0)
+                return preflight.refusal(name, kind, objects.pod, status_body(exc.body, exc.reason), exc.status or 0)
         return []
 
     def _likely_image(self, step: Any, pipeline: str) -> str:
@@ -453,41 +424,38 @@ class K8sStepOperator(BaseStepOperator):
         results = run_access_reviews(self.api, checks)
         return preflight.denied(name, [(c.missing(), c.why) for c, allowed, _ in results if not allowed])
 
-    def create_job(self, settings: K8sStepOperatorSettings, pod: dict, job: dict, secret: dict) -> dict:
-        """Admission's verdict on the pod first, then the Job suspended, its Secret, then the Job resumed.
+    def create_job(
+        self, settings: K8sStepOperatorSettings, pod: dict, job: dict, secret: dict, dry_run: bool = True
+    ) -> dict:
+        """The Job, then what it owns: its Secret (and for several pods the headless Service).
 
-        1. the pod as a dry run: whatever admission refuses (Pod Security, quotas, policies, a missing
-           service account) fails the step here, before anything exists, and not later in the Job
-           controller's events;
-        2. the Job, suspended: no pod can start before the Secret it reads exists;
-        3. the Secret (and for several pods the headless Service), owned by the Job: the Job's TTL or
-           its deletion removes them too, whatever happens to this process;
-        4. the Job resumed (unless Kueue admits it: ``queue_name``).
+        1. with ``dry_run`` (a step the preflight did not check: a dynamic pipeline's, or with
+           ``preflight: false``) the pod as a dry run first: whatever admission refuses (Pod
+           Security, quotas, policies, a missing service account) fails the step here, before
+           anything exists, and not later in the Job controller's events;
+        2. the Job, running (suspended only for Kueue, which resumes it once admitted);
+        3. the Secret, owned by the created Job: the Job's TTL or its deletion removes it too,
+           whatever happens to this process. The kubelet reads it when it configures the container,
+           after the pod's sandbox is up; were it ever earlier, it retries (see ``submission``).
         If a step after the Job fails, the Job is deleted again (garbage collection takes the rest).
         """
         namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
-        base = f"/api/v1/namespaces/{namespace}"
-        path = f"/apis/batch/v1/namespaces/{namespace}/jobs"
+        jobs_path = f"/apis/batch/v1/namespaces/{namespace}/jobs"
         from kubernetes.client.exceptions import ApiException
 
+        if dry_run:
+            try:
+                self._call(settings, "POST", f"/api/v1/namespaces/{namespace}/pods", body=pod, query={"dryRun": "All"})
+            except ApiException as exc:
+                step = job["metadata"].get("annotations", {}).get(manifest.ANNOTATION_ZENML_STEP_NAME, name)
+                found = preflight.refusal(step, "Pod", pod, status_body(exc.body, exc.reason), exc.status or 0)
+                raise ValueError("; ".join(f.line() for f in found)) from exc
+        created = self._call(settings, "POST", jobs_path, body=job)
         try:
-            self._call(settings, "POST", f"{base}/pods", body=pod, query={"dryRun": "All"})
-        except ApiException as exc:
-            step = job["metadata"].get("annotations", {}).get(manifest.ANNOTATION_ZENML_STEP_NAME, name)
-            found = preflight.refusal(step, "Pod", pod, _status_body(exc), exc.status or 0)
-            raise ValueError("; ".join(f.line() for f in found)) from exc
-        created = self._call(settings, "POST", path, body=job)
-        try:
-            self._call(settings, "POST", f"{base}/secrets", body=jobs.owned_by(secret, created))
-            if settings.pod_count > 1:
-                self._call(settings, "POST", f"{base}/services", body=jobs.build_headless_service(created))
-            if not settings.queue_name:
-                created = self._call(
-                    settings, "PATCH", f"{path}/{name}", body={"spec": {"suspend": False}},
-                    content_type="application/merge-patch+json",
-                )
-        except Exception:
-            self._delete(settings, f"{path}/{name}")
+            for _kind, path, body in dependents(created, secret, settings.pod_count):
+                self._call(settings, "POST", path, body=body)
+        except BaseException:
+            self._delete(settings, f"{jobs_path}/{name}")
             raise
         return created
 
@@ -513,21 +481,14 @@ class K8sStepOperator(BaseStepOperator):
         settings = self._settings(step_run)
         namespace = self._namespace(settings)
         self._watch(namespace)
-        selector = f"{manifest.LABEL_MANAGED_BY}={manifest.MANAGED_BY},{manifest.LABEL_STEP_RUN_ID}=" + names.label_value(
-            str(step_run.id)
-        )
         found = self._call(
-            settings, "GET", f"/apis/batch/v1/namespaces/{namespace}/jobs", query={"labelSelector": selector}
+            settings, "GET", f"/apis/batch/v1/namespaces/{namespace}/jobs",
+            query={"labelSelector": job_selector(str(step_run.id))},
         )
         items = found.get("items") or []
         if not items:
             return None
-        meta = items[0]["metadata"]
-        step = (meta.get("annotations") or {}).get(manifest.ANNOTATION_STEP, step_run.name)
-        sub = Submission(
-            namespace, meta["name"], step, settings,
-            pod_status.parse_time(meta.get("creationTimestamp")) or _now(),
-        )
+        sub = from_job(items[0], step_run.name, settings, _now())
         self._known[str(step_run.id)] = sub
         return sub
 
@@ -539,18 +500,6 @@ class K8sStepOperator(BaseStepOperator):
         objects = [("Job", sub.job)] + [("Pod", pod["metadata"]["name"]) for pod, _ in pods]
         return self._watch(sub.namespace).events_about(objects)
 
-    def _judge(self, sub: Submission, pods: List[Tuple[dict, bool]], events: List[dict]) -> pod_status.Verdict:
-        return pod_status.assess_step(
-            pods,
-            sub.settings.pod_count,
-            fatal_waiting_reasons=sub.settings.fail_on_container_waiting_reasons or (),
-            schedule_timeout=sub.settings.schedule_timeout,
-            startup_timeout=sub.settings.startup_timeout,
-            submitted=None if sub.settings.queue_name else sub.submitted,
-            job=sub.job,
-            events=events,
-        )
-
     def _observe(self, sub: Submission) -> pod_status.Verdict:
         """Read the cache once: report what changed, follow new containers' logs, judge the step."""
         pods = self._pods(sub)
@@ -560,7 +509,7 @@ class K8sStepOperator(BaseStepOperator):
             if not deleted:
                 self._maybe_follow_logs(sub, pod)
         self._report_events(sub, events)
-        return self._judge(sub, pods, events)
+        return judge(sub, pods, events)
 
     # ---------------------------------------------------------------- status
     def get_status(self, step_run: "StepRunResponse") -> ExecutionStatus:
@@ -595,20 +544,14 @@ class K8sStepOperator(BaseStepOperator):
         if not watch.wait_synced(self._timeout(sub.settings)):
             raise RuntimeError(f"cannot watch pods in namespace {sub.namespace}: {watch.last_error}")
 
-        def judge() -> Optional[pod_status.Verdict]:
+        def finished() -> Optional[pod_status.Verdict]:
             verdict = self._observe(sub)
             return verdict if verdict.phase.finished else None
 
-        def next_deadline() -> Optional[dt.datetime]:
-            settings = sub.settings
-            pods = [pod for pod, deleted in self._pods(sub) if not deleted]
-            if not pods:
-                return None if settings.queue_name else sub.submitted + dt.timedelta(seconds=settings.schedule_timeout)
-            pending = [p for p in pods if (p.get("status") or {}).get("phase", "Pending") == "Pending"]
-            due = [pod_status.deadline(p, settings.schedule_timeout, settings.startup_timeout) for p in pending]
-            return min((d for d in due if d is not None), default=None)
+        def tick() -> Optional[dt.datetime]:
+            return next_deadline(sub, self._pods(sub))
 
-        verdict = watch.wait_for(judge, tick=next_deadline)
+        verdict = watch.wait_for(finished, tick=tick)
         if verdict is None:  # the watch was closed under us
             return self.get_status(step_run)
         self._finish(step_run, sub, verdict)
@@ -722,75 +665,25 @@ class K8sStepOperator(BaseStepOperator):
         sub = self._locate(step_run)
         if sub is None:
             return
-        policy = sub.settings.cleanup_policy
-        succeeded = sub.verdict is not None and sub.verdict.phase is pod_status.Phase.SUCCEEDED
-        # a failed pod is kept for debugging only if it ran to an end and stays; one stuck Pending (image
-        # pull, startup timeout) would hold its node's resources until the TTL, so it goes at once
-        ended = any(pod_status.worth_keeping(pod) for pod, deleted in self._pods(sub) if not deleted)
-        keep = policy == "keep" or (policy == "delete-succeeded" and not succeeded and ended)
+        keep = keeps_pods(sub, self._pods(sub))
         self._remove(sub, keep_pods=keep)
         self._watch(sub.namespace).forget(jobs.JOB_NAME_LABEL, sub.job)
         self._known.pop(str(step_run.id), None)
 
     def _remove(self, sub: Submission, keep_pods: bool) -> None:
-        """One DELETE: the Secret when the pods stay, else the Job (garbage collection takes its pods,
-        Secret and Service)."""
-        if keep_pods:
-            self._delete(sub.settings, f"/api/v1/namespaces/{sub.namespace}/secrets/{sub.secret}")
-        else:
-            self._delete(sub.settings, f"/apis/batch/v1/namespaces/{sub.namespace}/jobs/{sub.job}")
+        """One DELETE (:func:`submission.removal_path`); stop following the logs."""
+        self._delete(sub.settings, removal_path(sub, keep_pods))
         for follower in sub.logs.values():
             follower.stop()
 
 
-@dataclass(frozen=True)
-class _User:
-    """The active ZenML user, as ZenML's operator uses it: id, OIDC Linux ids."""
-
-    id: str
-    linux_uid: Any = None
-    linux_gid: Any = None
-
-
-def _active_user() -> _User:
+def _active_user() -> User:
     from zenml.client import Client
     from zenml.constants import LINUX_GID_CLAIM_KEY, LINUX_UID_CLAIM_KEY
 
     user = Client().active_user
     claims = getattr(user, "oidc_claims", None) or {}
-    return _User(str(user.id), claims.get(LINUX_UID_CLAIM_KEY), claims.get(LINUX_GID_CLAIM_KEY))
-
-
-def _local_problems(step: str, settings: K8sStepOperatorSettings, command_step: bool) -> List[preflight.Finding]:
-    """What is wrong with a step's settings without asking the cluster."""
-    found = []
-    if settings.pod_count > 1 and not command_step:
-        found.append(preflight.Finding(
-            step, "pod_count",
-            f"requests {settings.pod_count} pods but is not a command step; a regular step on "
-            "several pods would write its artifacts, outputs and logs once per pod (allowed: 1, or any count for "
-            "a CommandStep)",
-        ))
-    for problem in settings.merged_problems() + (settings.pod_settings.pod_rule_problems() if settings.pod_settings else []):
-        field, _, why = problem.partition(": ")
-        found.append(preflight.Finding(step, field, why))
-    return found
-
-
-def _status_body(exc: Any) -> Dict[str, Any]:
-    """The ``Status`` object of an API error (empty when the body is not one)."""
-    import json
-
-    try:
-        body = json.loads(exc.body or "{}")
-    except (TypeError, ValueError):
-        return {"message": str(exc.reason or exc)}
-    return body if isinstance(body, dict) else {}
-
-
-def secret_name(job: str) -> str:
-    """The per-step Secret's name: ``<job>-env``."""
-    return f"{job}-env"
+    return User(str(user.id), claims.get(LINUX_UID_CLAIM_KEY), claims.get(LINUX_GID_CLAIM_KEY))
 
 
 def _now() -> dt.datetime:
@@ -843,7 +736,7 @@ def _record_run_claim(info: "StepRunInfo", claim: dict, path: str, hooked: bool)
     from zenml.enums import MetadataResourceTypes
     from zenml.models import RunMetadataResource
 
-    from .steps.resource_spec import RUN_ID_LABEL
+    from .manifest import RUN_ID_LABEL
     from .steps.run_end import WORKSPACES_KEY
 
     meta = claim.get("metadata") or {}
@@ -894,17 +787,6 @@ def local_paths() -> list[str]:
 
 def _refuse_unknown_settings(settings: K8sStepOperatorSettings) -> None:
     """A misspelled setting would be silently ignored (ZenML keeps extras); refuse it by name."""
-    from .flavor import K8sStepOperatorConfig
-
-    allowed = set(K8sStepOperatorConfig.model_fields)
-    unknown = sorted(set(settings.model_extra or {}) - allowed)
-    if unknown:
-        import difflib
-
-        hints = [
-            f"{key!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(key, allowed, 1)) else repr(key)
-            for key in unknown
-        ]
-        raise ValueError(
-            f"step_operator settings: unknown field(s) {', '.join(hints)}; allowed: {', '.join(sorted(allowed))}"
-        )
+    problem = unknown_settings(settings, list(K8sStepOperatorConfig.model_fields))
+    if problem:
+        raise ValueError(problem)

@@ -286,8 +286,8 @@ def test_resource_steps_rbac_with_cluster_role(
         assert _status(lambda: batch.list_namespaced_job(namespace, field_selector="metadata.name=j")) == 200
         assert _status(lambda: storage.read_storage_class("no-such-class")) == 404  # allowed, just absent
         assert _status(lambda: storage.list_storage_class()) == 403  # only get
-        # the operator's own right (it resumes its suspended Jobs), not the resource steps'
-        assert _status(lambda: batch.patch_namespaced_job("j", namespace, {"metadata": {"labels": {"a": "b"}}})) == 200
+        # neither the operator (its Jobs run at once) nor these resource steps (create, delete) patch Jobs
+        assert _status(lambda: batch.patch_namespaced_job("j", namespace, {"metadata": {"labels": {"a": "b"}}})) == 403
         assert _status(lambda: core.patch_namespaced_persistent_volume_claim("data", namespace, {})) == 403
         assert _status(lambda: client.AppsV1Api(as_service_account).list_namespaced_deployment(namespace)) == 403
         assert _status(lambda: batch.delete_namespaced_job("j", namespace, propagation_policy="Background")) == 200

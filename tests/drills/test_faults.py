@@ -146,3 +146,33 @@ def test_cancel_mid_run_removes_pod_and_secret(drill: Drill) -> None:
     assert "should never print" not in drill.console.text
     drill.cleanup(step)  # ZenML still cleans up after a cancel: must be harmless
     settle(drill.api, drill.namespace)
+
+
+def test_a_kubelet_faster_than_the_secrets_post_waits_for_it_and_the_step_runs(drill: Drill) -> None:
+    """The Job runs at once and its Secret follows. Here the Secret's POST is held back until the real
+    kubelet has tried to configure the container without it (CreateContainerConfigError, which fails a
+    step by default): the step must not fail for it, and must run once the Secret exists."""
+    from k8s_step_operator.step_operator import K8sStepOperator
+
+    step = drill.step("late_secret", "import os\nprint('env', os.environ['DRILL_STEP'], flush=True)")
+    real_call = K8sStepOperator._call
+    seen: dict[str, float] = {}
+
+    def held_back(self, settings, method, path, **kwargs):
+        if method == "POST" and path.endswith("/secrets") and not (kwargs.get("query") or {}).get("dryRun"):
+            def config_error() -> bool:
+                statuses = drill.pod(step).status.container_statuses or []
+                return any(cs.state.waiting and cs.state.waiting.reason == "CreateContainerConfigError" for cs in statuses)
+
+            wait_until(config_error, 90, "the kubelet reporting CreateContainerConfigError")
+            seen["status"] = self.get_status(step.run)  # judged while the Secret is missing: not a failure
+            seen["posted"] = time.time()
+        return real_call(self, settings, method, path, **kwargs)
+
+    drill.mocker.patch.object(K8sStepOperator, "_call", held_back)
+    drill.submit(step)
+    assert seen["status"] is ExecutionStatus.PROVISIONING
+    assert drill.wait(step, 120) is ExecutionStatus.COMPLETED
+    assert drill.console.lines(step.prefix) == ["env late_secret"]
+    assert drill.reasons(step) == []
+    drill.cleanup(step)

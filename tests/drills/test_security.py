@@ -37,6 +37,7 @@ from .conftest import (
     managed_objects,
     restricted_profile,
     settle,
+    wait_until,
 )
 
 pytestmark = pytest.mark.cluster
@@ -169,8 +170,12 @@ def test_operator_missing_permission_names_verb_and_resource(
     try:
         with pytest.raises(Exception) as info:
             drill.submit(drill.step("sa-nosecret", HELLO))
-        assert managed_objects(drill.api, drill_namespace) == {"jobs": [], "pods": [], "secrets": []}
         assert f"forbidden: needs create on secrets in namespace {drill_namespace}" in str(info.value).splitlines()[0]
+        # the Job was deleted at once; garbage collection takes the pod it had started (which could not
+        # run its container: no Secret, no environment)
+        assert managed_objects(drill.api, drill_namespace)["jobs"] == []
+        wait_until(lambda: managed_objects(drill.api, drill_namespace) == {"jobs": [], "pods": [], "secrets": []}, 60,
+                   "the deleted Job's pod gone")
     finally:
         PodWatch.close_all()
 

@@ -1,5 +1,5 @@
-"""Which requests submit sends (a dry run, the suspended Job, its Secret, the resume; on a refusal half-way
-the Job is deleted again), and which DELETE clean-up and cancel send. The Job owns its pods, Secret and Service, so removing a
+"""Which requests submit sends (a dry run unless the preflight checked the step, the Job, then its Secret
+owned by it; on a refusal half-way the Job is deleted again), and which DELETE clean-up and cancel send. The Job owns its pods, Secret and Service, so removing a
 step is one DELETE of the Job (garbage collection takes the rest); keeping the pods for debugging is
 one DELETE of the Secret (the Job's TTL removes the pods later)."""
 
@@ -9,7 +9,8 @@ import pytest
 
 from k8s_step_operator.pod_status import Phase, Verdict
 from k8s_step_operator.settings import K8sStepOperatorSettings
-from k8s_step_operator.step_operator import K8sStepOperator, Submission
+from k8s_step_operator.step_operator import K8sStepOperator
+from k8s_step_operator.submission import Submission
 
 
 @pytest.fixture
@@ -105,21 +106,41 @@ def _operator(mocker):
     return K8sStepOperator.__new__(K8sStepOperator)
 
 
-def test_submit_is_a_dry_run_then_the_suspended_job_its_secret_and_the_resume(sent, mocker):
+def test_submit_is_a_dry_run_then_the_job_then_its_secret_owned_by_it(sent, mocker):
     calls, _ = sent
-    _operator(mocker).create_job(*_job())
-    assert calls == [
-        ("POST", "pods", {"dryRun": "All"}),
-        ("POST", "jobs", {}),
-        ("POST", "secrets", {}),
-        ("PATCH", "jobs/train", {}),
-    ]
+    settings, pod, job, secret = _job()
+    _operator(mocker).create_job(settings, pod, job, secret)
+    assert calls == [("POST", "pods", {"dryRun": "All"}), ("POST", "jobs", {}), ("POST", "secrets", {})]
+    assert job["spec"]["suspend"] is False  # running at once: nothing to resume
+
+
+def test_a_step_the_preflight_checked_is_two_requests(sent, mocker):
+    calls, _ = sent
+    _operator(mocker).create_job(*_job(), dry_run=False)
+    assert [(m, p) for m, p, _ in calls] == [("POST", "jobs"), ("POST", "secrets")]
+
+
+def test_the_secret_is_owned_by_the_created_job(mocker):
+    bodies = []
+
+    def fake(api, method, path, query=None, body=None, **kwargs):
+        bodies.append(body)
+        return {**body, "metadata": {**body["metadata"], "uid": "job-uid"}}
+
+    from k8s_step_operator.kube import rest
+
+    mocker.patch.object(rest, "request", fake)
+    _operator(mocker).create_job(*_job(), dry_run=False)
+    owner = bodies[1]["metadata"]["ownerReferences"]
+    assert owner == [{"apiVersion": "batch/v1", "kind": "Job", "name": "train", "uid": "job-uid"}]
 
 
 def test_several_pods_add_the_service_and_a_queue_leaves_the_job_to_kueue(sent, mocker):
     calls, _ = sent
-    _operator(mocker).create_job(*_job(pod_count=2, queue_name="gpus"))
+    settings, pod, job, secret = _job(pod_count=2, queue_name="gpus")
+    _operator(mocker).create_job(settings, pod, job, secret)
     assert [(m, p) for m, p, _ in calls] == [("POST", "pods"), ("POST", "jobs"), ("POST", "secrets"), ("POST", "services")]
+    assert job["spec"]["suspend"] is True  # Kueue resumes it once admitted
 
 
 def test_a_refused_secret_deletes_the_job_again(sent, mocker):
@@ -146,3 +167,57 @@ def test_a_refused_dry_run_creates_nothing(sent, mocker):
 def test_api_requests_time_out_after_30_s_unless_set():
     assert K8sStepOperator._timeout(K8sStepOperatorSettings()) == 30.0
     assert K8sStepOperator._timeout(K8sStepOperatorSettings(api_request_timeout=5)) == 5.0
+
+
+def _submitter(mocker):
+    """A real operator (built like ZenML builds it) whose watch and ZenML user are stand-ins."""
+    import uuid
+
+    from zenml.enums import StackComponentType
+
+    from k8s_step_operator.flavor import K8sStepOperatorConfig
+    from k8s_step_operator.submission import User
+
+    now = dt.datetime.now()
+    operator = K8sStepOperator(
+        name="k8s", id=uuid.uuid4(), config=K8sStepOperatorConfig(kubernetes_namespace="ns"), flavor="k8s",
+        type=StackComponentType.STEP_OPERATOR, user=None, created=now, updated=now,
+    )
+    mocker.patch.object(K8sStepOperator, "api", new=object())
+    mocker.patch.object(K8sStepOperator, "_watch")
+    mocker.patch("k8s_step_operator.step_operator._active_user", return_value=User("u"))
+    return operator
+
+
+def _info(mocker, step: str, image: str = "img:1"):
+    import uuid
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        pipeline_step_name=step, run_name="run", run_id=uuid.uuid4(), step_run_id=uuid.uuid4(),
+        pipeline=SimpleNamespace(name="pipe"), snapshot=SimpleNamespace(project_id=uuid.uuid4()),
+        config=SimpleNamespace(command=None, parameters={}), step_run=SimpleNamespace(regular_inputs={}),
+        get_image=lambda key: image,
+    )
+
+
+def test_a_fan_out_of_one_step_is_dry_run_once_per_distinct_pod(sent, mocker):
+    calls, _ = sent
+    operator = _submitter(mocker)
+    plain, big = K8sStepOperatorSettings(), K8sStepOperatorSettings(pod_settings={"resources": {"requests": {"cpu": "2"}}})
+    for i in range(3):
+        operator._submit(_info(mocker, f"fan-{i}"), ["true"], {"A": "1"}, plain)
+    operator._submit(_info(mocker, "other-image", image="img:2"), ["true"], {}, plain)
+    operator._submit(_info(mocker, "bigger"), ["true"], {}, big)
+    dry_runs = [q for m, p, q in calls if q.get("dryRun")]
+    assert len(dry_runs) == 3  # the first of the fan-out, another image, other settings
+    assert [p for m, p, _ in calls if m == "POST" and not _.get("dryRun")] == ["jobs", "secrets"] * 5
+
+
+def test_a_step_the_preflight_passed_is_not_dry_run_again(sent, mocker):
+    calls, _ = sent
+    operator = _submitter(mocker)
+    settings = K8sStepOperatorSettings()
+    operator._preflight_passed.add(operator._preflight_key("train", settings))
+    operator._submit(_info(mocker, "train"), ["true"], {}, settings)
+    assert [(m, p) for m, p, _ in calls] == [("POST", "jobs"), ("POST", "secrets")]

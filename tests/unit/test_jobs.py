@@ -15,12 +15,12 @@ def _pod():
     return build_pod(K8sStepOperatorSettings(), identity, "img:1", ["python", "-m", "x"], "ml", "train-env")
 
 
-def test_single_pod_job_is_suspended_ttl_bound_and_fails_at_the_first_failure():
+def test_single_pod_job_runs_at_once_is_ttl_bound_and_fails_at_the_first_failure():
     pod = _pod()
     job = jobs.build_job(pod, "train", ttl_seconds_after_finished=86400, annotations={"zenml.io/step-name": "trainer"})
     spec = job["spec"]
     assert (job["apiVersion"], job["kind"], job["metadata"]["namespace"]) == ("batch/v1", "Job", "ml")
-    assert spec["suspend"] is True and spec["backoffLimit"] == 0 and spec["ttlSecondsAfterFinished"] == 86400
+    assert spec["suspend"] is False and spec["backoffLimit"] == 0 and spec["ttlSecondsAfterFinished"] == 86400
     rules = spec["podFailurePolicy"]["rules"]
     assert rules[0] == {"action": "FailJob", "onExitCodes": {"containerName": "main", "operator": "NotIn", "values": [0]}}
     assert rules[1]["onPodConditions"] == [{"type": "DisruptionTarget", "status": "True"}]

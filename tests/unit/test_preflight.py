@@ -63,9 +63,9 @@ def test_zenmls_compiler_defers_the_rules_to_the_preflight_which_names_the_step(
     assert settings.pod_settings.pod_rule_problems() == [
         "pod_settings.volume_mounts[0].name: no volume named 'data' (volumes: none)"
     ]
-    from k8s_step_operator.step_operator import _local_problems
+    from k8s_step_operator.submission import local_problems
 
-    [finding] = _local_problems("third", settings, command_step=False)
+    [finding] = local_problems("third", settings, command_step=False)
     assert finding.line() == "step `third`: pod_settings.volume_mounts[0].name: no volume named 'data' (volumes: none)"
     # a user's strict pod settings object is accepted as the deferred kind
     strict = K8sPodSettings(volumes=[{"name": "d", "emptyDir": {}}], volume_mounts=[{"name": "d", "mountPath": "/d"}])
@@ -137,7 +137,8 @@ def _run_preflight(mocker, workspaces_of_step: dict[str, dict]) -> tuple[str, li
     denied; returns the error and the step each review was made for."""
     from types import SimpleNamespace
 
-    from k8s_step_operator.step_operator import K8sStepOperator, _User
+    from k8s_step_operator.step_operator import K8sStepOperator
+    from k8s_step_operator.submission import User
 
     def step(name: str) -> SimpleNamespace:
         config = SimpleNamespace(uses_step_operator=lambda _: True, command=None)
@@ -155,7 +156,7 @@ def _run_preflight(mocker, workspaces_of_step: dict[str, dict]) -> tuple[str, li
     mocker.patch.object(K8sStepOperator, "_settings", lambda self, s: settings[s.name])
     mocker.patch.object(K8sStepOperator, "_namespace", lambda self, s: "ml")
     mocker.patch.object(K8sStepOperator, "_dry_run", lambda self, *args: [])
-    mocker.patch("k8s_step_operator.step_operator._active_user", return_value=_User("u"))
+    mocker.patch("k8s_step_operator.step_operator._active_user", return_value=User("u"))
 
     def review(self, name, settings, namespace):
         reviews.append(name)

@@ -37,7 +37,7 @@ def test_operator_permissions_are_exactly_what_it_needs() -> None:
         "pods": {"create", "get", "list", "watch"},  # create: the dry run; the Job controller creates pods
         "pods/log": {"get"},
         "events": {"list", "watch"},  # the reasons in progress lines and failures
-        "jobs.batch": {"create", "patch", "list", "delete"},
+        "jobs.batch": {"create", "list", "delete"},  # no patch: the Job is created running
         "secrets": {"create", "delete"},
         "services": {"create"},
     }
@@ -123,7 +123,6 @@ def test_required_checks_one_per_verb() -> None:
         ("list", "events", "ml"),
         ("watch", "events", "ml"),
         ("create", "jobs.batch", "ml"),
-        ("patch", "jobs.batch", "ml"),
         ("list", "jobs.batch", "ml"),
         ("delete", "jobs.batch", "ml"),
         ("create", "secrets", "ml"),
@@ -158,7 +157,7 @@ def test_manifests_operator_only() -> None:
         "pods": ["get", "list", "watch", "create"],
         "pods/log": ["get"],
         "events": ["list", "watch"],
-        "jobs": ["list", "create", "patch", "delete"],
+        "jobs": ["list", "create", "delete"],
         "secrets": ["create", "delete"],
         "services": ["create"],
     }
@@ -206,7 +205,7 @@ def test_rbac_command_resource_steps() -> None:
     assert [d["kind"] for d in docs] == ["ServiceAccount", "Role", "RoleBinding"]  # delete reads no StorageClass
     rules = {(r["apiGroups"][0], r["resources"][0]): r["verbs"] for r in docs[1]["rules"]}
     assert rules[("batch", "cronjobs")] == ["delete"]
-    assert rules[("batch", "jobs")] == ["list", "create", "patch", "delete"]  # the operator's own
+    assert rules[("batch", "jobs")] == ["list", "create", "delete"]  # the operator's own
     assert rules[("snapshot.storage.k8s.io", "volumesnapshots")] == ["delete"]
 
     with_claims = CliRunner().invoke(main, ["rbac", "-n", "ml", "--resource-steps"])
@@ -302,7 +301,8 @@ def test_operator_requests_are_all_granted(recorded: list[tuple[str, str, dict]]
     from k8s_step_operator.kube.logs import LogFollower
     from k8s_step_operator.kube.podwatch import PodWatch
     from k8s_step_operator.settings import K8sStepOperatorSettings
-    from k8s_step_operator.step_operator import K8sStepOperator, Submission
+    from k8s_step_operator.step_operator import K8sStepOperator
+    from k8s_step_operator.submission import Submission
 
     now = dt.datetime.now()
     operator = K8sStepOperator(

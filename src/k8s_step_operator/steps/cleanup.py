@@ -29,9 +29,9 @@ from typing import Any, Iterable, Mapping, Optional
 from kubernetes.client.exceptions import ApiException
 
 from ..kube import rest, retry
+from ..manifest import RUN_ID_LABEL
 from .cluster import Cluster, connect
 from .errors import api_message
-from .resource_spec import RUN_ID_LABEL
 from .run_end import (
     CREATED_KEY,
     HOOK_NAME,

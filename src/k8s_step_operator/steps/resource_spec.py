@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from ..manifest import LABEL_MANAGED_BY, MANAGED_BY, RUN_ID_LABEL  # noqa: F401 - RUN_ID_LABEL: for the runtime and clean-up
 from ..validation import is_model_object, sanitize, validate_dns1123_label
 from .conditions import ConditionError, parse_conditions
 from .jsonpath import JsonPathError, validate_jsonpath
@@ -49,9 +50,8 @@ __all__ = [
 ]
 
 FIELD_MANAGER = "k8s-step-operator"
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-MANAGED_BY_VALUE = "k8s-step-operator"
-RUN_ID_LABEL = "k8s-step-operator.zenml.io/run-id"
+MANAGED_BY_LABEL = LABEL_MANAGED_BY
+MANAGED_BY_VALUE = MANAGED_BY
 CLEANUP_LABEL = "k8s-step-operator.zenml.io/cleanup"
 
 OUTPUT_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,62}$")

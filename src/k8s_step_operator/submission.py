@@ -1,0 +1,241 @@
+"""PURE: a step's objects, how to find them again, how to judge them and what clean-up removes.
+
+Values in, values out: no ZenML client, no Kubernetes client. ``step_operator.py`` gathers the
+values (settings, the step's identity, the active user, local paths) and sends the requests.
+
+Creation order (see :func:`creation_plan`): the Job first, running (unless Kueue admits it), then the
+Secret with ZenML's environment, owned by the created Job, so that garbage collection removes the
+Secret with the Job whatever happens to the orchestrator. The pod reads the Secret only when the
+kubelet configures its container, after the sandbox is up; if the kubelet ever gets there before the
+Secret's POST has landed, it retries, and :func:`judge` does not count that wait as a failure.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from . import jobs, manifest, mounts, names, pod_status, preflight
+from .settings import K8sStepOperatorSettings
+
+if TYPE_CHECKING:
+    from .kube.logs import LogFollower
+
+JOBS = "/apis/batch/v1/namespaces/{namespace}/jobs"
+CORE = "/api/v1/namespaces/{namespace}"
+
+
+@dataclass(frozen=True)
+class User:
+    """The active ZenML user, as ZenML's operator uses it: id, OIDC Linux ids."""
+
+    id: str
+    linux_uid: Any = None
+    linux_gid: Any = None
+
+
+@dataclass(frozen=True)
+class StepObjects:
+    """What submitting a step creates: its Job (with the pod as template) and Secret."""
+
+    namespace: str
+    name: str
+    pod: dict
+    job: dict
+    secret: dict
+
+
+@dataclass
+class Submission:
+    """What this process knows about a submitted step run: its Job, and what was seen of its pods."""
+
+    namespace: str
+    job: str
+    step: str
+    settings: K8sStepOperatorSettings
+    submitted: dt.datetime
+    verdict: Optional[pod_status.Verdict] = None
+    logs: Dict[str, "LogFollower"] = field(default_factory=dict)  # by "pod/container"
+    events_seen: set = field(default_factory=set, repr=False)
+    seen: Dict[str, dict] = field(default_factory=dict, repr=False)
+
+    @property
+    def secret(self) -> str:
+        """The Secret holding ZenML's environment (named after the Job)."""
+        return secret_name(self.job)
+
+    @property
+    def job_path(self) -> str:
+        return f"{JOBS.format(namespace=self.namespace)}/{self.job}"
+
+    @property
+    def secret_path(self) -> str:
+        return f"{CORE.format(namespace=self.namespace)}/secrets/{self.secret}"
+
+
+def secret_name(job: str) -> str:
+    """The per-step Secret's name: ``<job>-env``."""
+    return f"{job}-env"
+
+
+def build_objects(
+    settings: K8sStepOperatorSettings,
+    identity: manifest.StepIdentity,
+    *,
+    namespace: str,
+    image: str,
+    command: List[str],
+    environment: Mapping[str, str],
+    volumes: Sequence[mounts.Mount],
+    user: User,
+    operator_id: str,
+    host_paths: Sequence[str] = (),
+) -> StepObjects:
+    """The step's pod (as the Job's template), Job and Secret. ``host_paths``: directories the pod
+    mounts at the same paths (``local=True``: the pods share this machine)."""
+    name = jobs.job_name(
+        settings.job_name_prefix, identity.pipeline_name, identity.step_name, identity.step_run_id, settings.pod_count
+    )
+    pod = manifest.build_pod(settings, identity, image, command, namespace, secret_name(name))
+    pod = manifest.with_env(manifest.mount_volumes(pod, list(volumes)), settings.pipeline_env)
+    if host_paths:
+        pod = manifest.mount_host_paths(pod, list(host_paths))
+    pod = manifest.run_as(pod, user.linux_uid, user.linux_gid)
+    pod["metadata"] = {**pod["metadata"], "name": name}
+    pod["metadata"]["annotations"] = {**pod["metadata"]["annotations"], manifest.ANNOTATION_ZENML_USER_ID: user.id}
+    env = dict(environment)
+    if settings.pod_count > 1:
+        env.update(jobs.multi_pod_environment(name, namespace, settings.pod_count))
+    secret = manifest.build_env_secret(secret_name(name), namespace, identity, env)
+    job = jobs.build_job(
+        pod, name, ttl_seconds_after_finished=settings.ttl_seconds_after_finished,
+        pod_count=settings.pod_count, queue_name=settings.queue_name,
+        annotations={
+            manifest.ANNOTATION_ZENML_STEP_NAME: identity.step_name,
+            manifest.ANNOTATION_ZENML_STEP_OPERATOR: operator_id,
+        },
+    )
+    return StepObjects(namespace, name, pod, job, secret)
+
+
+Request = Tuple[str, str, Any]  # (kind, collection path, body)
+
+
+def dry_run_requests(objects: StepObjects, settings: K8sStepOperatorSettings, claims: Mapping[str, dict]) -> List[Request]:
+    """What the preflight POSTs with ``dryRun=All`` for one step: its pod, Job and Secret, each
+    per-run claim (``claims``: workspace -> claim manifest) and, for several pods, the Service."""
+    core = CORE.format(namespace=objects.namespace)
+    requests: List[Request] = [
+        ("Pod", f"{core}/pods", objects.pod),
+        ("Job", JOBS.format(namespace=objects.namespace), objects.job),
+        ("Secret", f"{core}/secrets", objects.secret),
+    ]
+    requests += [("PersistentVolumeClaim", f"{core}/persistentvolumeclaims", claim) for claim in claims.values()]
+    if settings.pod_count > 1:  # owned by the Job as it will be: a stand-in for the uid it will get
+        job = {**objects.job, "metadata": {**objects.job["metadata"], "uid": "00000000-0000-0000-0000-000000000000"}}
+        requests.append(("Service", f"{core}/services", jobs.build_headless_service(job)))
+    return requests
+
+
+def dependents(created_job: Mapping[str, Any], secret: Mapping[str, Any], pod_count: int) -> List[Request]:
+    """What follows the created Job, owned by it: the Secret, and for several pods the headless Service."""
+    core = CORE.format(namespace=created_job["metadata"]["namespace"])
+    follow: List[Request] = [("Secret", f"{core}/secrets", jobs.owned_by(secret, created_job))]
+    if pod_count > 1:
+        follow.append(("Service", f"{core}/services", jobs.build_headless_service(created_job)))
+    return follow
+
+
+def job_selector(step_run_id: str) -> str:
+    """The label selector of a step run's Job."""
+    return f"{manifest.LABEL_MANAGED_BY}={manifest.MANAGED_BY},{manifest.LABEL_STEP_RUN_ID}={names.label_value(step_run_id)}"
+
+
+def from_job(job: Mapping[str, Any], step_name: str, settings: K8sStepOperatorSettings, now: dt.datetime) -> Submission:
+    """A submission rebuilt from its Job (another process submitted it)."""
+    meta = job["metadata"]
+    step = (meta.get("annotations") or {}).get(manifest.ANNOTATION_STEP, step_name)
+    return Submission(meta["namespace"], meta["name"], step, settings, pod_status.parse_time(meta.get("creationTimestamp")) or now)
+
+
+def judge(sub: Submission, pods: List[Tuple[dict, bool]], events: List[dict]) -> pod_status.Verdict:
+    """The step's verdict from its pods and the events about them and its Job."""
+    settings = sub.settings
+    return pod_status.assess_step(
+        pods,
+        settings.pod_count,
+        fatal_waiting_reasons=settings.fail_on_container_waiting_reasons or (),
+        schedule_timeout=settings.schedule_timeout,
+        startup_timeout=settings.startup_timeout,
+        submitted=None if settings.queue_name else sub.submitted,
+        job=sub.job,
+        events=events,
+        own_secrets=(sub.secret,),
+    )
+
+
+def next_deadline(sub: Submission, pods: List[Tuple[dict, bool]]) -> Optional[dt.datetime]:
+    """When the step must be judged again even if nothing changes: a pending pod's budget ends."""
+    settings = sub.settings
+    live = [pod for pod, deleted in pods if not deleted]
+    if not live:
+        return None if settings.queue_name else sub.submitted + dt.timedelta(seconds=settings.schedule_timeout)
+    pending = [p for p in live if (p.get("status") or {}).get("phase", "Pending") == "Pending"]
+    due = [pod_status.deadline(p, settings.schedule_timeout, settings.startup_timeout) for p in pending]
+    return min((d for d in due if d is not None), default=None)
+
+
+def keeps_pods(sub: Submission, pods: List[Tuple[dict, bool]]) -> bool:
+    """Whether clean-up keeps the pods (``cleanup_policy``): ``keep``, or ``delete-succeeded`` for a
+    step that did not succeed and has a pod that ran to an end. A failed pod stuck Pending (image
+    pull, start budget) would hold its node's resources until the TTL, so it goes at once."""
+    policy = sub.settings.cleanup_policy
+    succeeded = sub.verdict is not None and sub.verdict.phase is pod_status.Phase.SUCCEEDED
+    ended = any(pod_status.worth_keeping(pod) for pod, deleted in pods if not deleted)
+    return policy == "keep" or (policy == "delete-succeeded" and not succeeded and ended)
+
+
+def removal_path(sub: Submission, keep_pods: bool) -> str:
+    """One DELETE: the Secret when the pods stay, else the Job (garbage collection takes its pods,
+    Secret and Service)."""
+    return sub.secret_path if keep_pods else sub.job_path
+
+
+def local_problems(step: str, settings: K8sStepOperatorSettings, command_step: bool) -> List[preflight.Finding]:
+    """What is wrong with a step's settings without asking the cluster."""
+    found = []
+    if settings.pod_count > 1 and not command_step:
+        found.append(preflight.Finding(
+            step, "pod_count",
+            f"requests {settings.pod_count} pods but is not a command step; a regular step on "
+            "several pods would write its artifacts, outputs and logs once per pod (allowed: 1, or any count for "
+            "a CommandStep)",
+        ))
+    for problem in settings.merged_problems() + (settings.pod_settings.pod_rule_problems() if settings.pod_settings else []):
+        field_name, _, why = problem.partition(": ")
+        found.append(preflight.Finding(step, field_name, why))
+    return found
+
+
+def unknown_settings(settings: K8sStepOperatorSettings, allowed: Sequence[str]) -> Optional[str]:
+    """A misspelled setting would be silently ignored (ZenML keeps extras): the error naming it."""
+    unknown = sorted(set(settings.model_extra or {}) - set(allowed))
+    if not unknown:
+        return None
+    hints = [
+        f"{key!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(key, allowed, 1)) else repr(key)
+        for key in unknown
+    ]
+    return f"step_operator settings: unknown field(s) {', '.join(hints)}; allowed: {', '.join(sorted(allowed))}"
+
+
+def status_body(body: Any, reason: Any = None) -> Dict[str, Any]:
+    """The ``Status`` object of an API error's body (empty when the body is not one)."""
+    try:
+        data = json.loads(body or "{}")
+    except (TypeError, ValueError):
+        return {"message": str(reason or body)}
+    return data if isinstance(data, dict) else {}
