@@ -47,14 +47,18 @@ UNPULLABLE_IMAGE = "registry.k8sso.local/k8sso/k8sbench-no-such-image:1"  # a re
 def plan(args: argparse.Namespace) -> dict[str, Any]:
     """Every parameter of the run (the full run, or the --quick smoke run)."""
     q = args.quick
-    scales = [int(n) for n in args.scale.split(",")] if args.scale else ([1, 10] if q else [1, 10, 50, 100])
+    scales = [int(n) for n in args.scale.split(",")] if args.scale else ([1, 10] if q else [1, 10, 100, 500])
     return {
         "quick": q,
         "seed": args.seed,
         "completion": {"steps": 5 if q else 20, "min_s": 1.0, "max_s": 3.0 if q else 8.0},
         "e2e": {"rounds": 1 if q else 4, "steps_per_run": 2 if q else 5, "step_seconds": 2.0},
         "requests": {"steps": 1 if q else 3, "step_seconds": 10.0 if q else 30.0, "idle_seconds": 5.0 if q else 30.0, "settle_seconds": 3.0},
-        "scale": {"n": scales, "step_seconds": 8.0 if q else 20.0, "timeout": 300.0, "submit_threads": 10},
+        "scale": {"n": scales, "step_seconds": 8.0 if q else 20.0, "timeout": 300.0, "timeout_per_step": 1.5,
+                  "submit_threads": 10, "light": True,
+                  # the same small explicit requests for both operators: the built-in's default 400Mi would
+                  # decide how many pods fit, not the operators
+                  "requests": {"cpu": "2m", "memory": "16Mi"}, "limits": {"memory": "32Mi"}},
         "resource": {"trials": 4 if q else 20},
         "failure": {"timeout": 20.0 if q else 60.0, "image": UNPULLABLE_IMAGE},
     }
@@ -218,17 +222,18 @@ def section_scale(b: Bench) -> dict:
     runs = []
     cases = [(n, p["submit_threads"]) for n in p["n"]]
     if not b.plan["quick"]:
-        cases.append((max(p["n"]), 1))
+        cases.append((min(max(p["n"]), 100), 1))
     for n, threads in cases:
         for op in b.operators:
-            b.settle()
+            b.settle(timeout=600.0)
             ns = b.namespace(f"b-scale-{op}-{n}")
+            timeout = max(p["timeout"], p["timeout_per_step"] * n)
             result = b.worker(
                 "scale",
-                {"operator": op, "namespace": ns, "n": n, "seconds": p["step_seconds"], "timeout": p["timeout"],
-                 "submit_threads": threads},
+                {"operator": op, "namespace": ns, "n": n, "seconds": p["step_seconds"], "timeout": timeout,
+                 "submit_threads": threads, "light": p["light"], "requests": p["requests"], "limits": p["limits"]},
                 f"scale-{op}-{n}-t{threads}",
-                timeout=p["timeout"] + 600,
+                timeout=timeout + 900,
             )
             runs.append({"operator": op, "n": n, "submit_threads": threads, **result})
     return {"runs": runs}
@@ -447,18 +452,23 @@ def versions(cluster: Any) -> dict:
     }
 
 
-def bench_nodes() -> list:
-    """The default nodes, with room for 250 pods on ``local-cpu`` (the kubelet's default is 110).
+def bench_nodes(max_steps: int = 100) -> list:
+    """The default nodes, plus plain nodes enough for ``max_steps`` pods at once: a kubelet here takes
+    at most 250 pods (its pod range is a /24), the default 110 raised.
 
-    CPU and memory are this machine's, as the kubelet reports them; ZenML's operator adds a 400Mi
-    memory request to every pod it makes, so its scale runs are bounded by the machine's memory.
+    CPU and memory are this machine's, as each kubelet reports them; the scale steps ask for the
+    same small explicit requests on both operators.
     """
     from k8sso_localcluster.controlplane import default_nodes
+    from k8sso_localcluster.nodes import NodeSpec
 
+    per_node = 250
     nodes = default_nodes()
     for node in nodes:
         if node.name == "local-cpu":
-            node.max_pods = 250
+            node.max_pods = per_node
+    extra = max(0, -(-(max_steps + 20) // per_node) - 1)  # room for the cluster's own pods
+    nodes += [NodeSpec(name=f"local-cpu-{i + 2}", max_pods=per_node) for i in range(extra)]
     return nodes
 
 
@@ -513,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"k8sbench: tmp {tmp}; starting the local cluster", flush=True)
     try:
-        with LocalCluster(nodes=bench_nodes()) as cluster:
+        with LocalCluster(nodes=bench_nodes(max(b.plan["scale"]["n"]) if "scale" in sections else 1)) as cluster:
             b.cluster = cluster
             b.admin = Admin(cluster.kubeconfig)
             data["versions"] = versions(cluster)

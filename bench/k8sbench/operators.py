@@ -49,6 +49,19 @@ def step_command(exit_file: str, seconds: float) -> list[str]:
     return ["python", "-c", STEP_SCRIPT, exit_file, f"{seconds:.3f}"]
 
 
+def light_command(token: str, seconds: float) -> list[str]:
+    """A scale step: busybox's shell prints its token twice around a sleep (no Python, no ZenML), so
+    hundreds of real containers fit the machine; the token tells whose log a line came from."""
+    return ["sh", "-c", f"echo {token} start; sleep {seconds:g}; echo {token} done"]
+
+
+def light_image() -> str:
+    """The local registry's busybox (the image every node already pulled for the cluster's own tests)."""
+    from k8sso_localcluster.images import current
+
+    return current("busybox")
+
+
 def read_exit(exit_file: str) -> float | None:
     try:
         with open(exit_file) as fh:
@@ -88,18 +101,22 @@ class FakeInfo:
     # StackComponent.get_settings() reads `.pipeline_configuration.settings` for containers
     # that are not one of ZenML's own classes: empty, so the component config applies.
     pipeline_configuration: Any = field(default_factory=lambda: SimpleNamespace(settings={}))
+    image: str = IMAGE
 
     @property
     def step_run_id(self) -> uuid.UUID:
         return self.step_run.id
 
     def get_image(self, key: str) -> str:
-        return IMAGE
+        return self.image
 
 
-def make_step(step_name: str, run_name: str, pipeline: str = "bench") -> tuple[FakeInfo, FakeStepRun]:
+def make_step(
+    step_name: str, run_name: str, pipeline: str = "bench", image: str = IMAGE
+) -> tuple[FakeInfo, FakeStepRun]:
     step_run = FakeStepRun(id=uuid.uuid4(), name=step_name)
     info = FakeInfo(
+        image=image,
         step_run=step_run,
         run_name=run_name,
         run_id=uuid.uuid4(),

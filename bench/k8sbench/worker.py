@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .common import Admin, RequestLog, RssSampler, diff, longrunning, mib, request_totals, row_name, summary
-from .operators import make_operator, make_step, read_exit, step_command, submit, warm_up
+from .operators import light_command, light_image, make_operator, make_step, read_exit, step_command, submit, warm_up
 
 STEP_ENV = {"BENCH_STEP": "1"}
 
@@ -266,24 +266,35 @@ def scale(p: dict) -> dict:
     from concurrent.futures import ThreadPoolExecutor
 
     kind, n, pool = p["operator"], p["n"], p.get("submit_threads", 1)
+    light = bool(p.get("light"))
     admin = Admin(p["kubeconfig"])
     requests = RequestLog().install()
     events = PodEvents().install() if kind == "k8s" else None
-    op = make_operator(kind, p["namespace"], p["kubeconfig"], p.get("config"), p.get("exit_dir"))
+    config = dict(p.get("config") or {})
+    if light:  # the same small explicit requests for both (the built-in would add 400Mi to each pod)
+        config["pod_settings"] = {"resources": {"requests": dict(p["requests"]), "limits": dict(p["limits"])}}
+        if kind == "k8s":
+            config["log_prefix"] = True  # every line says whose it is, to check for cross-talk
+    op = make_operator(kind, p["namespace"], p["kubeconfig"], config, p.get("exit_dir"))
     warm_up(kind, op)
     exit_dir = Path(p["exit_dir"])
+    image = light_image() if light else None
     steps = []
     for i in range(n):
-        info, step_run = make_step(f"scale{i}", run_name=f"scale-{kind}-{n}")
+        name = f"scale{i}"
+        info, step_run = make_step(name, run_name=f"scale-{kind}-{n}", **({"image": image} if image else {}))
         exit_file = str(exit_dir / f"scale-{kind}-{n}-{i}-{uuid.uuid4().hex[:6]}")
-        steps.append({"info": info, "step_run": step_run, "exit_file": exit_file})
+        command = light_command(f"token-{name}", p["seconds"]) if light else step_command(exit_file, p["seconds"])
+        steps.append({"info": info, "step_run": step_run, "exit_file": exit_file, "command": command, "name": name})
+    console = _Console().install() if light and kind == "k8s" else None
     gauges = _Gauges(admin).start()
     rss = RssSampler().start()
     mark = requests.mark()
+    cpu0 = time.process_time()
 
     def submit_one(step: dict) -> None:
         ts = time.perf_counter()
-        submit(op, step["info"], step_command(step["exit_file"], p["seconds"]), STEP_ENV)
+        submit(op, step["info"], step["command"], STEP_ENV)
         step["submit_s"] = time.perf_counter() - ts
 
     t0 = time.time()
@@ -310,11 +321,14 @@ def scale(p: dict) -> dict:
     for t in threads:
         t.join(max(0.0, deadline - time.monotonic()))
     t_done = time.time()
+    cpu_s = time.process_time() - cpu0
     rss_end = rss.stop()
     peaks = gauges.stop()
     rows = requests.rows(mark)
     for s in steps:
         op.cleanup_step_submission(s["step_run"])
+    logs = console.uninstall().check([s["name"] for s in steps]) if console is not None else None
+    left = _left_behind(admin, p["namespace"])
 
     detections, to_event, to_return = [], [], []
     for s in steps:
@@ -344,6 +358,12 @@ def scale(p: dict) -> dict:
         "rss_peak_mib": mib(rss.peak_rss),
         "rss_end_mib": mib(rss_end),
         "rss_growth_mib": mib(rss.peak_rss - rss.start_rss),
+        "rss_per_step_kib": (rss.peak_rss - rss.start_rss) / 1024 / n,
+        "cpu_s": cpu_s,
+        "cpu_per_step_ms": cpu_s * 1000 / n,
+        "light": light,
+        "logs": logs,
+        "left_behind": left,
         "peak_threads": rss.peak_threads,
         "server_open_watches_pods": peaks["watch_pods"],
         "server_open_log_streams": peaks["log_streams"],
@@ -357,6 +377,63 @@ def scale(p: dict) -> dict:
         out["client_pod_watches"] = len(PodWatch._registry)
         out["client_watch_requests"] = sum(w.watch_requests for w in PodWatch._registry.values())
     return out
+
+
+class _Console:
+    """Captures what our operator streams to stdout (each line prefixed ``[step]``) and checks that
+    every step's log holds exactly its own two lines: nothing lost, nothing from another step."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self._lock = threading.Lock()
+        self._buffer = ""
+        self._real = sys.stdout
+
+    def install(self) -> "_Console":
+        sys.stdout = self  # type: ignore[assignment]
+        return self
+
+    def uninstall(self) -> "_Console":
+        sys.stdout = self._real
+        return self
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            self._buffer += text
+            *done, self._buffer = self._buffer.split("\n")
+            self.lines += done
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def check(self, names: list[str]) -> dict:
+        import re
+
+        seen: dict[str, list[str]] = {n: [] for n in names}
+        foreign = 0
+        for line in self.lines:
+            m = re.match(r"^\[(scale\d+)\] token-(scale\d+) (start|done)$", line)
+            if not m:
+                continue
+            if m.group(1) != m.group(2) or m.group(1) not in seen:
+                foreign += 1
+                continue
+            seen[m.group(1)].append(m.group(3))
+        complete = sum(1 for lines in seen.values() if lines == ["start", "done"])
+        return {"steps_with_exactly_their_two_lines": complete, "steps": len(names), "foreign_lines": foreign}
+
+
+def _left_behind(admin: Admin, namespace: str, timeout: float = 120.0) -> dict:
+    """What is still in the bench's own namespace after clean-up (garbage collection given time)."""
+    paths = {"pods": f"/api/v1/namespaces/{namespace}/pods", "jobs": f"/apis/batch/v1/namespaces/{namespace}/jobs",
+             "secrets": f"/api/v1/namespaces/{namespace}/secrets"}
+    deadline = time.monotonic() + timeout
+    while True:
+        left = {kind: len(admin.get(path).get("items", [])) for kind, path in paths.items()}
+        if not any(left.values()) or time.monotonic() > deadline:
+            return left
+        time.sleep(1.0)
 
 
 # ------------------------------------------------------------------ failure: unpullable image

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sys
+import threading
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Type, cast
 
 from urllib3.exceptions import HTTPError
@@ -80,6 +81,8 @@ class K8sStepOperator(BaseStepOperator):
         self._known: Dict[str, Submission] = {}
         self._preflight_passed: set[str] = set()
         self._admitted: set[str] = set()  # (namespace, image, settings) whose pod a dry run admitted
+        self._admitting: Dict[str, threading.Lock] = {}  # one dry run per key, also from concurrent submits
+        self._admitting_lock = threading.Lock()
 
     # ------------------------------------------------------------- settings
     @property
@@ -247,12 +250,10 @@ class K8sStepOperator(BaseStepOperator):
             _active_user(),
         )
         self._watch(objects.namespace)  # start watching before the pods exist
-        # admission's verdict depends on the pod's spec: one dry run per distinct (namespace, image, settings),
-        # none for a step the preflight passed; a dynamic pipeline fanning out one step N times asks once
-        admit_key = f"{objects.namespace}\0{info.get_image(key=IMAGE_KEY)}\0{settings.model_dump_json()}"
-        checked = self._preflight_key(step, settings) in self._preflight_passed or admit_key in self._admitted
-        created = self.create_job(settings, objects.pod, objects.job, objects.secret, dry_run=not checked)
-        self._admitted.add(admit_key)
+        if self._preflight_key(step, settings) not in self._preflight_passed:
+            self._admit(f"{objects.namespace}\0{info.get_image(key=IMAGE_KEY)}\0{settings.model_dump_json()}",
+                        settings, objects)
+        created = self.create_job(settings, objects.pod, objects.job, objects.secret, dry_run=False)
         self._known[identity.step_run_id] = Submission(
             objects.namespace, objects.name, identity.step_name, settings,
             pod_status.parse_time(created["metadata"].get("creationTimestamp")) or _now(),
@@ -424,6 +425,31 @@ class K8sStepOperator(BaseStepOperator):
         results = run_access_reviews(self.api, checks)
         return preflight.denied(name, [(c.missing(), c.why) for c, allowed, _ in results if not allowed])
 
+    def _admit(self, key: str, settings: K8sStepOperatorSettings, objects: StepObjects) -> None:
+        """Admission's verdict on the step's pod (a dry run), once per distinct (namespace, image, settings):
+        it depends on the pod's spec, so a dynamic pipeline fanning out one step N times — from
+        concurrent threads too — asks once, and the others wait for that answer."""
+        if key in self._admitted:
+            return
+        with self._admitting_lock:
+            lock = self._admitting.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self._admitted:
+                self._dry_run_pod(settings, objects.pod, objects.job)
+                self._admitted.add(key)
+
+    def _dry_run_pod(self, settings: K8sStepOperatorSettings, pod: dict, job: dict) -> None:
+        """POST the pod with ``dryRun=All``; a refusal is a ValueError naming the step and setting."""
+        from kubernetes.client.exceptions import ApiException
+
+        namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
+        try:
+            self._call(settings, "POST", f"/api/v1/namespaces/{namespace}/pods", body=pod, query={"dryRun": "All"})
+        except ApiException as exc:
+            step = job["metadata"].get("annotations", {}).get(manifest.ANNOTATION_ZENML_STEP_NAME, name)
+            found = preflight.refusal(step, "Pod", pod, status_body(exc.body, exc.reason), exc.status or 0)
+            raise ValueError("; ".join(f.line() for f in found)) from exc
+
     def create_job(
         self, settings: K8sStepOperatorSettings, pod: dict, job: dict, secret: dict, dry_run: bool = True
     ) -> dict:
@@ -441,15 +467,8 @@ class K8sStepOperator(BaseStepOperator):
         """
         namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
         jobs_path = f"/apis/batch/v1/namespaces/{namespace}/jobs"
-        from kubernetes.client.exceptions import ApiException
-
         if dry_run:
-            try:
-                self._call(settings, "POST", f"/api/v1/namespaces/{namespace}/pods", body=pod, query={"dryRun": "All"})
-            except ApiException as exc:
-                step = job["metadata"].get("annotations", {}).get(manifest.ANNOTATION_ZENML_STEP_NAME, name)
-                found = preflight.refusal(step, "Pod", pod, status_body(exc.body, exc.reason), exc.status or 0)
-                raise ValueError("; ".join(f.line() for f in found)) from exc
+            self._dry_run_pod(settings, pod, job)
         created = self._call(settings, "POST", jobs_path, body=job)
         try:
             for _kind, path, body in dependents(created, secret, settings.pod_count):

@@ -214,6 +214,32 @@ def test_a_fan_out_of_one_step_is_dry_run_once_per_distinct_pod(sent, mocker):
     assert [p for m, p, _ in calls if m == "POST" and not _.get("dryRun")] == ["jobs", "secrets"] * 5
 
 
+def test_concurrent_submits_of_one_step_share_one_dry_run(sent, mocker):
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from k8s_step_operator.kube import rest
+
+    calls, _ = sent
+    answered = rest.request
+    in_flight = []
+
+    def slow(api, method, path, query=None, body=None, **kwargs):
+        if (query or {}).get("dryRun"):
+            in_flight.append(threading.get_ident())
+            time.sleep(0.2)  # the fan-out's other submits arrive while the first dry run is out
+        return answered(api, method, path, query=query, body=body, **kwargs)
+
+    mocker.patch.object(rest, "request", slow)
+    operator = _submitter(mocker)
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: operator._submit(_info(mocker, f"fan-{i}"), ["true"], {}, K8sStepOperatorSettings()),
+                      range(8)))
+    assert len(in_flight) == 1
+    assert sum(1 for m, p, _ in calls if p == "jobs") == 8
+
+
 def test_a_step_the_preflight_passed_is_not_dry_run_again(sent, mocker):
     calls, _ = sent
     operator = _submitter(mocker)
