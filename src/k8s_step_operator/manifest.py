@@ -17,7 +17,6 @@ reads through ``envFrom``.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence
@@ -153,6 +152,7 @@ def build_pod(
     namespace: str,
     env_secret_name: Optional[str],
     service_account: Optional[str] = None,
+    template: Optional[Mapping[str, Any]] = None,
 ) -> dict[str, Any]:
     """Builds the complete ``v1 Pod`` (camelCase API dict) for a step run.
 
@@ -166,6 +166,9 @@ def build_pod(
             ``envFrom``, ahead of ``pod_settings.env_from``), if any.
         service_account: Service account; wins over
             ``settings.service_account_name`` when given.
+        template: The content of ``pod_settings.pod_template_file`` (parsed:
+            :func:`parse_pod_template`), read by the caller; required when
+            that setting is given.
 
     Returns:
         The pod manifest.
@@ -189,7 +192,9 @@ def build_pod(
         "spec": spec,
     }
     if pod_settings.pod_template_file:
-        pod = deep_merge(load_pod_template(pod_settings.pod_template_file), pod)
+        if template is None:
+            raise ValueError(f"{TEMPLATE_FIELD}: {pod_settings.pod_template_file!r} was not read (pass its content)")
+        pod = deep_merge(dict(template), pod)
     if pod_settings.pod_spec_overrides:
         pod = deep_merge(pod, {"spec": pod_settings.pod_spec_overrides})
     # substitute_image rebuilds every map and list, so the returned pod
@@ -432,28 +437,22 @@ def substitute_image(value: Any, image: str) -> Any:
     return value
 
 
-def load_pod_template(path: str) -> dict[str, Any]:
-    """Reads a Pod, PodTemplate or bare pod template YAML file.
-
-    Args:
-        path: File path (``~`` is expanded; relative to the working dir).
+def parse_pod_template(text: str, where: str = TEMPLATE_FIELD) -> dict[str, Any]:
+    """Parses a Pod, PodTemplate or bare pod template given as YAML text (the file's content:
+    :func:`k8s_step_operator.settings_files.load_pod_template` reads it).
 
     Returns:
         ``{"metadata": ..., "spec": ...}`` in camelCase API form, without
         server-populated metadata and status.
 
     Raises:
-        ValueError: If the file is unreadable, not exactly one YAML
-            document, of another kind, or has unknown fields.
+        ValueError: If it is not exactly one YAML document, of another kind,
+            or has unknown fields; ``where`` starts the message.
     """
     import yaml
 
-    where = f"{TEMPLATE_FIELD} ({path})"
     try:
-        with open(os.path.expanduser(path), encoding="utf-8") as handle:
-            documents = [d for d in yaml.safe_load_all(handle) if d is not None]
-    except OSError as err:
-        raise ValueError(f"{where}: cannot read file: {err.strerror}") from err
+        documents = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as err:
         raise ValueError(f"{where}: invalid YAML: {err}") from err
     if len(documents) != 1 or not isinstance(documents[0], dict):

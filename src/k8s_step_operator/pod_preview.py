@@ -50,7 +50,9 @@ def build_preview_pod(
         "--step_run_id", PLACEHOLDER_STEP_RUN_ID,
     ]  # fmt: skip
     secret = pod_name(settings.job_name_prefix, pipeline, step_name, PLACEHOLDER_STEP_RUN_ID) + "-env"
-    return build_pod(settings, identity, image, command, ns, secret)
+    from .settings_files import pod_template_of
+
+    return build_pod(settings, identity, image, command, ns, secret, template=pod_template_of(settings))
 
 
 def preview_header(pod: dict, step: str, pipeline: str, component: Optional[str]) -> str:

@@ -248,3 +248,22 @@ def load_settings(
     layers, step = extract_settings(read_document(path), step, component, notes)
     config = component_config(component) if component else None
     return resolve_settings(layers, config, notes), config, step
+
+
+def load_pod_template(path: str) -> dict[str, Any]:
+    """Reads ``pod_settings.pod_template_file`` (``~`` expanded; relative to the working directory) and
+    parses it (:func:`k8s_step_operator.manifest.parse_pod_template`); ValueError naming the field."""
+    from .manifest import TEMPLATE_FIELD, parse_pod_template
+
+    where = f"{TEMPLATE_FIELD} ({path})"
+    try:
+        text = Path(path).expanduser().read_text(encoding="utf-8")
+    except OSError as err:
+        raise ValueError(f"{where}: cannot read file: {err.strerror}") from err
+    return parse_pod_template(text, where)
+
+
+def pod_template_of(settings: "K8sStepOperatorSettings") -> Optional[dict[str, Any]]:
+    """The parsed pod template the settings name, if any."""
+    path = settings.pod_settings.pod_template_file if settings.pod_settings else None
+    return load_pod_template(path) if path else None

@@ -264,7 +264,10 @@ class K8sStepOperator(BaseStepOperator):
         self, settings: K8sStepOperatorSettings, identity: manifest.StepIdentity, image: str,
         command: List[str], environment: Dict[str, str], volumes: List[mounts.Mount], user: User,
     ) -> StepObjects:
-        """The step's pod, Job and Secret (:func:`submission.build_objects`), with ``local``'s paths."""
+        """The step's pod, Job and Secret (:func:`submission.build_objects`), with ``local``'s paths
+        and the pod template's file read."""
+        from .settings_files import pod_template_of
+
         host_paths: List[str] = []
         if self.config.local:
             environment = {**local_environment(), **environment}
@@ -272,6 +275,7 @@ class K8sStepOperator(BaseStepOperator):
         return build_objects(
             settings, identity, namespace=self._namespace(settings), image=image, command=command,
             environment=environment, volumes=volumes, user=user, operator_id=str(self.id), host_paths=host_paths,
+            template=pod_template_of(settings),
         )
 
     def _ensure_run_claims(

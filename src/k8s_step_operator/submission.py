@@ -93,13 +93,15 @@ def build_objects(
     user: User,
     operator_id: str,
     host_paths: Sequence[str] = (),
+    template: Optional[Mapping[str, Any]] = None,
 ) -> StepObjects:
     """The step's pod (as the Job's template), Job and Secret. ``host_paths``: directories the pod
-    mounts at the same paths (``local=True``: the pods share this machine)."""
+    mounts at the same paths (``local=True``: the pods share this machine); ``template``: the parsed
+    ``pod_template_file``."""
     name = jobs.job_name(
         settings.job_name_prefix, identity.pipeline_name, identity.step_name, identity.step_run_id, settings.pod_count
     )
-    pod = manifest.build_pod(settings, identity, image, command, namespace, secret_name(name))
+    pod = manifest.build_pod(settings, identity, image, command, namespace, secret_name(name), template=template)
     pod = manifest.with_env(manifest.mount_volumes(pod, list(volumes)), settings.pipeline_env)
     if host_paths:
         pod = manifest.mount_host_paths(pod, list(host_paths))

@@ -15,10 +15,10 @@ from k8s_step_operator.manifest import (
     StepIdentity,
     build_env_secret,
     build_pod,
-    load_pod_template,
     selector_for,
 )
 from k8s_step_operator.settings import K8sStepOperatorSettings
+from k8s_step_operator.settings_files import load_pod_template
 from k8s_step_operator.validation import validate_dns1123_label, validate_labels
 
 from .test_settings import seed_004_settings
@@ -377,7 +377,7 @@ def test_pod_template_file_is_the_base(tmp_path):
     settings = K8sStepOperatorSettings(
         pod_settings={"pod_template_file": path, "env": [{"name": "U", "value": "2"}]}
     )
-    pod = _pod(settings)
+    pod = _pod(settings, template=load_pod_template(path))
     assert pod["metadata"]["name"] != "ignored"
     assert "uid" not in pod["metadata"] and "status" not in pod
     assert pod["metadata"]["labels"]["tier"] == "batch"
@@ -420,8 +420,8 @@ def test_pod_template_errors(tmp_path):
     with pytest.raises(ValueError, match="expected exactly one YAML mapping"):
         load_pod_template(two)
     settings = K8sStepOperatorSettings(pod_settings={"pod_template_file": str(tmp_path / "nope.yaml")})
-    with pytest.raises(ValueError, match="cannot read file"):
-        _pod(settings)
+    with pytest.raises(ValueError, match=r"pod_settings.pod_template_file: '.*nope.yaml' was not read"):
+        _pod(settings)  # the builder reads no file: its caller passes the content
 
 
 def test_settings_objects_are_not_mutated_by_building():
