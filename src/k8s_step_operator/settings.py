@@ -35,6 +35,7 @@ from k8s_step_operator.validation import (
     is_model_object,
     item_path,
     parse_quantity,
+    quantity_sign,
     sanitize,
     to_api_dict,
     validate_annotations,
@@ -530,7 +531,7 @@ class K8sPodSettings(BaseSettings):
             return None
         path = _p("shm_size")
         text = validate_quantity(value, path)
-        if parse_quantity(text) == 0:
+        if quantity_sign(text) == 0:
             raise ValueError(f"{path}: must be greater than 0 (e.g. 1Gi)")
         return text
 

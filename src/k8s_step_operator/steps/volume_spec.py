@@ -12,13 +12,13 @@ import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
 from ..names import dns1123_label
 from ..validation import (
     is_model_object,
     parse_quantity,
+    quantity_sign,
     sanitize,
     validate_annotations,
     validate_quantity,
@@ -426,7 +426,7 @@ def build_volume_spec(
             size_text = validate_quantity(size, "size")
         except ValueError as exc:
             raise ResourceSpecError(str(exc)) from None
-        if parse_quantity(size_text) <= 0:
+        if quantity_sign(size_text) <= 0:
             raise ResourceSpecError(f"size: {size_text!r} is not allowed; a volume needs a size > 0 (e.g. '1Gi')")
     if storage_class is not None and not isinstance(storage_class, str):
         raise ResourceSpecError(f"storage_class: expected a StorageClass name, got {type(storage_class).__name__}")
@@ -480,7 +480,7 @@ def pvc_manifest(
 
 def quantity_at_least(size: str, minimum: str) -> bool:
     """Whether quantity ``size`` ≥ ``minimum`` (both Kubernetes quantities)."""
-    return Decimal(parse_quantity(size)) >= Decimal(parse_quantity(minimum))
+    return parse_quantity(size) >= parse_quantity(minimum)
 
 
 # --------------------------------------------------------------------------- #
@@ -621,7 +621,7 @@ def bind_volume_inputs(spec: VolumeSpec, inputs: Mapping[str, Any]) -> VolumeSpe
             size = validate_quantity(plain["size"], "size")
         except ValueError as exc:
             raise ResourceSpecError(str(exc)) from None
-        if parse_quantity(size) <= 0:
+        if quantity_sign(size) <= 0:
             raise ResourceSpecError(f"size: {size!r} is not allowed; a volume needs a size > 0 (e.g. '1Gi')")
         changes["size"] = one_of("size", spec.size, size)
     if plain.get("storage_class") is not None:
