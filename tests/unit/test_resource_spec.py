@@ -19,8 +19,10 @@ from k8s_step_operator.steps.discovery import (
 )
 from k8s_step_operator.steps.errors import Forbidden, describe_status, translate_api_error
 from k8s_step_operator.steps.resource_spec import (
+    RESOURCE_OPTIONS,
     ResourceSpec,
     ResourceSpecError,
+    StepOptions,
     build_resource_spec,
     load_resource,
     normalize_owner,
@@ -40,8 +42,11 @@ data:
 
 
 def error_of(**kwargs: Any) -> str:
+    """The error of building a resource step's spec as ``resource_step(**kwargs)`` does (the shared options first)."""
+    shared = {f for f in StepOptions.__dataclass_fields__}
     with pytest.raises(ResourceSpecError) as info:
-        build_resource_spec(**kwargs)
+        options = RESOURCE_OPTIONS.with_arguments(kwargs)
+        build_resource_spec(**{k: v for k, v in kwargs.items() if k not in shared}, options=options)
     return str(info.value)
 
 
@@ -270,7 +275,9 @@ class TestBadInput:
 
 class TestSpec:
     def test_create_defaults_and_round_trip(self) -> None:
-        spec = build_resource_spec(CM_YAML, success_condition="data.a==1", attribute_outputs={"a": "{.data.a}"})
+        spec = build_resource_spec(
+            CM_YAML, options=StepOptions(success_condition="data.a==1"), attribute_outputs={"a": "{.data.a}"}
+        )
         assert (spec.action, spec.api_version, spec.kind, spec.name) == ("create", "v1", "ConfigMap", "cm")
         assert spec.output_names == ("name", "manifest", "a")
         data = json.loads(json.dumps(spec.to_dict()))
@@ -301,7 +308,9 @@ class TestSpec:
         assert spec.name is None and spec.generate_name == "job-"
 
     def test_explicit_values_matching_manifest(self) -> None:
-        spec = build_resource_spec(CM, api_version="v1", kind="ConfigMap", resource_name="cm", namespace="ns")
+        spec = build_resource_spec(
+            CM, api_version="v1", kind="ConfigMap", resource_name="cm", options=StepOptions(namespace="ns")
+        )
         assert spec.namespace == "ns"
 
     def test_reserved_outputs_can_be_overridden(self) -> None:
