@@ -277,6 +277,19 @@ def test_cluster_scoped_builtin_kind(cluster: Cluster, run: RunInfo) -> None:
     assert deleted.name == name and deleted.manifest is None
 
 
+def test_unknown_kind_and_api_version_are_named_before_anything_is_sent(cluster: Cluster, run: RunInfo) -> None:
+    """Discovery (kubernetes.dynamic) on a real API server: a misspelt kind, a group nobody serves."""
+    misspelt = {"apiVersion": "v1", "kind": "Configmap", "metadata": {"name": "x"}}
+    with pytest.raises(ResourceSpecError, match=r"^k8s_resource.kind: the cluster serves no kind 'Configmap' in "
+                                                r"apiVersion 'v1' \(did you mean 'ConfigMap'\?.*kinds there: .*Pod"):
+        run_resource(build_resource_spec(misspelt), cluster=cluster, run=run)
+    unserved = {"apiVersion": "nothing.k8sso.example.com/v1", "kind": "Thing", "metadata": {"name": "x"}}
+    with pytest.raises(ResourceSpecError, match="^k8s_resource.apiVersion: the cluster does not serve apiVersion "
+                                                "'nothing.k8sso.example.com/v1'"):
+        run_resource(build_resource_spec(unserved), cluster=cluster, run=run)
+    assert run.recorded == []  # type: ignore[attr-defined]
+
+
 def test_delete_ignores_not_found_and_can_wait(cluster: Cluster, run: RunInfo) -> None:
     raw(cluster, "POST", f"/api/v1/namespaces/{cluster.namespace}/configmaps", configmap("doomed"))
     spec = build_resource_spec(action="delete", api_version="v1", kind="ConfigMap", resource_name="doomed",

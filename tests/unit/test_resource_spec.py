@@ -1,4 +1,4 @@
-"""Resource-step options (no cluster): normalisation, validation, discovery, clean-up decisions."""
+"""Resource-step options (no cluster): normalisation, validation, clean-up decisions (discovery: test_discovery.py)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,6 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from k8s_step_operator.steps.discovery import (
-    ApiResource,
-    DiscoveryCache,
-    discovery_path,
-    find_resource,
-    parse_resource_list,
-)
 from k8s_step_operator.steps.errors import Forbidden, describe_status, translate_api_error
 from k8s_step_operator.steps.resource_spec import (
     RESOURCE_OPTIONS,
@@ -324,59 +317,6 @@ class TestSpec:
     def test_from_dict_reads_null_containers_as_empty(self) -> None:
         spec = ResourceSpec.from_dict({"action": "get", "fail_on_events": None, "attribute_outputs": None})
         assert spec.fail_on_events == () and spec.attribute_outputs == {}
-
-
-# --------------------------------------------------------------------------- #
-# Discovery
-# --------------------------------------------------------------------------- #
-
-CORE_LIST = {
-    "kind": "APIResourceList",
-    "groupVersion": "v1",
-    "resources": [
-        {"name": "configmaps", "kind": "ConfigMap", "namespaced": True, "verbs": ["get", "create"]},
-        {"name": "pods", "kind": "Pod", "namespaced": True},
-        {"name": "pods/status", "kind": "Pod", "namespaced": True},
-        {"name": "namespaces", "kind": "Namespace", "namespaced": False},
-    ],
-}
-
-
-class TestDiscovery:
-    def test_paths(self) -> None:
-        assert discovery_path("v1") == "/api/v1"
-        assert discovery_path("batch/v1") == "/apis/batch/v1"
-        kinds = parse_resource_list("v1", CORE_LIST)
-        assert set(kinds) == {"ConfigMap", "Pod", "Namespace"}
-        assert kinds["ConfigMap"].object_path("ns", "a") == "/api/v1/namespaces/ns/configmaps/a"
-        assert kinds["Namespace"].object_path("ignored", "x") == "/api/v1/namespaces/x"
-        crd = ApiResource("example.com/v1", "Widget", "widgets", False)
-        assert crd.collection_path(None) == "/apis/example.com/v1/widgets" and crd.display == "widgets.example.com"
-
-    def test_unknown_kind_lists_known_ones(self) -> None:
-        kinds = parse_resource_list("v1", CORE_LIST)
-        with pytest.raises(ResourceSpecError, match=r"did you mean 'ConfigMap'\?.*kinds there: ConfigMap, Namespace, Pod"):
-            find_resource(kinds, "v1", "configmap")
-
-    def test_cache_refetches_for_new_kinds(self) -> None:
-        calls: list[str] = []
-        docs = [CORE_LIST, {**CORE_LIST, "resources": CORE_LIST["resources"] + [{"name": "gizmos", "kind": "Gizmo"}]}]
-
-        def fetch(path: str) -> dict:
-            calls.append(path)
-            return docs[min(len(calls) - 1, 1)]
-
-        cache = DiscoveryCache(refresh_delay=0)
-        assert cache.resolve("s", "v1", "ConfigMap", fetch).plural == "configmaps"
-        assert cache.resolve("s", "v1", "ConfigMap", fetch).plural == "configmaps"
-        assert len(calls) == 1
-        assert cache.resolve("s", "v1", "Gizmo", fetch).namespaced is False
-        assert len(calls) == 2
-
-    def test_cache_unserved_group(self) -> None:
-        cache = DiscoveryCache(refresh_attempts=2, refresh_delay=0)
-        with pytest.raises(ResourceSpecError, match="k8s_resource.apiVersion: the cluster does not serve apiVersion 'x.io/v1'"):
-            cache.resolve("s", "x.io/v1", "Thing", lambda path: None)
 
 
 # --------------------------------------------------------------------------- #
