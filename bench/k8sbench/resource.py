@@ -83,14 +83,12 @@ def manifest(name: str, namespace: str) -> dict:
 
 def _watch_variant(p: dict, name: str) -> Callable[[], Any]:
     from k8s_step_operator.steps.entrypoints import resource_entrypoint
-    from k8s_step_operator.steps.resource_spec import build_resource_spec
+    from k8s_step_operator.steps.resource_spec import StepOptions, build_resource_spec
 
     spec = build_resource_spec(
         manifest(name, p["namespace"]),
         action="create",
-        success_condition=CONDITION,
-        timeout=120.0,
-        kubeconfig=p["kubeconfig"],
+        options=StepOptions(success_condition=CONDITION, timeout=120.0, kubeconfig=p["kubeconfig"]),
     )
     return lambda: resource_entrypoint(spec.to_dict())
 

@@ -18,19 +18,21 @@ from typing import Any, Iterable, Mapping, Optional
 from pydantic import ValidationError
 
 from k8s_step_operator.settings import K8sPodSettings, K8sStepOperatorSettings
+from k8s_step_operator.validation import parse_quantity
 
 GPU_RESOURCE = "nvidia.com/gpu"
 _MILLI_UNITS = {"m", "mcpu", "millicpu", "millicore", "millicores"}
-_BYTE_UNITS = {
-    "b": 1,
-    "kb": 1000,
-    "mb": 1000**2,
-    "gb": 1000**3,
-    "tb": 1000**4,
-    "kib": 1024,
-    "mib": 1024**2,
-    "gib": 1024**3,
-    "tib": 1024**4,
+# ZenML's memory units (any case) as Kubernetes quantity suffixes: the arithmetic is parse_quantity's.
+_MEMORY_SUFFIXES = {
+    "b": "",
+    "kb": "k",
+    "mb": "M",
+    "gb": "G",
+    "tb": "T",
+    "kib": "Ki",
+    "mib": "Mi",
+    "gib": "Gi",
+    "tib": "Ti",
 }
 
 
@@ -45,9 +47,8 @@ class Allocation:
 
 def cpu_millicores(quantity: int, unit: Optional[str]) -> int:
     """CPU in millicores; without a unit, small numbers are cores and large ones millicores (as ZenML)."""
-    if unit is None:
-        return quantity if quantity > 50 else quantity * 1000
-    return quantity if unit.lower() in _MILLI_UNITS else quantity * 1000
+    milli = quantity > 50 if unit is None else unit.lower() in _MILLI_UNITS
+    return int(parse_quantity(f"{quantity}{'m' if milli else ''}") * 1000)
 
 
 def memory_bytes(quantity: int, unit: Optional[str]) -> int:
@@ -56,15 +57,13 @@ def memory_bytes(quantity: int, unit: Optional[str]) -> int:
     Raises:
         ValueError: If the unit is not a byte unit.
     """
-    if unit is None:
-        return quantity * 1024**2
-    factor = _BYTE_UNITS.get(unit.lower())
-    if factor is None:
+    suffix = "Mi" if unit is None else _MEMORY_SUFFIXES.get(unit.lower())
+    if suffix is None:
         raise ValueError(
             f"resource pool allocation: memory unit {unit!r} is not supported; allowed: "
-            + ", ".join(sorted(_BYTE_UNITS))
+            + ", ".join(sorted(_MEMORY_SUFFIXES))
         )
-    return quantity * factor
+    return int(parse_quantity(f"{quantity}{suffix}"))
 
 
 def granted_resources(allocations: Iterable[Allocation]) -> dict[str, str]:

@@ -25,6 +25,12 @@ from k8s_step_operator.merge import deep_merge
 from k8s_step_operator.mounts import Mount
 from k8s_step_operator.names import label_value, pod_name, zenml_label_value
 from k8s_step_operator.settings import (
+    LABEL_MANAGED_BY,
+    LABEL_PIPELINE,
+    LABEL_RUN,
+    LABEL_RUN_ID,
+    LABEL_STEP,
+    LABEL_STEP_RUN_ID,
     MAIN_CONTAINER_NAME,
     RESERVED_ANNOTATION_PREFIX,
     SHM_MOUNT_PATH,
@@ -38,28 +44,9 @@ from k8s_step_operator.validation import (
     validate_dns1123_subdomain,
 )
 
-LABEL_RUN = "run"
-LABEL_PIPELINE = "pipeline"
-LABEL_STEP = "step"
-LABEL_STEP_RUN_ID = "step-run-id"
-LABEL_RUN_ID = "run-id"
-LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY = "k8s-step-operator"
 # on what a run creates beyond its steps' Jobs (per-run claims, resource steps' objects): the run-end hook's selector
 RUN_ID_LABEL = "k8s-step-operator.zenml.io/run-id"
-# ZenML 0.98's own step labels, so selectors written for its operator find our pods too
-ZENML_LABEL_KEYS = ("project_id", "run_id", "run_name", "step_run_id", "step_name")
-RESERVED_LABEL_KEYS = frozenset(
-    {
-        LABEL_RUN,
-        LABEL_PIPELINE,
-        LABEL_STEP,
-        LABEL_STEP_RUN_ID,
-        LABEL_RUN_ID,
-        LABEL_MANAGED_BY,
-        *ZENML_LABEL_KEYS,
-    }
-)
 # ZenML 0.98's annotations (zenml.integrations.kubernetes.constants)
 ANNOTATION_ZENML_STEP_NAME = "zenml.io/step-name"
 ANNOTATION_ZENML_STEP_OPERATOR = "zenml.io/step-operator"

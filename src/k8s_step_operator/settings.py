@@ -35,6 +35,7 @@ from k8s_step_operator.validation import (
     is_model_object,
     item_path,
     parse_quantity,
+    quantity_sign,
     sanitize,
     to_api_dict,
     validate_annotations,
@@ -56,6 +57,26 @@ IMAGE_PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 TOLERATION_OPERATORS = ("Equal", "Exists")
 TOLERATION_EFFECTS = ("NoExecute", "NoSchedule", "PreferNoSchedule")
 RESERVED_ANNOTATION_PREFIX = "k8s-step-operator.zenml.io/"
+# The label keys the operator sets on a step's pods (manifest.py), reserved in pod_settings.labels
+LABEL_RUN = "run"
+LABEL_PIPELINE = "pipeline"
+LABEL_STEP = "step"
+LABEL_STEP_RUN_ID = "step-run-id"
+LABEL_RUN_ID = "run-id"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+# ZenML 0.98's own step labels, so selectors written for its operator find our pods too
+ZENML_LABEL_KEYS = ("project_id", "run_id", "run_name", "step_run_id", "step_name")
+RESERVED_LABEL_KEYS = frozenset(
+    {
+        LABEL_RUN,
+        LABEL_PIPELINE,
+        LABEL_STEP,
+        LABEL_STEP_RUN_ID,
+        LABEL_RUN_ID,
+        LABEL_MANAGED_BY,
+        *ZENML_LABEL_KEYS,
+    }
+)
 _ENV_NAME_RE = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 DEFAULT_FAIL_ON_CONTAINER_WAITING_REASONS = [
     "InvalidImageName",
@@ -387,8 +408,6 @@ class K8sPodSettings(BaseSettings):
     @classmethod
     def _labels(cls, value: Any) -> Any:
         """Validates labels; the operator's own label keys are reserved."""
-        from k8s_step_operator.manifest import RESERVED_LABEL_KEYS
-
         path = _p("labels")
         labels = validate_labels(value or {}, path)
         for key in labels:
@@ -530,7 +549,7 @@ class K8sPodSettings(BaseSettings):
             return None
         path = _p("shm_size")
         text = validate_quantity(value, path)
-        if parse_quantity(text) == 0:
+        if quantity_sign(text) == 0:
             raise ValueError(f"{path}: must be greater than 0 (e.g. 1Gi)")
         return text
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
-from decimal import Decimal, DecimalException
+from decimal import Decimal, getcontext
 from typing import Any, Iterable, Mapping
 
 # --------------------------------------------------------------------------- #
@@ -40,24 +40,11 @@ def _allowed(values: Iterable[str]) -> str:
 # Quantities
 # --------------------------------------------------------------------------- #
 
-_BINARY_SUFFIXES = {
-    "Ki": Decimal(1024),
-    "Mi": Decimal(1024) ** 2,
-    "Gi": Decimal(1024) ** 3,
-    "Ti": Decimal(1024) ** 4,
-    "Pi": Decimal(1024) ** 5,
-    "Ei": Decimal(1024) ** 6,
-}
-_DECIMAL_SUFFIXES = {
-    "m": Decimal("0.001"),
-    "": Decimal(1),
-    "k": Decimal(10) ** 3,
-    "M": Decimal(10) ** 6,
-    "G": Decimal(10) ** 9,
-    "T": Decimal(10) ** 12,
-    "P": Decimal(10) ** 15,
-    "E": Decimal(10) ** 18,
-}
+# The grammar is checked here, the value is computed by the official client's
+# ``kubernetes.utils.parse_quantity``. That parser is more lenient than the API
+# server (it takes ``" 1"``, ``"1_000"``, ``"NaN"``, ``"1e3Gi"``), so it only
+# ever sees text this grammar accepted. This grammar leaves out the ``n`` and ``u``
+# suffixes that both also take (as it always has; tests/unit/test_validation.py).
 _QUANTITY_RE = re.compile(
     r"^(?P<number>[+-]?(?:\d+(?:\.\d*)?|\.\d+))"
     r"(?:(?P<exp>[eE][+-]?\d+)|(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E))?$"
@@ -69,6 +56,28 @@ QUANTITY_HINT = (
 )
 
 
+def _quantity_match(value: Any) -> re.Match[str]:
+    match = _QUANTITY_RE.match(value) if isinstance(value, str) else None
+    if not match:
+        raise ValueError(f"{value!r} is not a valid quantity; {QUANTITY_HINT}")
+    return match
+
+
+def quantity_sign(value: str) -> int:
+    """-1, 0 or 1: the sign of a quantity, read from its text.
+
+    No arithmetic, so checking a quantity does not load the Kubernetes client
+    (settings are validated in every step's pod, see ``tests/unit/test_flavor_import.py``).
+
+    Raises:
+        ValueError: If ``value`` does not follow the quantity grammar.
+    """
+    number = _quantity_match(value)["number"]
+    if not any(digit in "123456789" for digit in number):
+        return 0
+    return -1 if number.startswith("-") else 1
+
+
 def parse_quantity(value: str) -> Decimal:
     """Parses a Kubernetes quantity string (``4Gi``, ``500m``, ``1e3``).
 
@@ -76,23 +85,19 @@ def parse_quantity(value: str) -> Decimal:
         value: The quantity text.
 
     Returns:
-        The quantity as an exact ``Decimal`` in base units.
+        The quantity as a ``Decimal`` in base units.
 
     Raises:
         ValueError: If ``value`` does not follow the quantity grammar.
     """
-    match = _QUANTITY_RE.match(value) if isinstance(value, str) else None
-    if not match:
-        raise ValueError(f"{value!r} is not a valid quantity; {QUANTITY_HINT}")
-    number = Decimal(match["number"])
-    if match["exp"]:
-        try:
-            return number.scaleb(int(match["exp"][1:]))
-        except (DecimalException, ValueError) as err:
-            raise ValueError(f"{value!r}: exponent out of range") from err
-    suffix = match["suffix"] or ""
-    factor = _BINARY_SUFFIXES.get(suffix) or _DECIMAL_SUFFIXES[suffix]
-    return number * factor
+    _quantity_match(value)
+    # Imported on first use: importing any part of ``kubernetes`` loads the whole client.
+    from kubernetes.utils.quantity import parse_quantity as kube_parse_quantity
+
+    amount: Decimal = kube_parse_quantity(value)
+    if amount and amount.adjusted() > getcontext().Emax:
+        raise ValueError(f"{value!r}: exponent out of range")
+    return amount
 
 
 def validate_quantity(
@@ -120,12 +125,12 @@ def validate_quantity(
         )
     text = value if isinstance(value, str) else str(value)
     try:
-        amount = parse_quantity(text)
+        sign = quantity_sign(text)
     except ValueError:
         raise ValueError(
             f"{field}: {text!r} is not a valid quantity; {QUANTITY_HINT}"
         ) from None
-    if amount < 0 and not allow_negative:
+    if sign < 0 and not allow_negative:
         raise ValueError(
             f"{field}: {text!r} is negative; only quantities >= 0 are allowed"
         )

@@ -8,7 +8,7 @@ import pytest
 
 from k8s_step_operator.steps.cluster import Cluster
 from k8s_step_operator.steps.custom_task_runtime import run_custom_task
-from k8s_step_operator.steps.custom_task_spec import REQUIRED, build_custom_task_spec
+from k8s_step_operator.steps.custom_task_spec import CUSTOM_TASK_OPTIONS, REQUIRED, build_custom_task_spec
 from k8s_step_operator.steps.errors import ConditionFailed, ResourceStepError
 from k8s_step_operator.steps.resource_list import build_resource_list_spec
 from k8s_step_operator.steps.resource_runtime import RunInfo, run_resource, run_resource_list
@@ -26,10 +26,10 @@ def controller(cluster: Cluster, namespace: str) -> Iterator[SumController]:
     yield from custom_task_world(cluster.api, namespace)
 
 
-def _sum(**options: Any) -> Any:
+def _sum() -> Any:
     return build_custom_task_spec(
         TASK_API_VERSION, "Sum", "add", task_spec={"operation": "add", "result": "sum"},
-        params={"a": REQUIRED, "b": 1}, results=["sum"], timeout=60, **options,
+        params={"a": REQUIRED, "b": 1}, results=["sum"], options=CUSTOM_TASK_OPTIONS.replace(timeout=60),
     )
 
 
@@ -54,7 +54,10 @@ def test_custom_task_false_fails_with_reason_and_message(
 def test_custom_task_task_ref_and_cel_condition(cluster: Cluster, run: RunInfo, controller: SumController) -> None:
     spec = build_custom_task_spec(
         TASK_API_VERSION, "Sum", "times", task_ref={"name": "multiply"}, params={"a": 6, "b": 7},
-        results=["product"], success_condition="object.status.results.exists(r, r.name == 'product')", timeout=60,
+        results=["product"],
+        options=CUSTOM_TASK_OPTIONS.replace(
+            success_condition="object.status.results.exists(r, r.name == 'product')", timeout=60
+        ),
     )
     result = run_custom_task(spec, {}, cluster=cluster, run=run)
     assert result.outputs == {"product": "42"}
@@ -64,7 +67,7 @@ def test_custom_task_task_ref_and_cel_condition(cluster: Cluster, run: RunInfo, 
 def test_custom_task_missing_result_fails(cluster: Cluster, run: RunInfo, controller: SumController) -> None:
     spec = build_custom_task_spec(
         TASK_API_VERSION, "Sum", "add", task_spec={"operation": "add", "result": "sum"},
-        params={"a": 1, "b": 2}, results=["sum", "carry"], timeout=60,
+        params={"a": 1, "b": 2}, results=["sum", "carry"], options=CUSTOM_TASK_OPTIONS.replace(timeout=60),
     )
     with pytest.raises(ResourceStepError, match=r"results: Sum run add-\w+ finished without result\(s\) carry; "
                                                 r"it reported: sum"):

@@ -30,10 +30,11 @@ from k8s_step_operator.steps.resource_spec import (
     MANAGED_BY_LABEL,
     RUN_ID_LABEL,
     ResourceSpecError,
+    StepOptions,
     build_resource_spec,
 )
 from k8s_step_operator.steps.volume_runtime import run_snapshot, run_volume
-from k8s_step_operator.steps.volume_spec import VOLUME_MODE_RWM, build_snapshot_spec, build_volume_spec
+from k8s_step_operator.steps.volume_spec import VOLUME_MODE_RWM, VOLUME_OPTIONS, build_snapshot_spec, build_volume_spec
 
 from ..zenml_support import BIN, src_on_pythonpath, zenml_env
 from .custom_task_controller import install_crd as shared_install_crd
@@ -119,7 +120,7 @@ def test_create_labels_records_and_outputs(cluster: Cluster, run: RunInfo) -> No
     spec = build_resource_spec(
         configmap("cm", a="1"),
         attribute_outputs={"a": "{.data.a}", "uid": "{.metadata.uid}", "missing": "{.data.nope}"},
-        cleanup="on-run-end",
+        options=StepOptions(cleanup="on-run-end"),
     )
     result = run_resource(spec, cluster=cluster, run=run)
     assert result.name == "cm"
@@ -229,7 +230,7 @@ def test_custom_resource_merge_json_and_no_strategic(cluster: Cluster, run: RunI
 def test_cluster_scoped_custom_resource(cluster: Cluster, run: RunInfo, gadget_crd: str) -> None:
     api_version = f"{gadget_crd}/v1"
     gadget = {"apiVersion": api_version, "kind": "Gadget", "metadata": {"name": "g1"}, "spec": {"on": False}}
-    created = run_resource(build_resource_spec(gadget, namespace="ignored-for-cluster-scope"), cluster=cluster, run=run)
+    created = run_resource(build_resource_spec(gadget, options=StepOptions(namespace="ignored-for-cluster-scope")), cluster=cluster, run=run)
     assert "namespace" not in created.manifest["metadata"]
     merged = run_resource(
         build_resource_spec({**gadget, "spec": {"on": True}}, action="patch", merge_strategy="merge"), cluster=cluster, run=run
@@ -246,12 +247,12 @@ def test_cluster_scoped_custom_resource(cluster: Cluster, run: RunInfo, gadget_c
     later(1.0, lambda: merge_patch(cluster, f"/apis/{api_version}/gadgets/g1/status", {"status": {"ready": True}}))
     waited = run_resource(
         build_resource_spec(action="get", api_version=api_version, kind="Gadget", resource_name="g1",
-                            success_condition="status.ready==true", timeout=30),
+                            options=StepOptions(success_condition="status.ready==true", timeout=30)),
         cluster=cluster, run=run,
     )
     assert waited.manifest["status"]["ready"] is True
     run_resource(build_resource_spec(action="delete", api_version=api_version, kind="Gadget", resource_name="g1",
-                                     wait_for_deletion=True, timeout=30), cluster=cluster, run=run)
+                                     wait_for_deletion=True, options=StepOptions(timeout=30)), cluster=cluster, run=run)
 
 
 def test_cluster_scoped_builtin_kind(cluster: Cluster, run: RunInfo) -> None:
@@ -276,10 +277,23 @@ def test_cluster_scoped_builtin_kind(cluster: Cluster, run: RunInfo) -> None:
     assert deleted.name == name and deleted.manifest is None
 
 
+def test_unknown_kind_and_api_version_are_named_before_anything_is_sent(cluster: Cluster, run: RunInfo) -> None:
+    """Discovery (kubernetes.dynamic) on a real API server: a misspelt kind, a group nobody serves."""
+    misspelt = {"apiVersion": "v1", "kind": "Configmap", "metadata": {"name": "x"}}
+    with pytest.raises(ResourceSpecError, match=r"^k8s_resource.kind: the cluster serves no kind 'Configmap' in "
+                                                r"apiVersion 'v1' \(did you mean 'ConfigMap'\?.*kinds there: .*Pod"):
+        run_resource(build_resource_spec(misspelt), cluster=cluster, run=run)
+    unserved = {"apiVersion": "nothing.k8sso.example.com/v1", "kind": "Thing", "metadata": {"name": "x"}}
+    with pytest.raises(ResourceSpecError, match="^k8s_resource.apiVersion: the cluster does not serve apiVersion "
+                                                "'nothing.k8sso.example.com/v1'"):
+        run_resource(build_resource_spec(unserved), cluster=cluster, run=run)
+    assert run.recorded == []  # type: ignore[attr-defined]
+
+
 def test_delete_ignores_not_found_and_can_wait(cluster: Cluster, run: RunInfo) -> None:
     raw(cluster, "POST", f"/api/v1/namespaces/{cluster.namespace}/configmaps", configmap("doomed"))
     spec = build_resource_spec(action="delete", api_version="v1", kind="ConfigMap", resource_name="doomed",
-                               wait_for_deletion=True, timeout=30)
+                               wait_for_deletion=True, options=StepOptions(timeout=30))
     assert run_resource(spec, cluster=cluster, run=run).name == "doomed"
     with pytest.raises(ApiException) as info:
         raw(cluster, "GET", f"/api/v1/namespaces/{cluster.namespace}/configmaps/doomed")
@@ -333,7 +347,7 @@ def test_success_argo_grammar_on_watch_events(cluster: Cluster, run: RunInfo) ->
 
     later(1.5, flip)
     result = run_resource(
-        build_resource_spec(configmap("flip", ready="no"), success_condition="data.ready==yes,data.count>2", timeout=30),
+        build_resource_spec(configmap("flip", ready="no"), options=StepOptions(success_condition="data.ready==yes,data.count>2", timeout=30)),
         cluster=cluster, run=run,
     )
     returned = time.monotonic()
@@ -356,10 +370,12 @@ def test_success_cel_on_status_subresource(cluster: Cluster, run: RunInfo, widge
     result = run_resource(
         build_resource_spec(
             widget,
-            success_condition="object.status.conditions.exists(c, c.type == 'Ready' && c.status == 'True')",
-            failure_condition="cel: object.status.conditions.exists(c, c.type == 'Failed')",
+            options=StepOptions(
+                success_condition="object.status.conditions.exists(c, c.type == 'Ready' && c.status == 'True')",
+                failure_condition="cel: object.status.conditions.exists(c, c.type == 'Failed')",
+                timeout=30,
+            ),
             attribute_outputs={"ready": "{.status.conditions[?(@.type=='Ready')].status}"},
-            timeout=30,
         ),
         cluster=cluster, run=run,
     )
@@ -371,15 +387,16 @@ def test_failure_condition_requirements_are_ored(cluster: Cluster, run: RunInfo)
     later(1.0, lambda: merge_patch(cluster, path, {"data": {"phase": "Error"}}))
     with pytest.raises(ConditionFailed) as info:
         run_resource(
-            build_resource_spec(configmap("job", phase="Running"), success_condition="data.phase==Done",
-                                failure_condition="data.phase==Failed,data.phase==Error", timeout=30),
+            build_resource_spec(configmap("job", phase="Running"), options=StepOptions(
+                success_condition="data.phase==Done", failure_condition="data.phase==Failed,data.phase==Error", timeout=30
+            )),
             cluster=cluster, run=run,
         )
     assert "failure_condition requirement 'data.phase==Error' matched" in str(info.value)
 
 
 def test_only_a_failure_condition_succeeds_on_first_non_match(cluster: Cluster, run: RunInfo) -> None:
-    result = run_resource(build_resource_spec(configmap("ok", phase="Running"), failure_condition="data.phase==Failed"),
+    result = run_resource(build_resource_spec(configmap("ok", phase="Running"), options=StepOptions(failure_condition="data.phase==Failed")),
                           cluster=cluster, run=run)
     assert result.name == "ok"
 
@@ -391,7 +408,7 @@ def test_timeout_shows_the_last_seen_status(cluster: Cluster, run: RunInfo, widg
     later(0.5, lambda: merge_patch(cluster, status_path, {"status": {"phase": "Provisioning", "progress": 40}}))
     started = time.monotonic()
     with pytest.raises(WaitTimeout) as info:
-        run_resource(build_resource_spec(widget, success_condition="status.phase==Ready", timeout=3), cluster=cluster, run=run)
+        run_resource(build_resource_spec(widget, options=StepOptions(success_condition="status.phase==Ready", timeout=3)), cluster=cluster, run=run)
     assert 2.9 < time.monotonic() - started < 10
     message = str(info.value)
     assert message.startswith(f"timed out after 3s waiting for Widget {cluster.namespace}/slow")
@@ -402,13 +419,13 @@ def test_object_deleted_while_waiting(cluster: Cluster, run: RunInfo) -> None:
     path = f"/api/v1/namespaces/{cluster.namespace}/configmaps/gone"
     later(1.0, lambda: raw(cluster, "DELETE", path))
     with pytest.raises(ObjectDeleted, match=f"ConfigMap {cluster.namespace}/gone was deleted while waiting"):
-        run_resource(build_resource_spec(configmap("gone"), success_condition="data.never==true", timeout=30),
+        run_resource(build_resource_spec(configmap("gone"), options=StepOptions(success_condition="data.never==true", timeout=30)),
                      cluster=cluster, run=run)
 
 
 def test_broken_condition_is_rejected_before_anything_is_created(cluster: Cluster) -> None:
     with pytest.raises(ResourceSpecError, match="success_condition: cannot parse"):
-        build_resource_spec(configmap("never-created"), success_condition="status.phase == = x")
+        build_resource_spec(configmap("never-created"), options=StepOptions(success_condition="status.phase == = x"))
     with pytest.raises(ApiException):
         raw(cluster, "GET", f"/api/v1/namespaces/{cluster.namespace}/configmaps/never-created")
 
@@ -432,7 +449,7 @@ def test_volume_binds_on_standard_and_returns_size(cluster: Cluster, run: RunInf
 
 def test_volume_on_wait_for_first_consumer_does_not_hang(cluster: Cluster, run: RunInfo) -> None:
     started = time.monotonic()
-    result = run_volume(build_volume_spec("late", "1Gi", storage_class="local-wffc", timeout=60), cluster=cluster, run=run)
+    result = run_volume(build_volume_spec("late", "1Gi", storage_class="local-wffc", options=VOLUME_OPTIONS.replace(timeout=60)), cluster=cluster, run=run)
     assert time.monotonic() - started < 10
     assert result.manifest["status"]["phase"] == "Pending"
     assert result.outputs["size"] == "1Gi"
@@ -445,7 +462,7 @@ def test_volume_default_class(cluster: Cluster, run: RunInfo) -> None:
 
 def test_rwx_on_single_node_class_fails_fast_with_a_modes_error(cluster: Cluster, run: RunInfo) -> None:
     """The class's driver refuses multi-node modes; its ProvisioningFailed event ends the step at once."""
-    spec = build_volume_spec("shared", "1Gi", storage_class="local-rwo", modes=VOLUME_MODE_RWM, timeout=120)
+    spec = build_volume_spec("shared", "1Gi", storage_class="local-rwo", modes=VOLUME_MODE_RWM, options=VOLUME_OPTIONS.replace(timeout=120))
     started = time.monotonic()
     with pytest.raises(ConditionFailed) as info:
         run_volume(spec, cluster=cluster, run=run)
@@ -655,7 +672,8 @@ def test_created_job_streams_its_pods_logs(cluster: Cluster, run: RunInfo, capsy
     """Seed 002's complaint about ResourceOp: here a Job's pod prints into the step's output as it runs."""
     name = f"logs-{uuid.uuid4().hex[:6]}"
     spec = build_resource_spec(_job(name, "for i in 1 2 3; do echo line $i; sleep 0.3; done"),
-                               success_condition="status.succeeded > 0", failure_condition="status.failed > 0", timeout=180)
+                               options=StepOptions(success_condition="status.succeeded > 0", failure_condition="status.failed > 0",
+                                                   timeout=180))
     run_resource(spec, cluster=cluster, run=run)
     out = capsys.readouterr().out
     assert [line for line in out.splitlines() if line.startswith("[step]")] == ["[step] line 1", "[step] line 2", "[step] line 3"]
@@ -664,12 +682,13 @@ def test_created_job_streams_its_pods_logs(cluster: Cluster, run: RunInfo, capsy
 def test_failed_job_logs_stream_and_opt_out(cluster: Cluster, run: RunInfo, capsys: pytest.CaptureFixture[str]) -> None:
     """A failing Job's last words reach the output before the step fails; ``stream_logs=False`` prints none."""
     spec = build_resource_spec(_job(f"fail-{uuid.uuid4().hex[:6]}", "echo about to fail; exit 3"),
-                               success_condition="status.succeeded > 0", failure_condition="status.failed > 0", timeout=180)
+                               options=StepOptions(success_condition="status.succeeded > 0", failure_condition="status.failed > 0",
+                                                   timeout=180))
     with pytest.raises(ConditionFailed):
         run_resource(spec, cluster=cluster, run=run)
     assert "[step] about to fail" in capsys.readouterr().out
-    quiet = build_resource_spec(_job(f"quiet-{uuid.uuid4().hex[:6]}", "echo not shown"), success_condition="status.succeeded > 0",
-                                timeout=180, stream_logs=False)
+    quiet = build_resource_spec(_job(f"quiet-{uuid.uuid4().hex[:6]}", "echo not shown"),
+                                options=StepOptions(success_condition="status.succeeded > 0", timeout=180), stream_logs=False)
     run_resource(quiet, cluster=cluster, run=run)
     assert "not shown" not in capsys.readouterr().out
 
@@ -679,8 +698,9 @@ def test_created_pod_with_two_containers_prefixes_each(cluster: Cluster, run: Ru
            "spec": {"restartPolicy": "Never", "containers": [
                {"name": "left", "image": _busybox(), "command": ["sh", "-c", "echo from left"]},
                {"name": "right", "image": _busybox(), "command": ["sh", "-c", "echo from right"]}]}}
-    spec = build_resource_spec(pod, success_condition="status.phase == Succeeded", failure_condition="status.phase == Failed",
-                               timeout=180)
+    spec = build_resource_spec(pod, options=StepOptions(
+        success_condition="status.phase == Succeeded", failure_condition="status.phase == Failed", timeout=180
+    ))
     run_resource(spec, cluster=cluster, run=run)
     out = capsys.readouterr().out
     assert "[step:left] from left" in out and "[step:right] from right" in out

@@ -117,7 +117,7 @@ class TestCustomTaskSpec:
         assert body["metadata"] == {"generateName": "add-numbers-"}
         assert body["spec"]["customSpec"] == {"apiVersion": API, "kind": "Sum", "spec": {"operation": "add"}}
         assert spec.params == {"a": REQUIRED, "b": "2"} and spec.output_names == ("name", "manifest", "sum")
-        assert spec.resource["cleanup"] == "never"
+        assert spec.resource["cleanup"] == "on-run-end"  # CUSTOM_TASK_OPTIONS, custom_task_step's default
 
     def test_task_ref(self) -> None:
         body = custom_run_manifest(API, "Sum", "x", {"a": "1"}, None, {"name": "multiply"})
@@ -150,13 +150,26 @@ class TestCustomTaskSpec:
             ((API, "Sum", "n"), {"params": {"a-b": 1}}, "params: 'a-b' cannot be a step input"),
             ((API, "Sum", "n"), {"results": "sum"}, "results: expected a list of result names"),
             ((API, "Sum", "n"), {"results": ["name"]}, "results: 'name' is taken by the step's own output"),
-            ((API, "Sum", "n"), {"timeout": -1}, "timeout: -1 is not allowed"),
-            ((API, "Sum", "n"), {"success_condition": "object.status =="}, "success_condition: CEL expression"),
         ],
     )
     def test_bad_input_names_the_argument(self, args: tuple, overrides: dict, message: str) -> None:
         options: dict[str, Any] = {"task_spec": {"operation": "add"}, **overrides}
         assert error_of(lambda: build_custom_task_spec(*args, **options)).startswith(message)
+
+    @pytest.mark.parametrize(
+        "arguments, message",
+        [
+            ({"timeout": -1}, "timeout: -1 is not allowed"),
+            ({"success_condition": "object.status =="}, "success_condition: CEL expression"),
+            ({"cleanup": "later"}, "cleanup: 'later' is not allowed; allowed: never, on-run-end, on-success"),
+            ({"namespace": "Bad_NS"}, "namespace: 'Bad_NS' is not a valid DNS-1123 label"),
+            ({"kubeconfig": ""}, "kubeconfig: expected a non-empty string"),
+        ],
+    )
+    def test_bad_shared_options_name_the_argument(self, arguments: dict, message: str) -> None:
+        from k8s_step_operator.steps import custom_task_step
+
+        assert error_of(lambda: custom_task_step(API, "Sum", "n", task_spec={}, **arguments)).startswith(message)
 
     def test_step_inputs_and_outputs(self) -> None:
         from k8s_step_operator.steps import custom_task_step

@@ -1,4 +1,4 @@
-"""Resource-step options (no cluster): normalisation, validation, discovery, clean-up decisions."""
+"""Resource-step options (no cluster): normalisation, validation, clean-up decisions (discovery: test_discovery.py)."""
 
 from __future__ import annotations
 
@@ -10,17 +10,12 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from k8s_step_operator.steps.discovery import (
-    ApiResource,
-    DiscoveryCache,
-    discovery_path,
-    find_resource,
-    parse_resource_list,
-)
 from k8s_step_operator.steps.errors import Forbidden, describe_status, translate_api_error
 from k8s_step_operator.steps.resource_spec import (
+    RESOURCE_OPTIONS,
     ResourceSpec,
     ResourceSpecError,
+    StepOptions,
     build_resource_spec,
     load_resource,
     normalize_owner,
@@ -40,8 +35,11 @@ data:
 
 
 def error_of(**kwargs: Any) -> str:
+    """The error of building a resource step's spec as ``resource_step(**kwargs)`` does (the shared options first)."""
+    shared = {f for f in StepOptions.__dataclass_fields__}
     with pytest.raises(ResourceSpecError) as info:
-        build_resource_spec(**kwargs)
+        options = RESOURCE_OPTIONS.with_arguments(kwargs)
+        build_resource_spec(**{k: v for k, v in kwargs.items() if k not in shared}, options=options)
     return str(info.value)
 
 
@@ -270,7 +268,9 @@ class TestBadInput:
 
 class TestSpec:
     def test_create_defaults_and_round_trip(self) -> None:
-        spec = build_resource_spec(CM_YAML, success_condition="data.a==1", attribute_outputs={"a": "{.data.a}"})
+        spec = build_resource_spec(
+            CM_YAML, options=StepOptions(success_condition="data.a==1"), attribute_outputs={"a": "{.data.a}"}
+        )
         assert (spec.action, spec.api_version, spec.kind, spec.name) == ("create", "v1", "ConfigMap", "cm")
         assert spec.output_names == ("name", "manifest", "a")
         data = json.loads(json.dumps(spec.to_dict()))
@@ -301,7 +301,9 @@ class TestSpec:
         assert spec.name is None and spec.generate_name == "job-"
 
     def test_explicit_values_matching_manifest(self) -> None:
-        spec = build_resource_spec(CM, api_version="v1", kind="ConfigMap", resource_name="cm", namespace="ns")
+        spec = build_resource_spec(
+            CM, api_version="v1", kind="ConfigMap", resource_name="cm", options=StepOptions(namespace="ns")
+        )
         assert spec.namespace == "ns"
 
     def test_reserved_outputs_can_be_overridden(self) -> None:
@@ -315,59 +317,6 @@ class TestSpec:
     def test_from_dict_reads_null_containers_as_empty(self) -> None:
         spec = ResourceSpec.from_dict({"action": "get", "fail_on_events": None, "attribute_outputs": None})
         assert spec.fail_on_events == () and spec.attribute_outputs == {}
-
-
-# --------------------------------------------------------------------------- #
-# Discovery
-# --------------------------------------------------------------------------- #
-
-CORE_LIST = {
-    "kind": "APIResourceList",
-    "groupVersion": "v1",
-    "resources": [
-        {"name": "configmaps", "kind": "ConfigMap", "namespaced": True, "verbs": ["get", "create"]},
-        {"name": "pods", "kind": "Pod", "namespaced": True},
-        {"name": "pods/status", "kind": "Pod", "namespaced": True},
-        {"name": "namespaces", "kind": "Namespace", "namespaced": False},
-    ],
-}
-
-
-class TestDiscovery:
-    def test_paths(self) -> None:
-        assert discovery_path("v1") == "/api/v1"
-        assert discovery_path("batch/v1") == "/apis/batch/v1"
-        kinds = parse_resource_list("v1", CORE_LIST)
-        assert set(kinds) == {"ConfigMap", "Pod", "Namespace"}
-        assert kinds["ConfigMap"].object_path("ns", "a") == "/api/v1/namespaces/ns/configmaps/a"
-        assert kinds["Namespace"].object_path("ignored", "x") == "/api/v1/namespaces/x"
-        crd = ApiResource("example.com/v1", "Widget", "widgets", False)
-        assert crd.collection_path(None) == "/apis/example.com/v1/widgets" and crd.display == "widgets.example.com"
-
-    def test_unknown_kind_lists_known_ones(self) -> None:
-        kinds = parse_resource_list("v1", CORE_LIST)
-        with pytest.raises(ResourceSpecError, match=r"did you mean 'ConfigMap'\?.*kinds there: ConfigMap, Namespace, Pod"):
-            find_resource(kinds, "v1", "configmap")
-
-    def test_cache_refetches_for_new_kinds(self) -> None:
-        calls: list[str] = []
-        docs = [CORE_LIST, {**CORE_LIST, "resources": CORE_LIST["resources"] + [{"name": "gizmos", "kind": "Gizmo"}]}]
-
-        def fetch(path: str) -> dict:
-            calls.append(path)
-            return docs[min(len(calls) - 1, 1)]
-
-        cache = DiscoveryCache(refresh_delay=0)
-        assert cache.resolve("s", "v1", "ConfigMap", fetch).plural == "configmaps"
-        assert cache.resolve("s", "v1", "ConfigMap", fetch).plural == "configmaps"
-        assert len(calls) == 1
-        assert cache.resolve("s", "v1", "Gizmo", fetch).namespaced is False
-        assert len(calls) == 2
-
-    def test_cache_unserved_group(self) -> None:
-        cache = DiscoveryCache(refresh_attempts=2, refresh_delay=0)
-        with pytest.raises(ResourceSpecError, match="k8s_resource.apiVersion: the cluster does not serve apiVersion 'x.io/v1'"):
-            cache.resolve("s", "x.io/v1", "Thing", lambda path: None)
 
 
 # --------------------------------------------------------------------------- #

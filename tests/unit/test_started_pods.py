@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from k8s_step_operator.pod_status import started_containers
-from k8s_step_operator.steps.resource_spec import ResourceSpec, build_resource_spec
+from k8s_step_operator.steps.resource_spec import ResourceSpec, StepOptions, build_resource_spec
 from k8s_step_operator.steps.started_pods import log_label, pod_query
 
 JOB = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "train", "uid": "u-1"}}
@@ -41,9 +41,9 @@ def test_prefix_like_the_operator_steps(containers, init, first, expected):
 
 
 def test_stream_logs_is_on_by_default_and_kept_by_the_spec_codec():
-    spec = build_resource_spec(JOB, success_condition="status.succeeded > 0")
+    spec = build_resource_spec(JOB, options=StepOptions(success_condition="status.succeeded > 0"))
     assert spec.stream_logs is True
-    off = build_resource_spec(JOB, success_condition="status.succeeded > 0", stream_logs=False)
+    off = build_resource_spec(JOB, options=StepOptions(success_condition="status.succeeded > 0"), stream_logs=False)
     assert ResourceSpec.from_dict(off.to_dict()).stream_logs is False
 
 

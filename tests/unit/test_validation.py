@@ -1,12 +1,16 @@
 """Tests for k8s_step_operator.validation."""
 
+import subprocess
+import sys
 from decimal import Decimal
 
 import pytest
 from kubernetes.client import V1PersistentVolumeClaimVolumeSource, V1Toleration, V1Volume
+from kubernetes.utils import parse_quantity as kube_parse_quantity
 
 from k8s_step_operator.validation import (
     parse_quantity,
+    quantity_sign,
     to_api_dict,
     validate_annotation_key,
     validate_annotations,
@@ -50,6 +54,46 @@ def test_parse_quantity(text, expected):
 def test_parse_quantity_rejects_bad_grammar(text):
     with pytest.raises(ValueError, match="not a valid quantity"):
         parse_quantity(text)
+
+
+@pytest.mark.parametrize(
+    "text", ["1e3", "1E3", "0.5", ".5", "1.", "500m", "+.5m", "1Gi", "1.5Ei", "-1Gi", "-0", "2k", "1E", "12e-3", "1e-9"]
+)
+def test_the_official_parser_agrees_on_every_form_the_grammar_accepts(text):
+    assert parse_quantity(text) == kube_parse_quantity(text)
+
+
+@pytest.mark.parametrize("text", [" 1", "1 ", "1_000", "NaN", "Infinity", "1e3Gi", "1n", "1u"])
+def test_text_only_the_official_parser_takes_is_refused(text):
+    # kubernetes.utils.parse_quantity is lenient (Decimal's own syntax, n/u suffixes): our grammar is the gate
+    kube_parse_quantity(text)
+    with pytest.raises(ValueError, match="not a valid quantity"):
+        parse_quantity(text)
+
+
+def test_an_exponent_beyond_decimal_range_is_refused():
+    with pytest.raises(ValueError, match="exponent out of range"):
+        parse_quantity("1e1000000")
+
+
+@pytest.mark.parametrize(
+    "text, sign", [("0", 0), ("-0.0", 0), ("0Gi", 0), ("+0e5", 0), ("0.001m", 1), ("-.5", -1), ("3e-2", 1)]
+)
+def test_quantity_sign(text, sign):
+    assert quantity_sign(text) == sign
+    assert (parse_quantity(text) > 0) - (parse_quantity(text) < 0) == sign
+
+
+def test_checking_a_quantity_does_not_load_the_kubernetes_client():
+    # settings are validated in every step's pod; the client costs about half a second to import
+    code = (
+        "import sys\n"
+        "from k8s_step_operator.validation import validate_quantity\n"
+        "validate_quantity('512Mi', 'x')\n"
+        "print(any(m == 'kubernetes' or m.startswith('kubernetes.') for m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
 
 
 def test_validate_quantity_names_field_and_allowed_suffixes():

@@ -10,9 +10,11 @@ from kubernetes import client
 
 from k8s_step_operator.steps.resource_spec import ResourceSpecError
 from k8s_step_operator.steps.volume_spec import (
+    SNAPSHOT_OPTIONS,
     VOLUME_MODE_ROM,
     VOLUME_MODE_RWM,
     VOLUME_MODE_RWO,
+    VOLUME_OPTIONS,
     DataSource,
     SnapshotSpec,
     VolumeSpec,
@@ -116,14 +118,12 @@ class TestVolumeBadInput:
         )
 
     def test_bad_conditions(self) -> None:
-        assert volume_error("data", "1Gi", success_condition="status.phase = = Bound").startswith(
-            "success_condition: cannot parse condition"
-        )
+        with pytest.raises(ResourceSpecError, match="^success_condition: cannot parse condition"):
+            VOLUME_OPTIONS.replace(success_condition="status.phase = = Bound")
 
     def test_bad_cleanup(self) -> None:
-        assert volume_error("data", "1Gi", cleanup="later").startswith(
-            "cleanup: 'later' is not allowed; allowed: never, on-run-end, on-success"
-        )
+        with pytest.raises(ResourceSpecError, match="^cleanup: 'later' is not allowed; allowed: never, on-run-end, on-success"):
+            VOLUME_OPTIONS.replace(cleanup="later")
 
 
 class TestVolumeGoodInput:
@@ -262,8 +262,10 @@ class TestSpecDict:
     @pytest.mark.parametrize(
         "spec",
         [
-            build_volume_spec("data", "1Gi", modes=["rwx", "rox"], fail_on_events=["ProvisioningFailed", "Other"]),
-            build_snapshot_spec("snap", pvc="data", fail_on_events="SnapshotFailed"),
+            build_volume_spec(
+                "data", "1Gi", modes=["rwx", "rox"], options=VOLUME_OPTIONS.replace(fail_on_events=["ProvisioningFailed", "Other"])
+            ),
+            build_snapshot_spec("snap", pvc="data", options=SNAPSHOT_OPTIONS.replace(fail_on_events="SnapshotFailed")),
         ],
         ids=["volume", "snapshot"],
     )

@@ -38,11 +38,6 @@ class Cluster:
     kubeconfig: str | None = None
     context: str | None = None
 
-    @property
-    def server(self) -> str:
-        """The API server URL (keys the discovery cache)."""
-        return str(self.api.configuration.host)
-
     def recorded(self) -> dict[str, Any]:
         """How to reconnect later (for the clean-up hook): only explicit settings are kept."""
         return {"kubeconfig": self.kubeconfig, "context": self.context}

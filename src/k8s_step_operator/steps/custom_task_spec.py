@@ -23,7 +23,9 @@ from typing import Any
 from ..names import dns1123_label
 from .bindings import check_input_names
 from .resource_spec import (
+    Cleanup,
     ResourceSpecError,
+    StepOptions,
     build_resource_spec,
     validate_api_version,
     validate_kind,
@@ -33,6 +35,7 @@ from .spec_codec import SpecCodec
 
 __all__ = [
     "CUSTOM_RUN_API_VERSION",
+    "CUSTOM_TASK_OPTIONS",
     "CUSTOM_RUN_KIND",
     "REQUIRED",
     "CustomTaskSpec",
@@ -49,6 +52,8 @@ CUSTOM_RUN_API_VERSION = "tekton.dev/v1beta1"
 CUSTOM_RUN_KIND = "CustomRun"
 REQUIRED = "<required>"
 RESERVED_RESULTS = ("name", "manifest")
+#: A custom-task step's defaults (those of ``custom_task_step``): its run object is deleted when the run ends.
+CUSTOM_TASK_OPTIONS = StepOptions(cleanup=Cleanup.ON_RUN_END.value)
 
 
 def succeeded_of(obj: Mapping[str, Any]) -> tuple[str, str, str]:
@@ -187,9 +192,9 @@ def build_custom_task_spec(
     task_ref: Any = None,
     params: Mapping[str, Any] | None = None,
     results: Sequence[str] = (),
-    **resource_options: Any,
+    options: StepOptions = CUSTOM_TASK_OPTIONS,
 ) -> CustomTaskSpec:
-    """Validate the seed's fields; ``resource_options`` go to the resource step (timeout, namespace, ...)."""
+    """Validate the seed's fields; ``options`` (timeout, namespace, ...) go to the resource step creating the run."""
     validate_api_version(api_version, "api_version")
     validate_kind(kind, "kind")
     if not isinstance(name, str) or not name.strip() or not any(ch.isalnum() for ch in name):
@@ -211,7 +216,7 @@ def build_custom_task_spec(
     if clash:
         raise ResourceSpecError(f"results: {clash[0]!r} is taken by the step's own output; rename the result")
     body = custom_run_manifest(api_version, kind, name, {}, dict(task_spec) if task_spec else None, ref)
-    resource = build_resource_spec(body, action="create", **resource_options)
+    resource = build_resource_spec(body, action="create", options=options)
     return CustomTaskSpec(
         api_version=api_version,
         kind=kind,

@@ -1,7 +1,12 @@
 """Public factories returning ZenML steps: ``resource_step``, ``volume_step``, ``snapshot_step``, ``delete_step``.
 
 Every option is validated when the factory is called (pipeline definition
-time), so bad input never reaches the cluster. Inputs that may come from
+time), so bad input never reaches the cluster. The options every kind shares
+(namespace, conditions, timeout, fail_on_events, cleanup, kubeconfig, context)
+are taken from the keyword arguments once, as a
+:class:`~k8s_step_operator.steps.resource_spec.StepOptions` whose defaults are
+the kind's (``RESOURCE_OPTIONS``, ``VOLUME_OPTIONS``, ...), and handed to the
+spec builder. Inputs that may come from
 earlier steps are step inputs, bound when the step is called in the pipeline::
 
     from k8s_step_operator.steps import (
@@ -37,16 +42,23 @@ from zenml.utils import source_utils
 
 from .bindings import placeholders, refuse_unknown
 from .cel_values import CEL_OUTPUT, build_cel_spec, check_cel_call
-from .custom_task_spec import REQUIRED, build_custom_task_spec
+from .custom_task_spec import CUSTOM_TASK_OPTIONS, REQUIRED, build_custom_task_spec
 from .entrypoints import entrypoint_for
 from .resource_list import build_resource_list_spec
-from .resource_spec import ResourceSpecError, build_resource_spec, is_object_list, load_resource
+from .resource_spec import (
+    DELETE_OPTIONS,
+    RESOURCE_OPTIONS,
+    ResourceSpecError,
+    build_resource_spec,
+    is_object_list,
+    load_resource,
+)
 from .volume_spec import (
-    DEFAULT_VOLUME_TIMEOUT,
     SNAPSHOT_INPUTS,
-    SNAPSHOT_SUCCESS,
+    SNAPSHOT_OPTIONS,
     VOLUME_INPUTS,
     VOLUME_MODE_RWO,
+    VOLUME_OPTIONS,
     build_snapshot_spec,
     build_volume_spec,
     parse_data_source,
@@ -142,11 +154,11 @@ def resource_step(
     namespace: Optional[str] = None,
     success_condition: Optional[str] = None,
     failure_condition: Optional[str] = None,
-    timeout: Optional[float] = 3600.0,
+    timeout: Optional[float] = RESOURCE_OPTIONS.timeout,
     attribute_outputs: Optional[Mapping[str, str]] = None,
     fail_on_events: Optional[Sequence[str]] = None,
     force: bool = False,
-    cleanup: str = "never",
+    cleanup: str = RESOURCE_OPTIONS.cleanup,
     set_owner_reference: Any = None,
     block_owner_deletion: bool = False,
     propagation_policy: str = "Background",
@@ -188,28 +200,30 @@ def resource_step(
             created or applied Job or Pod starts (``[step]``, ``[step:container]``); False: do not.
         step_options: Extra ``zenml.step`` options (settings, retry, hooks...).
     """
-    options = dict(
+    return _resource_step(
+        k8s_resource,
+        name,
+        step_options,
         action=action,
         merge_strategy=merge_strategy,
         api_version=api_version,
         kind=kind,
         resource_name=resource_name,
-        namespace=namespace,
-        success_condition=success_condition,
-        failure_condition=failure_condition,
-        timeout=timeout,
         attribute_outputs=attribute_outputs,
-        fail_on_events=fail_on_events,
         force=force,
-        cleanup=cleanup,
         set_owner_reference=set_owner_reference,
         block_owner_deletion=block_owner_deletion,
         propagation_policy=propagation_policy,
         wait_for_deletion=wait_for_deletion,
-        kubeconfig=kubeconfig,
-        context=context,
         stream_logs=stream_logs,
+        options=RESOURCE_OPTIONS.with_arguments(locals()),
     )
+
+
+def _resource_step(
+    k8s_resource: Any, name: Optional[str], step_options: Optional[Mapping[str, Any]], **spec_options: Any
+) -> BaseStep:
+    """A resource step on one object or several; ``spec_options`` go to the spec builder."""
     loaded = load_resource(k8s_resource) if k8s_resource is not None else None
     fields = placeholders(loaded)
     for item in loaded if isinstance(loaded, list) and is_object_list(loaded) else [loaded]:
@@ -221,7 +235,7 @@ def resource_step(
                 )
     inputs = ("resource_name", *[f for f in fields if f != "resource_name"])
     if isinstance(loaded, list) and is_object_list(loaded):
-        many = build_resource_list_spec(loaded, **options)
+        many = build_resource_list_spec(loaded, **spec_options)
         first = many.specs()[0]
         outputs = [(key, "list") for key in many.output_names]
         step_name = name or f"{first.action}_{first.kind.lower()}_list"
@@ -229,7 +243,7 @@ def resource_step(
         return _make_step(
             "resources", many.to_dict(), step_name, inputs, outputs, _placeholder_check(fields), step_options
         )
-    spec = build_resource_spec(loaded, name_from_input=True, **options)
+    spec = build_resource_spec(loaded, name_from_input=True, **spec_options)
 
     def check(bound: Mapping[str, Any]) -> None:
         _placeholder_check(fields)(bound)
@@ -268,7 +282,7 @@ def delete_step(
     namespace: Optional[str] = None,
     propagation_policy: str = "Background",
     wait_for_deletion: bool = False,
-    timeout: Optional[float] = 600.0,
+    timeout: Optional[float] = DELETE_OPTIONS.timeout,
     kubeconfig: Optional[str] = None,
     context: Optional[str] = None,
     step_options: Optional[Mapping[str, Any]] = None,
@@ -281,20 +295,17 @@ def delete_step(
     ``kubernetes.io/pvc-protection`` keep a PVC while a pod mounts it — the
     timeout then says so).
     """
-    return resource_step(
+    return _resource_step(
         k8s_resource,
+        name,
+        step_options,
         action="delete",
         api_version=api_version,
         kind=kind,
         resource_name=resource_name,
-        name=name,
-        namespace=namespace,
         propagation_policy=propagation_policy,
         wait_for_deletion=wait_for_deletion,
-        timeout=timeout,
-        kubeconfig=kubeconfig,
-        context=context,
-        step_options=step_options,
+        options=DELETE_OPTIONS.with_arguments(locals()),
     )
 
 
@@ -315,9 +326,9 @@ def volume_step(
     namespace: Optional[str] = None,
     success_condition: Optional[str] = None,
     failure_condition: Optional[str] = None,
-    timeout: Optional[float] = DEFAULT_VOLUME_TIMEOUT,
-    fail_on_events: Optional[Sequence[str]] = ("ProvisioningFailed",),
-    cleanup: str = "on-run-end",
+    timeout: Optional[float] = VOLUME_OPTIONS.timeout,
+    fail_on_events: Optional[Sequence[str]] = VOLUME_OPTIONS.fail_on_events,
+    cleanup: str = VOLUME_OPTIONS.cleanup,
     kubeconfig: Optional[str] = None,
     context: Optional[str] = None,
     step_options: Optional[Mapping[str, Any]] = None,
@@ -358,14 +369,7 @@ def volume_step(
         volume_mode=volume_mode,
         k8s_resource=k8s_resource,
         generate_unique_name=generate_unique_name,
-        namespace=namespace,
-        success_condition=success_condition,
-        failure_condition=failure_condition,
-        timeout=timeout,
-        fail_on_events=fail_on_events,
-        cleanup=cleanup,
-        kubeconfig=kubeconfig,
-        context=context,
+        options=VOLUME_OPTIONS.with_arguments(locals()),
         late_inputs=True,
     )
 
@@ -406,11 +410,11 @@ def snapshot_step(
     k8s_resource: Any = None,
     generate_unique_name: bool = True,
     namespace: Optional[str] = None,
-    success_condition: Optional[str] = SNAPSHOT_SUCCESS,
+    success_condition: Optional[str] = SNAPSHOT_OPTIONS.success_condition,
     failure_condition: Optional[str] = None,
-    timeout: Optional[float] = DEFAULT_VOLUME_TIMEOUT,
+    timeout: Optional[float] = SNAPSHOT_OPTIONS.timeout,
     fail_on_events: Optional[Sequence[str]] = None,
-    cleanup: str = "on-run-end",
+    cleanup: str = SNAPSHOT_OPTIONS.cleanup,
     kubeconfig: Optional[str] = None,
     context: Optional[str] = None,
     step_options: Optional[Mapping[str, Any]] = None,
@@ -431,14 +435,7 @@ def snapshot_step(
         annotations=annotations,
         k8s_resource=k8s_resource,
         generate_unique_name=generate_unique_name,
-        namespace=namespace,
-        success_condition=success_condition,
-        failure_condition=failure_condition,
-        timeout=timeout,
-        fail_on_events=fail_on_events,
-        cleanup=cleanup,
-        kubeconfig=kubeconfig,
-        context=context,
+        options=SNAPSHOT_OPTIONS.with_arguments(locals()),
         late_inputs=True,
     )
 
@@ -524,8 +521,8 @@ def custom_task_step(
     namespace: Optional[str] = None,
     success_condition: Optional[str] = None,
     failure_condition: Optional[str] = None,
-    timeout: Optional[float] = 3600.0,
-    cleanup: str = "on-run-end",
+    timeout: Optional[float] = CUSTOM_TASK_OPTIONS.timeout,
+    cleanup: str = CUSTOM_TASK_OPTIONS.cleanup,
     kubeconfig: Optional[str] = None,
     context: Optional[str] = None,
     step_options: Optional[Mapping[str, Any]] = None,
@@ -553,13 +550,7 @@ def custom_task_step(
         task_ref=task_ref,
         params=params,
         results=results,
-        namespace=namespace,
-        success_condition=success_condition,
-        failure_condition=failure_condition,
-        timeout=timeout,
-        cleanup=cleanup,
-        kubeconfig=kubeconfig,
-        context=context,
+        options=CUSTOM_TASK_OPTIONS.with_arguments(locals()),
     )
     inputs = tuple(spec.params)
 

@@ -126,20 +126,9 @@ class Executor:
         self.run = run or RunInfo()
 
     # ------------------------------------------------------------------ basics
-    def fetch_discovery(self, path: str) -> Mapping[str, Any] | None:
-        """GET a discovery document; None on 404."""
-        try:
-            return retry.call(
-                lambda: rest.request(self.cluster.api, "GET", path, timeout=_REQUEST_TIMEOUT), policy=_RETRY
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise translate_api_error(exc, "get", f"discovery {path}", None, "API discovery") from None
-
     def resolve(self, api_version: str, kind: str, field_name: str = "k8s_resource.kind") -> ApiResource:
-        """Plural and scope of ``kind`` (cached discovery)."""
-        return discovery.CACHE.resolve(self.cluster.server, api_version, kind, self.fetch_discovery, field_name)
+        """Plural and scope of ``kind`` (the official client's discovery, see :mod:`.discovery`)."""
+        return discovery.resolve(self.cluster.api, api_version, kind, field_name)
 
     def request(
         self,

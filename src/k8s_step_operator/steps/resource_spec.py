@@ -38,6 +38,9 @@ __all__ = [
     "MergeStrategy",
     "ResourceSpec",
     "ResourceSpecError",
+    "StepOptions",
+    "RESOURCE_OPTIONS",
+    "DELETE_OPTIONS",
     "build_resource_spec",
     "is_object_list",
     "load_resource",
@@ -331,6 +334,70 @@ def check_conditions(success: str | None, failure: str | None) -> None:
 
 
 # --------------------------------------------------------------------------- #
+# The options every step kind shares
+# --------------------------------------------------------------------------- #
+
+
+@dataclass(frozen=True)
+class StepOptions:
+    """Where a step acts and how it waits: the options of every resource, volume, snapshot and custom-task step.
+
+    A factory builds it once from its keyword arguments (:meth:`with_arguments`)
+    and hands it to its spec builder. It is checked when built (each error names
+    the argument and what is allowed) and normalised: ``timeout`` a float,
+    ``fail_on_events`` a tuple, ``cleanup`` its value, ``kubeconfig`` a string.
+    Each kind's defaults are one instance: :data:`RESOURCE_OPTIONS` and
+    :data:`DELETE_OPTIONS` here, ``VOLUME_OPTIONS``/``SNAPSHOT_OPTIONS`` in
+    :mod:`.volume_spec`, ``CUSTOM_TASK_OPTIONS`` in :mod:`.custom_task_spec`.
+    """
+
+    namespace: str | None = None
+    success_condition: str | None = None
+    failure_condition: str | None = None
+    timeout: float | None = 3600.0
+    fail_on_events: tuple[str, ...] = ()
+    cleanup: str = Cleanup.NEVER.value
+    kubeconfig: str | None = None
+    context: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.namespace is not None:
+            validate_namespace(self.namespace, "namespace")
+        check_conditions(self.success_condition, self.failure_condition)
+        kubeconfig = str(self.kubeconfig) if isinstance(self.kubeconfig, Path) else self.kubeconfig
+        for value, name_of in ((kubeconfig, "kubeconfig"), (self.context, "context")):
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ResourceSpecError(f"{name_of}: expected a non-empty string")
+        normal = {
+            "timeout": validate_timeout(self.timeout),
+            "fail_on_events": validate_event_reasons(self.fail_on_events),
+            "cleanup": parse_choice(self.cleanup, Cleanup, "cleanup").value,
+            "kubeconfig": kubeconfig,
+        }
+        for key, value in normal.items():
+            object.__setattr__(self, key, value)
+
+    def with_arguments(self, arguments: Mapping[str, Any]) -> StepOptions:
+        """These options with those among ``arguments`` (a factory's keyword arguments, by name) applied."""
+        names = {f.name for f in dataclasses.fields(self)}
+        return self.replace(**{key: value for key, value in arguments.items() if key in names})
+
+    def replace(self, **changes: Any) -> StepOptions:
+        """A copy with ``changes`` applied (and checked)."""
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The options by name (the spec classes have fields of the same names)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+#: A resource step's defaults (those of ``resource_step``).
+RESOURCE_OPTIONS = StepOptions()
+#: A delete step's defaults (those of ``delete_step``).
+DELETE_OPTIONS = StepOptions(timeout=600.0)
+
+
+# --------------------------------------------------------------------------- #
 # The spec
 # --------------------------------------------------------------------------- #
 
@@ -434,25 +501,19 @@ def build_resource_spec(
     api_version: str | None = None,
     kind: str | None = None,
     resource_name: str | None = None,
-    namespace: str | None = None,
-    success_condition: str | None = None,
-    failure_condition: str | None = None,
-    timeout: float | None = 3600.0,
     attribute_outputs: Mapping[str, str] | None = None,
-    fail_on_events: Sequence[str] | None = None,
     force: bool = False,
-    cleanup: str = "never",
     set_owner_reference: Any = None,
     block_owner_deletion: bool = False,
     propagation_policy: str = "Background",
     wait_for_deletion: bool = False,
-    kubeconfig: str | Path | None = None,
-    context: str | None = None,
+    options: StepOptions = RESOURCE_OPTIONS,
     name_from_input: bool = False,
     stream_logs: bool = True,
 ) -> ResourceSpec:
     """Validate every resource-step option; raise :class:`ResourceSpecError` naming the field.
 
+    ``options``: namespace, conditions, timeout, events, clean-up and cluster (checked when built).
     ``name_from_input``: the target's name will be bound at call time (the
     step's ``resource_name`` input), so a missing name is not an error here.
     """
@@ -500,9 +561,7 @@ def build_resource_spec(
 
     if resource_name is not None:
         validate_object_name(resource_name, "resource_name")
-    if namespace is not None:
-        validate_namespace(namespace, "namespace")
-    api, knd, name, ns, generate_name = _merge_identity(body, api_version, kind, resource_name, namespace)
+    api, knd, name, ns, generate_name = _merge_identity(body, api_version, kind, resource_name, options.namespace)
     if not api:
         raise ResourceSpecError(
             "k8s_resource.apiVersion: missing; every object needs apiVersion and kind "
@@ -517,7 +576,7 @@ def build_resource_spec(
     validate_kind(knd, "k8s_resource.kind" if kind is None else "kind")
     if name is not None:
         validate_object_name(name, "k8s_resource.metadata.name")
-    if ns is not None and namespace is None and "{{" not in str(ns):
+    if ns is not None and options.namespace is None and "{{" not in str(ns):
         validate_namespace(ns, "k8s_resource.metadata.namespace")
     if generate_name is not None:
         if act is not Action.CREATE:
@@ -539,18 +598,16 @@ def build_resource_spec(
 
     if act is Action.DELETE:
         for value, name_of in (
-            (success_condition, "success_condition"),
-            (failure_condition, "failure_condition"),
+            (options.success_condition, "success_condition"),
+            (options.failure_condition, "failure_condition"),
             (attribute_outputs, "attribute_outputs"),
-            (fail_on_events, "fail_on_events"),
+            (options.fail_on_events, "fail_on_events"),
         ):
             if value:
                 raise ResourceSpecError(f"{name_of}: not allowed with action='delete' (a delete step has no conditions or outputs)")
-    check_conditions(success_condition, failure_condition)
     outputs = validate_attribute_outputs(attribute_outputs)
-    reasons = validate_event_reasons(fail_on_events)
 
-    clean = parse_choice(cleanup, Cleanup, "cleanup")
+    clean = parse_choice(options.cleanup, Cleanup, "cleanup")
     if clean is not Cleanup.NEVER and act not in (Action.CREATE, Action.APPLY):
         raise ResourceSpecError(
             f"cleanup: only used with action 'create' or 'apply' (objects a step creates); got action={act.value!r}"
@@ -566,11 +623,6 @@ def build_resource_spec(
         )
     if wait_for_deletion and act is not Action.DELETE:
         raise ResourceSpecError("wait_for_deletion: only used with action='delete'")
-    if kubeconfig is not None and isinstance(kubeconfig, Path):
-        kubeconfig = str(kubeconfig)
-    for value, name_of in ((kubeconfig, "kubeconfig"), (context, "context")):
-        if value is not None and (not isinstance(value, str) or not value):
-            raise ResourceSpecError(f"{name_of}: expected a non-empty string")
 
     return ResourceSpec(
         action=act.value,
@@ -582,18 +634,18 @@ def build_resource_spec(
         namespace=ns,
         merge_strategy=strategy.value if strategy else None,
         force=bool(force),
-        success_condition=success_condition,
-        failure_condition=failure_condition,
-        timeout=validate_timeout(timeout),
+        success_condition=options.success_condition,
+        failure_condition=options.failure_condition,
+        timeout=options.timeout,
         attribute_outputs=outputs,
-        fail_on_events=reasons,
+        fail_on_events=options.fail_on_events,
         cleanup=clean.value,
         owner=owner,
         block_owner_deletion=bool(block_owner_deletion),
         propagation_policy=propagation_policy,
         wait_for_deletion=bool(wait_for_deletion),
-        kubeconfig=str(kubeconfig) if kubeconfig else None,
-        context=context,
+        kubeconfig=options.kubeconfig,
+        context=options.context,
         stream_logs=bool(stream_logs),
     )
 

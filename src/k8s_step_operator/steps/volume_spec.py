@@ -12,13 +12,13 @@ import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
 from ..names import dns1123_label
 from ..validation import (
     is_model_object,
     parse_quantity,
+    quantity_sign,
     sanitize,
     validate_annotations,
     validate_quantity,
@@ -26,20 +26,18 @@ from ..validation import (
 from .resource_spec import (
     Cleanup,
     ResourceSpecError,
-    check_conditions,
+    StepOptions,
     load_resource,
-    parse_choice,
-    validate_event_reasons,
-    validate_namespace,
     validate_object_name,
-    validate_timeout,
 )
 from .spec_codec import SpecCodec
 
 __all__ = [
     "ACCESS_MODES",
     "DataSource",
+    "SNAPSHOT_OPTIONS",
     "SnapshotSpec",
+    "VOLUME_OPTIONS",
     "VOLUME_MODE_ROM",
     "VOLUME_MODE_RWM",
     "VOLUME_MODE_RWO",
@@ -82,6 +80,14 @@ DEFAULT_VOLUME_TIMEOUT = 600.0
 PVC_SUCCESS = "status.phase==Bound"
 PVC_FAILURE = "status.phase==Lost"
 SNAPSHOT_SUCCESS = "status.readyToUse==true"
+#: A volume step's defaults (those of ``volume_step``).
+VOLUME_OPTIONS = StepOptions(
+    timeout=DEFAULT_VOLUME_TIMEOUT, fail_on_events=("ProvisioningFailed",), cleanup=Cleanup.ON_RUN_END.value
+)
+#: A snapshot step's defaults (those of ``snapshot_step``).
+SNAPSHOT_OPTIONS = StepOptions(
+    success_condition=SNAPSHOT_SUCCESS, timeout=DEFAULT_VOLUME_TIMEOUT, cleanup=Cleanup.ON_RUN_END.value
+)
 
 
 def normalize_modes(modes: Any, field_name: str = "modes") -> list[str]:
@@ -271,14 +277,7 @@ def _common_options(
     k8s_resource: Any,
     specific: Mapping[str, Any],
     annotations: Any,
-    namespace: str | None,
-    success_condition: str | None,
-    failure_condition: str | None,
-    timeout: Any,
-    fail_on_events: Any,
-    cleanup: str,
-    kubeconfig: Any,
-    context: str | None,
+    options: StepOptions,
     late: bool = False,
 ) -> dict[str, Any]:
     """Validate what both steps share; ``specific`` holds the options k8s_resource excludes.
@@ -315,22 +314,11 @@ def _common_options(
             notes = validate_annotations(annotations, "annotations")
         except ValueError as exc:
             raise ResourceSpecError(str(exc)) from None
-    if namespace is not None:
-        validate_namespace(namespace, "namespace")
-    check_conditions(success_condition, failure_condition)
-    clean = parse_choice(cleanup, Cleanup, "cleanup")
     return {
         "resource_name": resource_name if manifest is None else None,
         "annotations": notes,
         "k8s_resource": manifest,
-        "namespace": namespace,
-        "success_condition": success_condition,
-        "failure_condition": failure_condition,
-        "timeout": validate_timeout(timeout),
-        "fail_on_events": validate_event_reasons(fail_on_events),
-        "cleanup": clean.value,
-        "kubeconfig": str(kubeconfig) if kubeconfig else None,
-        "context": context,
+        **options.as_dict(),
     }
 
 
@@ -366,14 +354,7 @@ def build_volume_spec(
     volume_mode: str | None = None,
     k8s_resource: Any = None,
     generate_unique_name: bool = True,
-    namespace: str | None = None,
-    success_condition: str | None = None,
-    failure_condition: str | None = None,
-    timeout: Any = DEFAULT_VOLUME_TIMEOUT,
-    fail_on_events: Any = ("ProvisioningFailed",),
-    cleanup: str = Cleanup.ON_RUN_END.value,
-    kubeconfig: Any = None,
-    context: str | None = None,
+    options: StepOptions = VOLUME_OPTIONS,
     late_inputs: bool = False,
 ) -> VolumeSpec:
     """Validate every volume-step option; errors name the option and what is allowed.
@@ -381,6 +362,7 @@ def build_volume_spec(
     ``size`` may be omitted when a data source is given (the snapshot's
     ``restoreSize`` or the source claim's size is used) or bound at run time
     (``late_inputs``: resource_name, size and data_source may be step inputs).
+    ``options``: namespace, conditions, timeout, events, clean-up and cluster (checked when built).
     """
     modes_given = modes is not None and tuple(modes if not isinstance(modes, str) else (modes,)) != VOLUME_MODE_RWO
     specific = {
@@ -397,14 +379,7 @@ def build_volume_spec(
         k8s_resource=k8s_resource,
         specific=specific,
         annotations=annotations,
-        namespace=namespace,
-        success_condition=success_condition,
-        failure_condition=failure_condition,
-        timeout=timeout,
-        fail_on_events=fail_on_events,
-        cleanup=cleanup,
-        kubeconfig=kubeconfig,
-        context=context,
+        options=options,
         late=late_inputs,
     )
     if data_source_kind not in PVC_KINDS:
@@ -426,7 +401,7 @@ def build_volume_spec(
             size_text = validate_quantity(size, "size")
         except ValueError as exc:
             raise ResourceSpecError(str(exc)) from None
-        if parse_quantity(size_text) <= 0:
+        if quantity_sign(size_text) <= 0:
             raise ResourceSpecError(f"size: {size_text!r} is not allowed; a volume needs a size > 0 (e.g. '1Gi')")
     if storage_class is not None and not isinstance(storage_class, str):
         raise ResourceSpecError(f"storage_class: expected a StorageClass name, got {type(storage_class).__name__}")
@@ -480,7 +455,7 @@ def pvc_manifest(
 
 def quantity_at_least(size: str, minimum: str) -> bool:
     """Whether quantity ``size`` ≥ ``minimum`` (both Kubernetes quantities)."""
-    return Decimal(parse_quantity(size)) >= Decimal(parse_quantity(minimum))
+    return parse_quantity(size) >= parse_quantity(minimum)
 
 
 # --------------------------------------------------------------------------- #
@@ -505,14 +480,7 @@ def build_snapshot_spec(
     annotations: Mapping[str, str] | None = None,
     k8s_resource: Any = None,
     generate_unique_name: bool = True,
-    namespace: str | None = None,
-    success_condition: str | None = SNAPSHOT_SUCCESS,
-    failure_condition: str | None = None,
-    timeout: Any = DEFAULT_VOLUME_TIMEOUT,
-    fail_on_events: Any = None,
-    cleanup: str = Cleanup.ON_RUN_END.value,
-    kubeconfig: Any = None,
-    context: str | None = None,
+    options: StepOptions = SNAPSHOT_OPTIONS,
     late_inputs: bool = False,
 ) -> SnapshotSpec:
     """Validate every snapshot-step option. ``pvc`` and ``volume`` exclude each other.
@@ -533,14 +501,7 @@ def build_snapshot_spec(
         k8s_resource=k8s_resource,
         specific=specific,
         annotations=annotations,
-        namespace=namespace,
-        success_condition=success_condition,
-        failure_condition=failure_condition,
-        timeout=timeout,
-        fail_on_events=fail_on_events,
-        cleanup=cleanup,
-        kubeconfig=kubeconfig,
-        context=context,
+        options=options,
         late=late_inputs,
     )
     if common["k8s_resource"] is not None:
@@ -621,7 +582,7 @@ def bind_volume_inputs(spec: VolumeSpec, inputs: Mapping[str, Any]) -> VolumeSpe
             size = validate_quantity(plain["size"], "size")
         except ValueError as exc:
             raise ResourceSpecError(str(exc)) from None
-        if parse_quantity(size) <= 0:
+        if quantity_sign(size) <= 0:
             raise ResourceSpecError(f"size: {size!r} is not allowed; a volume needs a size > 0 (e.g. '1Gi')")
         changes["size"] = one_of("size", spec.size, size)
     if plain.get("storage_class") is not None:
