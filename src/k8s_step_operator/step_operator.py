@@ -187,7 +187,7 @@ class K8sStepOperator(BaseStepOperator):
         """The process's shared pod watch for ``namespace`` (started on first use)."""
         from .kube.podwatch import PodWatch
 
-        return PodWatch.shared(self.api, namespace, client_of=lambda: self.api)
+        return PodWatch.shared(self.api, namespace, client_of=lambda: self.api, index_label=jobs.JOB_NAME_LABEL)
 
     def _call(self, settings: K8sStepOperatorSettings, method: str, path: str, **kwargs: Any) -> Any:
         from kubernetes.client.exceptions import ApiException
@@ -574,7 +574,7 @@ class K8sStepOperator(BaseStepOperator):
         def tick() -> Optional[dt.datetime]:
             return next_deadline(sub, self._pods(sub))
 
-        verdict = watch.wait_for(finished, tick=tick)
+        verdict = watch.wait_for(finished, tick=tick, job=sub.job)
         if verdict is None:  # the watch was closed under us
             return self.get_status(step_run)
         self._finish(step_run, sub, verdict)

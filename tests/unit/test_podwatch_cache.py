@@ -12,10 +12,13 @@ from k8s_step_operator.kube.podwatch import PodWatch
 from k8s_step_operator.kube.reflector import Reflector
 
 
-@pytest.fixture
-def watch(monkeypatch: pytest.MonkeyPatch) -> PodWatch:
+JOB = "batch.kubernetes.io/job-name"
+
+
+@pytest.fixture(params=[None, JOB], ids=["scan", "indexed"])
+def watch(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> PodWatch:
     monkeypatch.setattr(Reflector, "start", lambda self: None)
-    return PodWatch(SimpleNamespace(configuration=SimpleNamespace(host="https://x")), "ml")
+    return PodWatch(SimpleNamespace(configuration=SimpleNamespace(host="https://x")), "ml", index_label=request.param)
 
 
 def _pod(name: str, job: str) -> dict:
@@ -50,3 +53,44 @@ def test_events_are_kept_per_object_within_bounds_updates_replace(watch, monkeyp
     assert [e["metadata"]["uid"] for e in watch.events_about([("Job", "j"), ("Pod", "p9")])] == ["e2", "e3"]
     watch._apply_event("DELETED", _event("e3", "Pod", "p9"))  # an expired event still explains what happened
     assert len(watch.events_about([("Pod", "p9")])) == 1
+
+
+def test_a_waiter_is_woken_only_by_its_own_jobs_pods_and_events(monkeypatch) -> None:
+    import threading
+    import time
+
+    monkeypatch.setattr(Reflector, "start", lambda self: None)
+    watch = PodWatch(SimpleNamespace(configuration=SimpleNamespace(host="https://x")), "ml", index_label=JOB)
+    watch._replace([_pod("a-1", "a")])
+    judged: list[int] = []
+    done = threading.Event()
+
+    def judge() -> str | None:
+        judged.append(len(watch.select(JOB, "a")))
+        return "finished" if done.is_set() else None
+
+    result: list[str | None] = []
+    waiter = threading.Thread(target=lambda: result.append(watch.wait_for(judge, timeout=10, job="a")))
+    waiter.start()
+
+    def settled(count: int) -> bool:
+        deadline = time.monotonic() + 5
+        while len(judged) < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)  # and no more than that
+        return len(judged) == count
+
+    assert settled(1)
+    for i in range(20):  # other Jobs' pods and events: not a single judgement
+        watch._apply("ADDED", _pod(f"b-{i}", "b"))
+        watch._apply_event("ADDED", _event(f"eb{i}", "Pod", f"b-{i}"))
+    assert settled(1)
+    watch._apply_event("ADDED", _event("ea", "Pod", "a-1"))  # an event about its pod
+    assert settled(2)
+    watch._apply_event("ADDED", _event("ej", "Job", "a"))  # about its Job
+    assert settled(3)
+    done.set()
+    watch._apply("MODIFIED", _pod("a-1", "a"))  # its pod
+    waiter.join(5)
+    assert result == ["finished"] and len(judged) == 4
+    assert watch._waiters == {}  # the waiter unregistered itself

@@ -2,9 +2,14 @@
 
 Two reflectors (``reflector.Reflector``: list, then watch from the list's resourceVersion; a
 disconnect resumes from the last one seen, 410 Gone relists, errors back off for ever) feed one
-cache and wake every waiter on any change: the managed pods (by label), and the namespace's events about Pods and Jobs — the
+cache: the managed pods (by label), and the namespace's events about Pods and Jobs — the
 reasons Kubernetes gives (FailedScheduling, FailedMount, BackOff, ...). Events are optional: if
 they cannot be watched (no permission), steps are judged from their pods alone.
+
+The cache can be indexed by one pod label, the owner key (the operator: the Job controller's
+``batch.kubernetes.io/job-name``; an event's key is its Job's name, or its pod's label): a change
+wakes only the waiters of that key, and a waiter reads only its key's pods and events, so N steps
+in flight cost O(N) per change, not O(N²).
 """
 
 from __future__ import annotations
@@ -42,8 +47,10 @@ class PodWatch:
         namespace: str,
         selector: str = MANAGED_SELECTOR,
         client_of: Callable[[], client.ApiClient] | None = None,
+        index_label: str | None = None,
     ) -> None:
         self.api = api
+        self.index_label = index_label
         self.client_of = client_of
         self.namespace = namespace
         self.selector = selector
@@ -51,6 +58,11 @@ class PodWatch:
         self._pods: dict[str, dict] = {}
         self._gone: OrderedDict[str, dict] = OrderedDict()
         self._events: OrderedDict[str, dict] = OrderedDict()
+        self._pods_of: dict[str, set[str]] = {}  # Job -> names of its pods (present or gone)
+        self._events_of: dict[tuple[str, str], set[str]] = {}  # (kind, name) -> uids of events about it
+        self._seq: dict[str, int] = {}  # event uid -> when it was last kept (events come out oldest first)
+        self._counter = 0
+        self._waiters: dict[str, set[threading.Event]] = {}  # Job -> its waiters' wake-ups
         self._cond = threading.Condition()
         self._synced = False
         self._stop = threading.Event()
@@ -69,7 +81,8 @@ class PodWatch:
 
     @classmethod
     def shared(
-        cls, api: client.ApiClient, namespace: str, client_of: Callable[[], client.ApiClient] | None = None
+        cls, api: client.ApiClient, namespace: str, client_of: Callable[[], client.ApiClient] | None = None,
+        index_label: str | None = None,
     ) -> "PodWatch":
         """The process-wide watch for ``namespace`` on ``api``'s server (started on first use).
 
@@ -79,7 +92,7 @@ class PodWatch:
         with cls._registry_lock:
             watch = cls._registry.get(key)
             if watch is None or not watch._thread.is_alive():
-                watch = cls(api, namespace, client_of=client_of)
+                watch = cls(api, namespace, client_of=client_of, index_label=index_label)
                 cls._registry[key] = watch
             elif client_of is not None:
                 watch.client_of = client_of
@@ -103,7 +116,7 @@ class PodWatch:
         self._pod_reflector.close()
         self._event_reflector.close()
         with self._cond:
-            self._cond.notify_all()
+            self._wake_all()
 
     # ---------------------------------------------------------- counters
     @property
@@ -130,15 +143,20 @@ class PodWatch:
             for name, pod in self._pods.items():
                 if name not in fresh:
                     self._remember_gone(name, pod)
+            for name, pod in fresh.items():
+                self._gone.pop(name, None)
+                self._index(name, pod)
             self._pods = fresh
             self._synced = True
-            self._cond.notify_all()
+            self._wake_all()
 
     def _remember_gone(self, name: str, pod: dict) -> None:
         self._gone[name] = pod
         self._gone.move_to_end(name)
         while len(self._gone) > MAX_GONE:
-            self._gone.popitem(last=False)
+            old, dropped = self._gone.popitem(last=False)
+            if old not in self._pods:
+                self._unindex(old, dropped)
 
     def _apply(self, kind: str, obj: dict) -> None:
         name = obj["metadata"]["name"]
@@ -149,34 +167,96 @@ class PodWatch:
             else:
                 self._pods[name] = obj
                 self._gone.pop(name, None)
-            self._cond.notify_all()
+            self._index(name, obj)
+            self._wake(self._key_of(obj))
+
+    def _index(self, name: str, pod: dict) -> None:
+        job = self._key_of(pod)
+        if job:
+            self._pods_of.setdefault(job, set()).add(name)
+
+    def _unindex(self, name: str, pod: dict) -> None:
+        names = self._pods_of.get(self._key_of(pod) or "")
+        if names is not None:
+            names.discard(name)
+            if not names:
+                del self._pods_of[self._key_of(pod) or ""]
 
     def _replace_events(self, items: list[dict]) -> None:
         with self._cond:
             self._events.clear()
+            self._events_of.clear()
+            self._seq.clear()
             for event in items:
                 self._keep_event(event)
-            self._cond.notify_all()
+            self._wake_all()
 
     def _apply_event(self, kind: str, event: dict) -> None:
         with self._cond:
             if kind != "DELETED":  # an expired event still explains what happened
-                self._keep_event(event)
-                self._cond.notify_all()
+                if self._keep_event(event):
+                    involved = event.get("involvedObject") or {}
+                    if involved.get("kind") == "Job":
+                        self._wake(involved.get("name"))
+                    else:
+                        name = str(involved.get("name", ""))
+                        pod = self._pods.get(name) or self._gone.get(name)
+                        if pod is None:  # an event about a pod not seen yet: whose it is is unknown
+                            self._wake_all()
+                        else:
+                            self._wake(self._key_of(pod))
 
-    def _keep_event(self, event: dict) -> None:
-        if (event.get("involvedObject") or {}).get("kind") not in EVENT_KINDS:
-            return
+    def _keep_event(self, event: dict) -> bool:
+        involved = event.get("involvedObject") or {}
+        if involved.get("kind") not in EVENT_KINDS:
+            return False
         uid = (event.get("metadata") or {}).get("uid") or (event.get("metadata") or {}).get("name", "")
         self._events[uid] = event
         self._events.move_to_end(uid)
+        self._counter += 1
+        self._seq[uid] = self._counter
+        self._events_of.setdefault(_about(event), set()).add(uid)
         while len(self._events) > MAX_EVENTS:
-            self._events.popitem(last=False)
+            old, dropped = self._events.popitem(last=False)
+            self._seq.pop(old, None)
+            about = _about(dropped)
+            uids = self._events_of.get(about)
+            if uids is not None:
+                uids.discard(old)
+                if not uids:
+                    del self._events_of[about]
+        return True
+
+    def _key_of(self, pod: dict) -> str | None:
+        """A pod's index key (its ``index_label``), if the cache is indexed."""
+        if self.index_label is None:
+            return None
+        return ((pod.get("metadata") or {}).get("labels") or {}).get(self.index_label)
+
+    def _wake(self, job: str | None) -> None:
+        """Wake the waiters of ``job`` (and whoever waits on the whole cache); caller holds the lock."""
+        for event in self._waiters.get(job or "", ()):
+            event.set()
+        self._cond.notify_all()
+
+    def _wake_all(self) -> None:
+        for waiting in self._waiters.values():
+            for event in waiting:
+                event.set()
+        self._cond.notify_all()
 
     # ------------------------------------------------------------- reads
     def select(self, label: str, value: str) -> list[tuple[dict, bool]]:
         """Every pod (present or gone) whose label ``label`` equals ``value``, as (pod, deleted)."""
         with self._cond:
+            if label == self.index_label:  # from the index
+                found = []
+                for name in sorted(self._pods_of.get(value, ())):
+                    if name in self._pods:
+                        found.append((self._pods[name], False))
+                    elif name in self._gone:
+                        found.append((self._gone[name], True))
+                return found
             return [
                 (pod, deleted)
                 for pods, deleted in ((self._pods, False), (self._gone, True))
@@ -186,18 +266,15 @@ class PodWatch:
 
     def events_about(self, objects: Iterable[tuple[str, str]]) -> list[dict]:
         """The cached events whose involved object is one of ``objects`` ((kind, name) pairs), oldest first."""
-        wanted = set(objects)
         with self._cond:
-            return [
-                e for e in self._events.values()
-                if ((e.get("involvedObject") or {}).get("kind"), (e.get("involvedObject") or {}).get("name")) in wanted
-            ]
+            uids = {uid for about in set(objects) for uid in self._events_of.get(about, ())}
+            return [self._events[uid] for uid in sorted(uids, key=self._seq.__getitem__)]
 
     def forget(self, label: str, value: str) -> None:
         """Drop the deleted pods whose ``label`` equals ``value`` (their step is done)."""
         with self._cond:
             for name in [n for n, p in self._gone.items() if ((p.get("metadata") or {}).get("labels") or {}).get(label) == value]:
-                del self._gone[name]
+                self._unindex(name, self._gone.pop(name))
 
     def wait_synced(self, timeout: float | None = None) -> bool:
         with self._cond:
@@ -208,13 +285,17 @@ class PodWatch:
         judge: Callable[[], T | None],
         timeout: float | None = None,
         tick: Callable[[], dt.datetime | None] | None = None,
+        job: str | None = None,
     ) -> T | None:
-        """Call ``judge()`` (it reads this cache) after every change until it returns non-None.
+        """Call ``judge()`` (it reads this cache) after every change until it returns non-None; with
+        ``job``, only after a change to that Job's pods or events.
 
         ``tick`` may return the next moment the judge must run even without an
         event (e.g. a startup deadline). Returns None on ``timeout``.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        if job is not None:
+            return self._wait_for_job(job, judge, deadline, tick)
         with self._cond:  # re-entrant: judge() may call select()
             while not self._stop.is_set():
                 if self._synced:
@@ -231,3 +312,41 @@ class PodWatch:
                         wait = max(0.0, until) if wait is None else min(wait, max(0.0, until))
                 self._cond.wait(wait)
         return None
+
+    def _wait_for_job(
+        self, job: str, judge: Callable[[], T | None], deadline: float | None,
+        tick: Callable[[], dt.datetime | None] | None,
+    ) -> T | None:
+        woken = threading.Event()
+        with self._cond:
+            self._waiters.setdefault(job, set()).add(woken)
+        try:
+            while not self._stop.is_set():
+                woken.clear()  # before judging: a change from now on wakes the next round
+                if self._synced:
+                    verdict = judge()
+                    if verdict is not None:
+                        return verdict
+                wait = None if deadline is None else deadline - time.monotonic()
+                if wait is not None and wait <= 0:
+                    return None
+                if tick is not None:
+                    due = tick()
+                    if due is not None:
+                        until = (due - dt.datetime.now(dt.timezone.utc)).total_seconds() + 0.05
+                        wait = max(0.0, until) if wait is None else min(wait, max(0.0, until))
+                woken.wait(wait)
+            return None
+        finally:
+            with self._cond:
+                waiting = self._waiters.get(job)
+                if waiting is not None:
+                    waiting.discard(woken)
+                    if not waiting:
+                        del self._waiters[job]
+
+
+def _about(event: dict) -> tuple[str, str]:
+    """(kind, name) of the object an event is about."""
+    involved = event.get("involvedObject") or {}
+    return str(involved.get("kind", "")), str(involved.get("name", ""))
