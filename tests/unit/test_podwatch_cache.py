@@ -11,7 +11,6 @@ from k8s_step_operator.kube import podwatch
 from k8s_step_operator.kube.podwatch import PodWatch
 from k8s_step_operator.kube.reflector import Reflector
 
-
 JOB = "batch.kubernetes.io/job-name"
 
 

@@ -19,6 +19,7 @@ from k8s_step_operator.steps.resource_spec import (
     build_resource_spec,
     load_resource,
     normalize_owner,
+    read_resource,
     validate_json_patch,
 )
 from k8s_step_operator.steps.run_end import entries_to_delete, run_is_over, run_succeeded
@@ -61,18 +62,24 @@ class TestLoadResource:
     def test_json_text(self) -> None:
         assert load_resource(json.dumps(CM)) == CM
 
-    def test_file_path_string_and_path(self, tmp_path: Path) -> None:
+    def test_file_path_string_and_path_are_read_where_the_step_is_defined(self, tmp_path: Path) -> None:
         path = tmp_path / "cm.yaml"
         path.write_text(CM_YAML)
-        assert load_resource(str(path)) == CM
-        assert load_resource(path) == CM
+        assert read_resource(str(path)) == CM
+        assert read_resource(path) == CM
         json_path = tmp_path / "cm.json"
         json_path.write_text(json.dumps(CM))
-        assert load_resource(str(json_path)) == CM
+        assert read_resource(str(json_path)) == CM
+        assert read_resource(CM_YAML) == CM  # anything else as load_resource takes it
+        with pytest.raises(ResourceSpecError, match=r"^k8s_resource: '.*cm.yaml' is a file path; read it with read_resource"):
+            load_resource(str(path))  # the pure loader reads no file
 
     def test_missing_file(self, tmp_path: Path) -> None:
         with pytest.raises(ResourceSpecError, match=r"k8s_resource: file .* does not exist"):
-            load_resource(str(tmp_path / "nope.yaml"))
+            read_resource(str(tmp_path / "nope.yaml"))
+        (tmp_path / "bad.yaml").write_text("a: [")
+        with pytest.raises(ResourceSpecError, match=r"k8s_resource: file '.*bad.yaml' is not valid YAML"):
+            read_resource(tmp_path / "bad.yaml")
 
     def test_model_object(self) -> None:
         job = client.V1Job(

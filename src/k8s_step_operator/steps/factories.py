@@ -51,7 +51,7 @@ from .resource_spec import (
     ResourceSpecError,
     build_resource_spec,
     is_object_list,
-    load_resource,
+    read_resource,
 )
 from .volume_spec import (
     SNAPSHOT_INPUTS,
@@ -224,7 +224,7 @@ def _resource_step(
     k8s_resource: Any, name: Optional[str], step_options: Optional[Mapping[str, Any]], **spec_options: Any
 ) -> BaseStep:
     """A resource step on one object or several; ``spec_options`` go to the spec builder."""
-    loaded = load_resource(k8s_resource) if k8s_resource is not None else None
+    loaded = read_resource(k8s_resource) if k8s_resource is not None else None
     fields = placeholders(loaded)
     for item in loaded if isinstance(loaded, list) and is_object_list(loaded) else [loaded]:
         for key in ("apiVersion", "kind"):
@@ -256,6 +256,12 @@ def _resource_step(
     step_name = name or f"{spec.action}_{spec.kind.lower()}"
     outputs = _outputs(spec.output_names, _OBJECT_OUTPUTS)
     return _make_step("resource", spec.to_dict(), step_name, inputs, outputs, check, step_options)
+
+
+def _read(k8s_resource: Any) -> Any:
+    """A ``k8s_resource`` given as a file is read here, where the step is defined: the specs stay pure
+    and the step's pod needs no copy of the file."""
+    return read_resource(k8s_resource) if k8s_resource is not None else None
 
 
 def _placeholder_check(fields: Sequence[str]) -> CallCheck:
@@ -367,7 +373,7 @@ def volume_step(
         data_source_kind=data_source_kind,
         volume_name=volume_name,
         volume_mode=volume_mode,
-        k8s_resource=k8s_resource,
+        k8s_resource=_read(k8s_resource),
         generate_unique_name=generate_unique_name,
         options=VOLUME_OPTIONS.with_arguments(locals()),
         late_inputs=True,
@@ -433,7 +439,7 @@ def snapshot_step(
         volume=volume,
         snapshot_class=snapshot_class,
         annotations=annotations,
-        k8s_resource=k8s_resource,
+        k8s_resource=_read(k8s_resource),
         generate_unique_name=generate_unique_name,
         options=SNAPSHOT_OPTIONS.with_arguments(locals()),
         late_inputs=True,

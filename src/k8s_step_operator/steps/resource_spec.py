@@ -44,6 +44,7 @@ __all__ = [
     "build_resource_spec",
     "is_object_list",
     "load_resource",
+    "read_resource",
     "normalize_owner",
     "validate_json_patch",
     "validate_namespace",
@@ -146,14 +147,14 @@ def _json_safe(value: Any, field_name: str) -> Any:
         ) from None
 
 
-def load_resource(value: Any, field_name: str = "k8s_resource") -> Any:
-    """Turn a dict, YAML/JSON text, file path or client model into JSON data.
+def load_resource(value: Any, field_name: str = "k8s_resource", origin: str = "the text") -> Any:
+    """Turn a dict, YAML/JSON text or client model into JSON data (pure: a file is read by
+    :func:`read_resource`, where the step is defined).
 
     Returns a dict (an object) or a list (JSON-patch operations, or the objects of a
     multi-document YAML or of a list); raises
-    :class:`ResourceSpecError` naming ``field_name`` otherwise. A string is read
-    as a file when it is a single line ending in ``.yaml``, ``.yml`` or ``.json``
-    (or a :class:`pathlib.Path`), else parsed as YAML (JSON is YAML).
+    :class:`ResourceSpecError` naming ``field_name`` otherwise. Text is parsed as YAML
+    (JSON is YAML); ``origin`` names it in errors.
     """
     if value is None:
         raise ResourceSpecError(
@@ -163,12 +164,11 @@ def load_resource(value: Any, field_name: str = "k8s_resource") -> Any:
     if is_model_object(value):
         data = sanitize(value)
     elif isinstance(value, Path) or (isinstance(value, str) and _looks_like_path(value)):
-        path = Path(str(value).strip()).expanduser()
-        if not path.is_file():
-            raise ResourceSpecError(f"{field_name}: file {str(path)!r} does not exist")
-        data = _parse_text(path.read_text(), field_name, f"file {str(path)!r}")
+        raise ResourceSpecError(
+            f"{field_name}: {str(value).strip()!r} is a file path; read it with read_resource (the step factories do)"
+        )
     elif isinstance(value, str):
-        data = _parse_text(value, field_name, "the text")
+        data = _parse_text(value, field_name, origin)
     elif isinstance(value, Mapping):
         data = copy.deepcopy(dict(value))
     elif isinstance(value, Sequence) and not isinstance(value, (bytes, bytearray)):
@@ -181,6 +181,17 @@ def load_resource(value: Any, field_name: str = "k8s_resource") -> Any:
     if not isinstance(data, (dict, list)):
         raise ResourceSpecError(f"{field_name}: expected an object (mapping), got {type(data).__name__} {data!r}")
     return _json_safe(data, field_name)
+
+
+def read_resource(value: Any, field_name: str = "k8s_resource") -> Any:
+    """:func:`load_resource`, reading ``value`` first when it is a file path: a :class:`pathlib.Path`,
+    or one line ending in ``.yaml``, ``.yml`` or ``.json``. Called where a step is defined."""
+    if isinstance(value, Path) or (isinstance(value, str) and _looks_like_path(value)):
+        path = Path(str(value).strip()).expanduser()
+        if not path.is_file():
+            raise ResourceSpecError(f"{field_name}: file {str(path)!r} does not exist")
+        return load_resource(path.read_text(), field_name, f"file {str(path)!r}")
+    return load_resource(value, field_name)
 
 
 # --------------------------------------------------------------------------- #
