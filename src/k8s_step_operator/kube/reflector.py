@@ -15,6 +15,7 @@ from typing import Any, Callable
 from kubernetes import client
 
 from . import rest, retry
+from .errors import Gone
 
 log = logging.getLogger(__name__)
 
@@ -120,15 +121,12 @@ class Reflector(threading.Thread):
                     self._relist()
                 self._watch_once()
                 failures = 0
-            except rest.Gone:
+            except Gone:
                 log.debug("watch of %s expired (410); relisting", self.path)
                 self.resource_version = None
             except Exception as exc:  # noqa: BLE001 - the policy decides
                 if self._stop_event.is_set():
                     return
-                if isinstance(exc, client.ApiException) and exc.status == 410:
-                    self.resource_version = None
-                    continue
                 failures += 1
                 if self.on_error is not None:
                     self.on_error(exc)
