@@ -297,12 +297,12 @@ def local_cluster_status(root: Optional[str]) -> None:
 
 def _list_nodes(kubeconfig: Optional[Path]) -> list[tuple[str, bool, str]]:
     """(name, Ready, taints) of every node."""
-    from .kube import rest
+    from .kube.client import Client
     from .kube.connection import load_api_client
 
     api = load_api_client(kubeconfig=str(kubeconfig))
     try:
-        items, _ = rest.list_objects(api, "/api/v1/nodes", {})
+        items, _ = Client(api, policy=None).list("/api/v1/nodes")
     finally:
         api.close()
     rows = []

@@ -25,5 +25,5 @@ def test_only_the_rest_module_sends_requests() -> None:
 
 
 def test_only_the_reflector_opens_watches() -> None:
-    assert _users(r"\bopen_watch\(|\bwatch_events\(") == {"kube/rest.py", "kube/reflector.py"}
+    assert _users(r"\bopen_watch\(|\bwatch_events\(") == {"kube/client.py", "kube/rest.py", "kube/reflector.py"}
     assert _users(r"\bclass \w+\(threading\.Thread\)") <= {"kube/reflector.py"}

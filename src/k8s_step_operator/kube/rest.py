@@ -79,31 +79,6 @@ def iter_lines(resp: Any) -> Iterator[bytes]:
         resp.release_conn()
 
 
-def open_watch(
-    api: client.ApiClient,
-    list_path: str,
-    resource_version: str,
-    query: dict[str, Any] | None = None,
-    server_timeout: int = 60,
-    connect_timeout: float = 10.0,
-) -> Any:
-    """Start a watch (with bookmarks) from ``resource_version``; returns the streaming response.
-
-    The caller may ``shutdown()`` the response to end the watch early. Raises ``errors.Gone`` on 410.
-    """
-    params = dict(query or {})
-    params.update(
-        watch=True,
-        resourceVersion=resource_version,
-        allowWatchBookmarks=True,
-        timeoutSeconds=server_timeout,
-    )
-    try:
-        return request(api, "GET", list_path, params, timeout=(connect_timeout, server_timeout + 30), stream=True)
-    except ApiException as exc:
-        raise from_api_exception(exc) from None
-
-
 def watch_events(resp: Any) -> Iterator[tuple[str, dict]]:
     """Decode a watch response into (type, object) events, BOOKMARKs included.
 
@@ -118,11 +93,3 @@ def watch_events(resp: Any) -> Iterator[tuple[str, dict]]:
         if kind == "ERROR":
             raise from_status(obj)
         yield kind, obj
-
-
-def list_objects(
-    api: client.ApiClient, list_path: str, query: dict[str, Any] | None = None, timeout: Any = 30
-) -> tuple[list[dict], str]:
-    """LIST and return (items, resourceVersion) to start a watch from."""
-    result = request(api, "GET", list_path, query, timeout=timeout)
-    return result.get("items", []), result["metadata"]["resourceVersion"]
