@@ -194,7 +194,8 @@ def wait_for_conditions(
                 for event in payload if kind == "LIST" else [payload]:
                     if kind != "DELETED" and event.get("reason") in fail_on_events:
                         raise ConditionFailed(
-                            f"{target.what}: Warning event {event.get('reason')}: {event.get('message', '')}"
+                            f"{target.what}: Warning event {event.get('reason')}: {event.get('message', '')}",
+                            event_reason=event.get("reason"),
                         )
                 continue
             if kind == "LIST":
