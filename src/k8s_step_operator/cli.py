@@ -29,6 +29,7 @@ from .registration import (
     register_stack,
 )
 from .settings_files import ComponentError, InvalidSettings, load_settings
+from .steps.actions import ACTIONS as RESOURCE_ACTIONS
 
 EXIT_INVALID = 2
 T = TypeVar("T")
@@ -103,7 +104,7 @@ def _resource_step_options(func: Any) -> Any:
         "--action",
         "actions",
         multiple=True,
-        type=click.Choice(rbac.ACTIONS),
+        type=click.Choice(tuple(RESOURCE_ACTIONS)),
         help=f"Resource step action (repeatable; default: {', '.join(rbac.DEFAULT_ACTIONS)}).",
     )(func)
     func = click.option(

@@ -15,19 +15,14 @@ from typing import Any, Callable, Iterator, TypeVar
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from . import rest, retry
+from . import content_types, rest, retry
 from .errors import from_api_exception
 
 __all__ = ["APPLY_CONTENT_TYPE", "PATCH_CONTENT_TYPES", "Client"]
 
 T = TypeVar("T")
-# a patch's flavour -> its content type (kubectl patch --type)
-PATCH_CONTENT_TYPES: dict[str, str] = {
-    "merge": "application/merge-patch+json",
-    "strategic": "application/strategic-merge-patch+json",
-    "json": "application/json-patch+json",
-}
-APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
+PATCH_CONTENT_TYPES = content_types.PATCH
+APPLY_CONTENT_TYPE = content_types.APPLY_PATCH
 
 
 class Client:

@@ -11,6 +11,7 @@ from typing import Any, Iterator
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from .content_types import JSON
 from .errors import from_api_exception, from_status
 
 
@@ -28,9 +29,9 @@ def request(
 
     Raises the :mod:`.errors` class of the server's refusal (an ``ApiException``).
     """
-    headers = {"Accept": "application/json"}
+    headers = {"Accept": JSON}
     if body is not None:
-        headers["Content-Type"] = content_type or "application/json"
+        headers["Content-Type"] = content_type or JSON
     params = [(k, _param(v)) for k, v in (query or {}).items() if v is not None]
     try:
         data = api.call_api(

@@ -22,6 +22,7 @@ from ..kube import retry
 from ..kube.client import Client
 from ..kube.errors import ApiError, Conflict, NotFound, UnsupportedMediaType
 from . import discovery
+from .actions import ACTIONS
 from .bindings import bind_resource_inputs
 from .cluster import Cluster, connect
 from .conditions import Condition, parse_conditions
@@ -38,7 +39,6 @@ from .resource_spec import (
     MANAGED_BY_LABEL,
     MANAGED_BY_VALUE,
     RUN_ID_LABEL,
-    Action,
     Cleanup,
     MergeStrategy,
     ResourceSpec,
@@ -286,7 +286,7 @@ def _prepare_body(
         metadata["namespace"] = namespace
     else:
         metadata.pop("namespace", None)
-    if spec.action in (Action.CREATE.value, Action.APPLY.value):
+    if ACTIONS[spec.action].creates:
         labels = metadata.setdefault("labels", {})
         labels.setdefault(MANAGED_BY_LABEL, MANAGED_BY_VALUE)
         if run.run_id:
@@ -350,6 +350,56 @@ def record(executor: Executor, spec: ResourceSpec, res: ApiResource, namespace: 
     )
 
 
+# ----------------------------------------------------------------- the actions
+# Each action of the table (.actions.ACTIONS) performed: (executor, spec, kind, namespace, name, the object to
+# send when the action writes one) -> the object afterwards (None when it is gone).
+Perform = Callable[[Executor, ResourceSpec, ApiResource, str | None, str | None, Any], "dict[str, Any] | None"]
+
+
+def _get(ex: Executor, spec: ResourceSpec, res: ApiResource, ns: str | None, name: str | None, _: Any) -> dict:
+    assert name is not None
+    return ex.get(res, ns, name)
+
+
+def _create(ex: Executor, spec: ResourceSpec, res: ApiResource, ns: str | None, _n: str | None, body: Any) -> dict:
+    return ex.create(res, ns, body)
+
+
+def _apply(ex: Executor, spec: ResourceSpec, res: ApiResource, ns: str | None, _n: str | None, body: Any) -> dict:
+    return ex.apply(res, ns, body, spec.force)
+
+
+def _replace(ex: Executor, spec: ResourceSpec, res: ApiResource, ns: str | None, _n: str | None, body: Any) -> dict:
+    return ex.replace(res, ns, body)
+
+
+def _patch(ex: Executor, spec: ResourceSpec, res: ApiResource, ns: str | None, name: str | None, _: Any) -> dict:
+    assert name is not None and spec.merge_strategy is not None
+    patch_body: Any = spec.body
+    if spec.merge_strategy != MergeStrategy.JSON.value:
+        patch_body = copy.deepcopy(spec.body)
+        patch_body.get("metadata", {}).pop("namespace", None)
+    return ex.patch(res, ns, name, patch_body, spec.merge_strategy)
+
+
+def _delete(ex: Executor, spec: ResourceSpec, res: ApiResource, ns: str | None, name: str | None, _: Any) -> None:
+    assert name is not None
+    what = describe(res, ns, name)
+    deleted = ex.delete(res, ns, name, spec.propagation_policy)
+    if deleted is None:
+        log.info("%s was already gone", what)
+        return
+    log.info("deleted %s (propagationPolicy=%s)", what, spec.propagation_policy)
+    if spec.wait_for_deletion:
+        target = WaitTarget(res.collection_path(ns), name, what, res.display, ns)
+        wait_until_deleted(ex.cluster.api, target, spec.timeout, deleted)
+
+
+PERFORM: dict[str, Perform] = {
+    "get": _get, "create": _create, "apply": _apply, "replace": _replace, "patch": _patch, "delete": _delete
+}
+
+
 def run_resource(
     spec: ResourceSpec | Mapping[str, Any],
     *,
@@ -386,46 +436,22 @@ def run_resource(
     namespace = (spec.namespace or cluster.namespace) if res.namespaced else None
     if spec.namespace and not res.namespaced:
         log.info("%s is cluster-scoped; ignoring namespace %r", res.kind, spec.namespace)
-    action = spec.action
-    what = describe(res, namespace, name)
-
-    if action == Action.DELETE.value:
-        assert name is not None
-        deleted = executor.delete(res, namespace, name, spec.propagation_policy)
-        if deleted is None:
-            log.info("%s was already gone", what)
-        else:
-            log.info("deleted %s (propagationPolicy=%s)", what, spec.propagation_policy)
-            if spec.wait_for_deletion:
-                target = WaitTarget(res.collection_path(namespace), name, what, res.display, namespace)
-                wait_until_deleted(cluster.api, target, spec.timeout, deleted)
-        return StepResult(name=name, manifest=None)
-
-    if action == Action.GET.value:
-        assert name is not None
-        obj = executor.get(res, namespace, name)
-    elif action == Action.PATCH.value:
-        assert name is not None and spec.merge_strategy is not None
-        patch_body: Any = spec.body
-        if spec.merge_strategy != MergeStrategy.JSON.value:
-            patch_body = copy.deepcopy(spec.body)
-            patch_body.get("metadata", {}).pop("namespace", None)
-        obj = executor.patch(res, namespace, name, patch_body, spec.merge_strategy)
-    else:
+    action = ACTIONS[spec.action]
+    body = None
+    if action.writes_object:
         body = _prepare_body(spec, res, name, namespace, run)
         if spec.owner is not None:
             _add_owner(executor, spec, res, namespace, body)
-        if action == Action.CREATE.value:
-            obj = executor.create(res, namespace, body)
-            record(executor, spec, res, namespace, obj)
-        elif action == Action.APPLY.value:
-            obj = executor.apply(res, namespace, body, spec.force)
-            record(executor, spec, res, namespace, obj)
-        else:
-            obj = executor.replace(res, namespace, body)
+    obj = PERFORM[action.name](executor, spec, res, namespace, name, body)
+    if not action.waits:  # the object is gone
+        assert name is not None
+        return StepResult(name=name, manifest=None)
+    assert obj is not None
+    if action.creates:
+        record(executor, spec, res, namespace, obj)
     name = obj["metadata"]["name"]
     what = describe(res, namespace, name)
-    log.info("%s: %s done", what, action)
+    log.info("%s: %s done", what, action.name)
 
     if success is not None or failure is not None:
         target = WaitTarget(res.collection_path(namespace), name, what, res.display, namespace)
@@ -438,7 +464,7 @@ def run_resource(
                 log.info("%s: %s", what, reason)
 
         logs = None
-        if spec.stream_logs and action in (Action.CREATE.value, Action.APPLY.value):
+        if spec.stream_logs and action.creates:
             logs = follow_started_pods(cluster.api, obj, namespace, run.step_name or name)
         try:
             obj, reason = wait_for_conditions(
