@@ -33,11 +33,19 @@ class Forbidden(ResourceStepError):
 
 
 class ConditionFailed(ResourceStepError):
-    """The failure condition matched, or a fail-fast Warning event arrived (``event_reason``: its reason)."""
+    """The failure condition matched, or a fail-fast Warning event arrived.
 
-    def __init__(self, message: str, event_reason: str | None = None) -> None:
+    ``what``: the object (``Kind ns/name``); ``verdict``: why it failed, without the last-seen status;
+    ``event_reason``: the Warning event's reason, when one ended the wait.
+    """
+
+    def __init__(
+        self, message: str, event_reason: str | None = None, *, what: str | None = None, verdict: str | None = None
+    ) -> None:
         super().__init__(message)
         self.event_reason = event_reason
+        self.what = what
+        self.verdict = verdict
 
 
 class WaitTimeout(ResourceStepError):
