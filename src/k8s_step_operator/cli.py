@@ -29,6 +29,7 @@ from .registration import (
     register_stack,
 )
 from .settings_files import ComponentError, InvalidSettings, load_settings
+from .steps.actions import ACTIONS as RESOURCE_ACTIONS
 
 EXIT_INVALID = 2
 T = TypeVar("T")
@@ -103,7 +104,7 @@ def _resource_step_options(func: Any) -> Any:
         "--action",
         "actions",
         multiple=True,
-        type=click.Choice(rbac.ACTIONS),
+        type=click.Choice(tuple(RESOURCE_ACTIONS)),
         help=f"Resource step action (repeatable; default: {', '.join(rbac.DEFAULT_ACTIONS)}).",
     )(func)
     func = click.option(
@@ -297,12 +298,12 @@ def local_cluster_status(root: Optional[str]) -> None:
 
 def _list_nodes(kubeconfig: Optional[Path]) -> list[tuple[str, bool, str]]:
     """(name, Ready, taints) of every node."""
-    from .kube import rest
+    from .kube.client import Client
     from .kube.connection import load_api_client
 
     api = load_api_client(kubeconfig=str(kubeconfig))
     try:
-        items, _ = rest.list_objects(api, "/api/v1/nodes", {})
+        items, _ = Client(api, policy=None).list("/api/v1/nodes")
     finally:
         api.close()
     rows = []

@@ -21,6 +21,8 @@ from . import rbac
 if TYPE_CHECKING:
     from kubernetes import client as k8s
 
+    from .kube.client import Client
+
 SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
 REQUEST_TIMEOUT = 15
 
@@ -68,12 +70,20 @@ class Report:
 
 def api_error(exc: Exception) -> str:
     """``HTTP <status>: <server message>`` for an API error, ``<type>: <text>`` for anything else."""
-    status = getattr(exc, "status", None)
-    if status:
-        from .steps.errors import api_message
+    from kubernetes.client.exceptions import ApiException
 
-        return f"HTTP {status}: {api_message(exc)}"
+    from .kube.errors import api_message
+
+    if isinstance(exc, ApiException) and exc.status:
+        return f"HTTP {exc.status}: {api_message(exc)}"
     return f"{type(exc).__name__}: {exc}"
+
+
+def _client(api: "k8s.ApiClient", timeout: float = REQUEST_TIMEOUT) -> "Client":
+    """doctor's requests: one try each (a check reports what it got), ``timeout`` seconds."""
+    from .kube.client import Client
+
+    return Client(api, timeout=timeout, policy=None)
 
 
 @dataclass(frozen=True)
@@ -157,10 +167,8 @@ def load_api(target: Target, report: Report) -> "k8s.ApiClient":
 
 def check_server(api: "k8s.ApiClient", report: Report) -> None:
     """The API server answers (and its version)."""
-    from .kube import rest
-
     try:
-        version = rest.request(api, "GET", "/version", timeout=REQUEST_TIMEOUT)
+        version = _client(api).get("/version")
     except Exception as exc:  # noqa: BLE001 - any transport/auth problem
         report.fail(f"cannot reach the API server at {api.configuration.host}: {api_error(exc)}")
     report.ok(f"API server {api.configuration.host} (Kubernetes {version.get('gitVersion')})")
@@ -168,26 +176,26 @@ def check_server(api: "k8s.ApiClient", report: Report) -> None:
 
 def _check_exists(report: Report, what: str, read: Callable[[], Any], hint: str) -> Optional[Exception]:
     """✓ ``<what> exists`` or ✗ ``<what> does not exist (<hint>)``; any other API error is returned."""
-    from kubernetes import client
+    from .kube.errors import ApiError, NotFound
 
     try:
         read()
-    except client.ApiException as exc:
-        if exc.status != 404:
-            return exc
+    except NotFound:
         report.bad(f"{what} does not exist ({hint})", f"error: {what} does not exist")
         return None
+    except ApiError as exc:
+        return exc
     report.ok(f"{what} exists")
     return None
 
 
 def check_namespace(api: "k8s.ApiClient", namespace: str, report: Report) -> None:
     """The namespace exists (a warning if the user may not read namespaces)."""
-    from .kube import rest
+    from .kube.errors import Forbidden
 
-    read = functools.partial(rest.request, api, "GET", f"/api/v1/namespaces/{namespace}", timeout=REQUEST_TIMEOUT)
+    read = functools.partial(_client(api).get, f"/api/v1/namespaces/{namespace}")
     error = _check_exists(report, f"namespace {namespace}", read, f"kubectl create namespace {namespace}")
-    if getattr(error, "status", None) == 403:
+    if isinstance(error, Forbidden):
         report.warn(f"namespace {namespace}: not allowed to read namespaces, cannot tell whether it exists")
     elif error is not None:
         report.bad(f"namespace {namespace}: {api_error(error)}")
@@ -195,16 +203,12 @@ def check_namespace(api: "k8s.ApiClient", namespace: str, report: Report) -> Non
 
 def check_service_account(api: "k8s.ApiClient", user: str, report: Report) -> None:
     """Impersonation works for accounts that do not exist: say so instead of a wall of ✗."""
-    from .kube import rest
-
     parts = user.split(":")
     if len(parts) != 4 or not parts[2] or not parts[3]:
         report.bad(f"--as {user}: expected system:serviceaccount:<namespace>:<name>")
         return
     ns, name = parts[2], parts[3]
-    read = functools.partial(
-        rest.request, api, "GET", f"/api/v1/namespaces/{ns}/serviceaccounts/{name}", timeout=REQUEST_TIMEOUT
-    )
+    read = functools.partial(_client(api).get, f"/api/v1/namespaces/{ns}/serviceaccounts/{name}")
     error = _check_exists(report, f"service account {ns}/{name}", read, "create it with `k8s-step-operator rbac`")
     if error is not None:
         report.warn(f"service account {ns}/{name}: cannot check ({api_error(error)})")
@@ -219,8 +223,7 @@ def impersonate(api: "k8s.ApiClient", user: str, report: Report) -> None:
 
 def run_access_reviews(api: "k8s.ApiClient", checks: Sequence[rbac.Check]) -> list[tuple[rbac.Check, bool, str]]:
     """One SelfSubjectAccessReview per check: (check, allowed, reason)."""
-    from .kube import rest
-
+    client = _client(api, timeout=30)
     results = []
     for check in checks:
         review = {
@@ -229,7 +232,7 @@ def run_access_reviews(api: "k8s.ApiClient", checks: Sequence[rbac.Check]) -> li
             "spec": {"resourceAttributes": check.resource_attributes()},
         }
         path = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
-        status = rest.request(api, "POST", path, body=review, timeout=30).get("status") or {}
+        status = client.create(path, review).get("status") or {}
         results.append((check, bool(status.get("allowed")), status.get("reason") or status.get("evaluationError") or ""))
     return results
 
@@ -238,12 +241,12 @@ def check_permissions(
     api: "k8s.ApiClient", checks: Sequence[rbac.Check], as_user: Optional[str], report: Report
 ) -> None:
     """One line per check (verb, resource, why); a denied one fails with what is missing."""
-    from kubernetes import client
+    from .kube.errors import ApiError, Forbidden
 
     try:
         results = run_access_reviews(api, checks)
-    except client.ApiException as exc:
-        hint = f" (impersonating {as_user} needs `impersonate` permission)" if as_user and exc.status == 403 else ""
+    except ApiError as exc:
+        hint = f" (impersonating {as_user} needs `impersonate` permission)" if as_user and isinstance(exc, Forbidden) else ""
         report.fail(f"cannot create SelfSubjectAccessReviews: {api_error(exc)}{hint}")
     width = max(len(c.target) for c in checks)
     for check, allowed, reason in results:

@@ -17,7 +17,7 @@ reads a Secret back, so ``get``/``list`` on secrets are deliberately absent:
 whoever runs ZenML cannot read other Secrets of the namespace through this Role.
 
 Resource steps act on kinds the user chooses; each action adds only its own
-verbs (:data:`ACTION_VERBS`), plus ``get``/``list``/``watch`` to evaluate
+verbs (:data:`ACTION_VERBS`, from the actions table in ``steps/actions.py``), plus ``get``/``list``/``watch`` to evaluate
 success/failure conditions and read outputs, and — when they create or apply
 Jobs or Pods — list/watch on ``pods`` and get on ``pods/log`` to stream the
 logs of the pods those start. Workspaces with a ``claim_template`` need
@@ -34,29 +34,15 @@ from typing import Any, Iterable, Optional, Sequence
 
 import yaml
 
+from .steps.actions import ACTIONS as _ACTION_TABLE
+
 RBAC_API = "rbac.authorization.k8s.io/v1"
 DEFAULT_SERVICE_ACCOUNT = "k8s-step-operator"
 VERB_ORDER = ("get", "list", "watch", "create", "update", "patch", "delete")
 
-ACTION_VERBS: dict[str, tuple[str, ...]] = {
-    "get": ("get",),
-    "create": ("create",),
-    # Server-side apply is a PATCH; when the object does not exist yet the
-    # API server also checks `create`.
-    "apply": ("create", "patch"),
-    "replace": ("update",),
-    "patch": ("patch",),
-    "delete": ("delete",),
-}
+# read from the resource-step actions table (steps/actions.py)
+ACTION_VERBS: dict[str, tuple[str, ...]] = {name: row.rbac_verbs for name, row in _ACTION_TABLE.items()}
 ACTIONS = tuple(ACTION_VERBS)
-_ACTION_WHY = {
-    "get": "action get: read the object",
-    "create": "action create: create the object",
-    "apply": "action apply: server-side apply (PATCH; create when it does not exist yet)",
-    "replace": "action replace: PUT the whole object",
-    "patch": "action patch: merge, strategic or JSON patch",
-    "delete": "action delete: delete the object (not-found is ignored)",
-}
 WAIT_VERBS = ("get", "list", "watch")
 _WAIT_WHY = "success/failure conditions and outputs: read the object and watch it by name (a watch needs list + watch)"
 
@@ -301,9 +287,9 @@ def resource_step_permissions(
 ) -> list[Permission]:
     """The permissions resource steps need for ``actions`` on ``kinds``.
 
-    Every action other than ``delete`` also needs get/list/watch (conditions
-    and outputs). A PersistentVolumeClaim created or replaced by a step also
-    needs ``get`` on StorageClasses (cluster-scoped).
+    Every action that may wait (all but ``delete``) also needs get/list/watch
+    (conditions and outputs). A PersistentVolumeClaim created, applied or
+    replaced by a step also needs ``get`` on StorageClasses (cluster-scoped).
 
     Raises:
         ValueError: For an unknown action or an invalid kind.
@@ -318,22 +304,20 @@ def resource_step_permissions(
         if item not in parsed:
             parsed.append(item)
     result: list[Permission] = []
+    rows = [_ACTION_TABLE[a] for a in chosen]
     for kind in parsed:
-        if any(a != "delete" for a in chosen):
+        if any(row.waits for row in rows):
             result.append(Permission(kind.group, kind.resource, WAIT_VERBS, _WAIT_WHY, kind.cluster_scoped))
-        for action in chosen:
-            verbs = ACTION_VERBS[action]
-            if action == "get":
+        for row in rows:
+            if row.waits and set(row.rbac_verbs) <= set(WAIT_VERBS):
                 continue  # covered by the condition verbs above
-            result.append(Permission(kind.group, kind.resource, verbs, _ACTION_WHY[action], kind.cluster_scoped))
-    creates_claims = any(
-        k.qualified == "persistentvolumeclaims" for k in parsed
-    ) and any(a in ("create", "apply", "replace") for a in chosen)
+            result.append(Permission(kind.group, kind.resource, row.rbac_verbs, row.why, kind.cluster_scoped))
+    creates_claims = any(k.qualified == "persistentvolumeclaims" for k in parsed) and any(
+        row.writes_object for row in rows
+    )
     if creates_claims:
         result.append(STORAGECLASS_PERMISSION)
-    starts_pods = any(k.qualified in ("jobs.batch", "pods") for k in parsed) and any(
-        a in ("create", "apply") for a in chosen
-    )
+    starts_pods = any(k.qualified in ("jobs.batch", "pods") for k in parsed) and any(row.creates for row in rows)
     if starts_pods:
         result += POD_LOG_PERMISSIONS
     return result

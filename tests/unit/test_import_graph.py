@@ -123,7 +123,7 @@ def _a_cycle(graph: dict[str, set[str]]) -> list[str]:
 
 def test_the_reader_sees_the_known_edges() -> None:
     graph = _graph(module_level_only=False)
-    assert "settings" in graph["manifest"] and "kube.rest" in graph["steps.resource_runtime"]
+    assert "settings" in graph["manifest"] and "kube.client" in graph["steps.resource_runtime"]
     assert "steps.discovery" in graph["steps.resource_runtime"]  # ``from . import discovery``
     assert "step_operator" not in graph["flavor"]  # only lazily, by design
 

@@ -32,7 +32,7 @@ def test_reconnect_skips_already_printed_lines(mocker):
             return FakeResp(lines, fail_after=2)  # a and b printed, then a drop
         return FakeResp(lines)  # the server replays from the second
 
-    mocker.patch("k8s_step_operator.kube.logs.rest.request", side_effect=fake_request)
+    mocker.patch("k8s_step_operator.kube.rest.request", side_effect=fake_request)
     mocker.patch("k8s_step_operator.kube.logs.threading.Event.wait", return_value=False)
     seen = []
     follower = LogFollower(None, "ns", "pod", "main", seen.append)

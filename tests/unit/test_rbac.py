@@ -107,7 +107,7 @@ def test_parse_kind() -> None:
     for bad in ("Widget", "jobs.Batch", "jobs..batch", "", "jobs/status"):
         with pytest.raises(ValueError, match="kind"):
             rbac.parse_kind(bad)
-    with pytest.raises(ValueError, match="allowed: get, create, apply, replace, patch, delete"):
+    with pytest.raises(ValueError, match="allowed: get, create, apply, delete, replace, patch"):  # the table's order
         rbac.resource_step_permissions(["jobs.batch"], ["scale"])
 
 

@@ -1,4 +1,4 @@
-"""Watch streams: opening (``rest.open_watch``), decoding (``rest.watch_events``) and the one list+watch
+"""Watch streams: opening (``Client.open_watch``), decoding (``rest.watch_events``) and the one list+watch
 loop (``kube.reflector.Reflector``, as ``object_watch.stream`` sets it up)."""
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from k8s_step_operator.kube import rest
+from k8s_step_operator.kube.client import Client
+from k8s_step_operator.kube.errors import Gone
 from k8s_step_operator.steps.object_watch import stream as Stream
 
 
@@ -66,7 +68,7 @@ def test_error_410_raises_gone_after_the_earlier_events() -> None:
         ]
     )
     seen = []
-    with pytest.raises(rest.Gone, match="too old resource version: 1"):
+    with pytest.raises(Gone, match="too old resource version: 1"):
         for event in rest.watch_events(resp):
             seen.append(event)
     assert seen == [("ADDED", _pod("a", "1"))]
@@ -81,7 +83,7 @@ def test_other_errors_raise_api_exception_with_the_code(error: dict, status: int
     resp = FakeResp([_line("ERROR", error)])
     with pytest.raises(ApiException) as info:
         list(rest.watch_events(resp))
-    assert not isinstance(info.value, rest.Gone)
+    assert not isinstance(info.value, Gone)
     assert info.value.status == status
     assert info.value.reason == reason
 
@@ -104,7 +106,7 @@ def _recording_request(monkeypatch: pytest.MonkeyPatch, answers: list[Any]) -> l
 def test_watch_opens_with_bookmarks_and_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
     resp = FakeResp([_line("ADDED", _pod("a", "4"))])
     calls = _recording_request(monkeypatch, [resp])
-    events = list(rest.watch_events(rest.open_watch(None, "/api/v1/pods", "3", {"labelSelector": "x=y"}, server_timeout=20)))
+    events = list(rest.watch_events(Client(None, policy=None).open_watch("/api/v1/pods", "3", {"labelSelector": "x=y"}, server_timeout=20)))
     assert events == [("ADDED", _pod("a", "4"))]
     method, path, query, kwargs = calls[0]
     assert (method, path) == ("GET", "/api/v1/pods")
@@ -120,11 +122,11 @@ def test_watch_opens_with_bookmarks_and_timeouts(monkeypatch: pytest.MonkeyPatch
 
 def test_open_watch_turns_410_into_gone_and_passes_other_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     _recording_request(monkeypatch, [ApiException(status=410), ApiException(status=503)])
-    with pytest.raises(rest.Gone):
-        rest.open_watch(None, "/api/v1/pods", "3")
+    with pytest.raises(Gone):
+        Client(None, policy=None).open_watch("/api/v1/pods", "3")
     with pytest.raises(ApiException) as info:
-        rest.open_watch(None, "/api/v1/pods", "3")
-    assert not isinstance(info.value, rest.Gone)
+        Client(None, policy=None).open_watch("/api/v1/pods", "3")
+    assert not isinstance(info.value, Gone)
     assert info.value.status == 503
 
 

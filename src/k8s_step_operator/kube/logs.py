@@ -15,9 +15,9 @@ from collections import deque
 from typing import Callable
 
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
-from . import rest
+from .client import Client
+from .errors import BadRequest, NotFound
 
 log = logging.getLogger(__name__)
 TAIL_LINES = 10
@@ -103,20 +103,15 @@ class LogFollower:
                 attempts += 1
                 self._skip = self._same_stamp
                 try:
-                    resp = rest.request(
-                        self.api,
-                        "GET",
-                        f"/api/v1/namespaces/{self.namespace}/pods/{self.pod}/log",
-                        {
-                            "container": self.container,
-                            "follow": True,
-                            "timestamps": True,
-                            "sinceTime": self._since(),
-                        },
-                        timeout=(10, None),
-                        stream=True,
+                    lines = Client(self.api, policy=None).log_lines(
+                        self.namespace,
+                        self.pod,
+                        container=self.container,
+                        follow=True,
+                        timestamps=True,
+                        since_time=self._since(),
                     )
-                    for raw in rest.iter_lines(resp):
+                    for raw in lines:
                         if self._stop.is_set():
                             return
                         stamp, text = split_timestamp(raw.decode("utf-8", errors="replace"))
@@ -125,16 +120,16 @@ class LogFollower:
                             self.tail.append(text)
                             self.emit(text)
                     return  # the server ended the follow: the container finished
-                except ApiException as exc:
-                    if exc.status in (400, 404) and self._last is None:
+                except (BadRequest, NotFound) as exc:
+                    if self._last is None:
                         # container not started yet, or pod gone; retry a few times
                         self._stop.wait(0.2)
                         continue
-                    if exc.status == 404:
+                    if isinstance(exc, NotFound):
                         return
                     self.reconnects += 1
                     self._stop.wait(min(0.2 * attempts, 2.0))
-                except Exception as exc:  # noqa: BLE001 - transport errors: resume
+                except Exception as exc:  # noqa: BLE001 - other refusals and transport errors: resume
                     log.debug("log stream of %s dropped: %s", self.pod, exc)
                     self.reconnects += 1
                     self._stop.wait(min(0.2 * attempts, 2.0))

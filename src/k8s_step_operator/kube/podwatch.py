@@ -21,10 +21,9 @@ from collections import OrderedDict
 from typing import Callable, Iterable, TypeVar
 
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from .connection import server_of
-from .errors import forbidden_text
+from .errors import Forbidden
 from .reflector import Reflector
 
 T = TypeVar("T")
@@ -133,7 +132,7 @@ class PodWatch:
         return self._pod_errors
 
     def _pod_error(self, exc: BaseException) -> None:
-        denied = forbidden_text(exc, "list", "pods", self.namespace) if isinstance(exc, ApiException) else None
+        denied = exc.rbac_text("list", "pods", self.namespace) if isinstance(exc, Forbidden) else None
         self._pod_errors = denied or f"{type(exc).__name__}: {exc}"
 
     # ---------------------------------------------------------- updates

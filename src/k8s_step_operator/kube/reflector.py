@@ -15,6 +15,8 @@ from typing import Any, Callable
 from kubernetes import client
 
 from . import rest, retry
+from .client import Client
+from .errors import Gone
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +36,7 @@ def bounded(max_failures: int) -> ErrorPolicy:
         if failures > max_failures or (isinstance(exc, client.ApiException) and not retry.is_retryable(exc)):
             return None
         hint = retry.retry_after_seconds(exc) if isinstance(exc, client.ApiException) else None
-        return retry.RetryPolicy().delay(failures, hint)
+        return retry.DEFAULT.delay(failures, hint)
 
     return policy
 
@@ -90,13 +92,15 @@ class Reflector(threading.Thread):
 
     def _relist(self) -> None:
         self.list_requests += 1
-        items, self.resource_version = rest.list_objects(self.api(), self.path, self.query)
+        items, self.resource_version = Client(self.api(), policy=None).list(self.path, self.query)
         self.on_list(items)
 
     def _watch_once(self) -> None:
         assert self.resource_version is not None
         self.watch_requests += 1
-        resp = rest.open_watch(self.api(), self.path, self.resource_version, self.query, self.server_timeout)
+        resp = Client(self.api(), policy=None).open_watch(
+            self.path, self.resource_version, self.query, self.server_timeout
+        )
         with self._lock:
             self._resp = resp
         if self._stop_event.is_set():
@@ -120,15 +124,12 @@ class Reflector(threading.Thread):
                     self._relist()
                 self._watch_once()
                 failures = 0
-            except rest.Gone:
+            except Gone:
                 log.debug("watch of %s expired (410); relisting", self.path)
                 self.resource_version = None
             except Exception as exc:  # noqa: BLE001 - the policy decides
                 if self._stop_event.is_set():
                     return
-                if isinstance(exc, client.ApiException) and exc.status == 410:
-                    self.resource_version = None
-                    continue
                 failures += 1
                 if self.on_error is not None:
                     self.on_error(exc)

@@ -1,4 +1,7 @@
-"""Raw JSON requests through an ApiClient, for any kind and for streaming (watch, logs)."""
+"""Raw JSON requests through an ApiClient, for any kind and for streaming (watch, logs).
+
+A refusal raises the typed error of :mod:`.errors` (``NotFound``, ``Conflict``, ``Gone``, ...).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +11,8 @@ from typing import Any, Iterator
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-
-class Gone(Exception):
-    """The watch's resourceVersion is too old (HTTP 410): relist and start again."""
+from .content_types import JSON
+from .errors import from_api_exception, from_status
 
 
 def request(
@@ -23,22 +25,28 @@ def request(
     timeout: Any = None,
     stream: bool = False,
 ) -> Any:
-    """Send one request; returns parsed JSON, or the raw response when ``stream``."""
-    headers = {"Accept": "application/json"}
+    """Send one request; returns parsed JSON, or the raw response when ``stream``.
+
+    Raises the :mod:`.errors` class of the server's refusal (an ``ApiException``).
+    """
+    headers = {"Accept": JSON}
     if body is not None:
-        headers["Content-Type"] = content_type or "application/json"
+        headers["Content-Type"] = content_type or JSON
     params = [(k, _param(v)) for k, v in (query or {}).items() if v is not None]
-    data = api.call_api(
-        path,
-        method,
-        query_params=params,
-        header_params=headers,
-        body=body,
-        auth_settings=["BearerToken"],
-        _preload_content=False,
-        _return_http_data_only=True,
-        _request_timeout=timeout,
-    )
+    try:
+        data = api.call_api(
+            path,
+            method,
+            query_params=params,
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+            _preload_content=False,
+            _return_http_data_only=True,
+            _request_timeout=timeout,
+        )
+    except ApiException as exc:
+        raise from_api_exception(exc) from None
     if stream:
         return data
     try:
@@ -72,37 +80,10 @@ def iter_lines(resp: Any) -> Iterator[bytes]:
         resp.release_conn()
 
 
-def open_watch(
-    api: client.ApiClient,
-    list_path: str,
-    resource_version: str,
-    query: dict[str, Any] | None = None,
-    server_timeout: int = 60,
-    connect_timeout: float = 10.0,
-) -> Any:
-    """Start a watch (with bookmarks) from ``resource_version``; returns the streaming response.
-
-    The caller may ``shutdown()`` the response to end the watch early. Raises ``Gone`` on 410.
-    """
-    params = dict(query or {})
-    params.update(
-        watch=True,
-        resourceVersion=resource_version,
-        allowWatchBookmarks=True,
-        timeoutSeconds=server_timeout,
-    )
-    try:
-        return request(api, "GET", list_path, params, timeout=(connect_timeout, server_timeout + 30), stream=True)
-    except ApiException as exc:
-        if exc.status == 410:
-            raise Gone(str(exc)) from exc
-        raise
-
-
 def watch_events(resp: Any) -> Iterator[tuple[str, dict]]:
     """Decode a watch response into (type, object) events, BOOKMARKs included.
 
-    An ``ERROR`` event raises ``Gone`` (code 410) or ``ApiException`` with its code.
+    An ``ERROR`` event raises the typed error of its ``Status`` (``errors.Gone`` for code 410).
     """
     for line in iter_lines(resp):
         if not line.strip():
@@ -111,15 +92,5 @@ def watch_events(resp: Any) -> Iterator[tuple[str, dict]]:
         kind = event.get("type")
         obj = event.get("object") or {}
         if kind == "ERROR":
-            if obj.get("code") == 410:
-                raise Gone(obj.get("message", "resource version too old"))
-            raise ApiException(status=obj.get("code", 500), reason=obj.get("message", "watch error"))
+            raise from_status(obj)
         yield kind, obj
-
-
-def list_objects(
-    api: client.ApiClient, list_path: str, query: dict[str, Any] | None = None, timeout: Any = 30
-) -> tuple[list[dict], str]:
-    """LIST and return (items, resourceVersion) to start a watch from."""
-    result = request(api, "GET", list_path, query, timeout=timeout)
-    return result.get("items", []), result["metadata"]["resourceVersion"]

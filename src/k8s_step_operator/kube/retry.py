@@ -1,4 +1,8 @@
-"""Retries with exponential back-off for Kubernetes API calls."""
+"""The one retry policy for Kubernetes API calls: which failures are transient, and the back-off.
+
+``kube.client.Client`` retries its idempotent verbs with it; the reflector's bounded error
+policy backs off with it; :func:`call` wraps any other function.
+"""
 
 from __future__ import annotations
 
@@ -33,6 +37,9 @@ class RetryPolicy:
         return max(backoff, retry_after or 0.0)
 
 
+DEFAULT = RetryPolicy()  # 3 retries, 0.2 s doubling up to 10 s, jittered; Retry-After honoured
+
+
 def is_retryable(exc: BaseException) -> bool:
     """429, 5xx and connection-level errors are transient; 4xx are not."""
     if isinstance(exc, ApiException):
@@ -50,18 +57,23 @@ def retry_after_seconds(exc: BaseException) -> float | None:
         return None
 
 
-def call(fn: Callable[..., T], *args: object, policy: RetryPolicy = RetryPolicy(), **kwargs: object) -> T:
-    """Call an API function, retrying transient failures per ``policy``."""
-    if policy.request_timeout is not None:
-        kwargs.setdefault("_request_timeout", policy.request_timeout)
+def run(fn: Callable[[], T], policy: RetryPolicy, retryable: Callable[[BaseException], bool] = is_retryable) -> T:
+    """``fn()``, called again after each ``retryable`` failure (back-off per ``policy``) until it is not."""
     attempt = 0
     while True:
         try:
-            return fn(*args, **kwargs)
+            return fn()
         except Exception as exc:
             attempt += 1
-            if not is_retryable(exc) or attempt > policy.max_retries:
+            if not retryable(exc) or attempt > policy.max_retries:
                 raise
             wait = policy.delay(attempt, retry_after_seconds(exc))
             log.debug("retrying %s after %s (attempt %d, %.2fs)", getattr(fn, "__name__", fn), exc, attempt, wait)
             time.sleep(wait)
+
+
+def call(fn: Callable[..., T], *args: object, policy: RetryPolicy = DEFAULT, **kwargs: object) -> T:
+    """Call an API function, retrying transient failures per ``policy`` (its ``request_timeout`` passed on)."""
+    if policy.request_timeout is not None:
+        kwargs.setdefault("_request_timeout", policy.request_timeout)
+    return run(lambda: fn(*args, **kwargs), policy)

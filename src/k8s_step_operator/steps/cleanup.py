@@ -22,16 +22,13 @@ never raised. :func:`cleanup_run` does the same by hand for a finished run.
 
 from __future__ import annotations
 
-import functools
 import logging
 from typing import Any, Iterable, Mapping, Optional
 
-from kubernetes.client.exceptions import ApiException
-
-from ..kube import rest, retry
+from ..kube.client import Client
+from ..kube.errors import ApiError, Conflict, NotFound
 from ..manifest import RUN_ID_LABEL
 from .cluster import Cluster, connect
-from .errors import api_message
 from .run_end import (
     CREATED_KEY,
     HOOK_NAME,
@@ -103,24 +100,17 @@ def delete_recorded(entries: Iterable[Mapping[str, Any]], cluster: Optional[Clus
                 if key not in clusters:
                     clusters[key] = connect(kubeconfig=key[0], context=key[1])
                 target = clusters[key]
-            body: dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
-            if entry.get("uid"):
-                body["preconditions"] = {"uid": entry["uid"]}
-            retry.call(
-                functools.partial(rest.request, target.api, "DELETE", entry["path"], body=body, timeout=30.0),
-                policy=retry.RetryPolicy(request_timeout=None),
-            )
+            Client(target.api).delete(entry["path"], propagation="Background", uid=entry.get("uid") or None)
             if entry.get("kind") == "PersistentVolumeClaim":
                 log.info("clean-up: deleting %s (stays Terminating while a pod still mounts it)", what)
             else:
                 log.info("clean-up: deleted %s", what)
-        except ApiException as exc:
-            if exc.status == 404:
-                log.info("clean-up: %s was already gone", what)
-            elif exc.status == 409:
-                log.info("clean-up: %s was replaced by another object of that name; left alone", what)
-            else:
-                problems.append(f"{what}: HTTP {exc.status}: {api_message(exc)}")
+        except NotFound:
+            log.info("clean-up: %s was already gone", what)
+        except Conflict:
+            log.info("clean-up: %s was replaced by another object of that name; left alone", what)
+        except ApiError as exc:
+            problems.append(f"{what}: HTTP {exc.status}: {exc.message}")
         except Exception as exc:  # noqa: BLE001 - clean-up never fails the run
             problems.append(f"{what}: {exc}")
     for problem in problems:

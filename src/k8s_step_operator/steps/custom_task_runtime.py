@@ -51,7 +51,7 @@ def run_custom_task(
     try:
         result = run_resource(resource, cluster=cluster, run=run, conditions=conditions)
     except ConditionFailed as exc:
-        raise ConditionFailed(_failure_text(spec, str(exc))) from None
+        raise ConditionFailed(_failure_text(spec, exc)) from None
     manifest = result.manifest or {}
     missing = missing_results(manifest, spec.results)
     if missing:
@@ -66,8 +66,8 @@ def run_custom_task(
     return StepResult(name=result.name, manifest=manifest, outputs={key: values[key] for key in spec.results})
 
 
-def _failure_text(spec: CustomTaskSpec, text: str) -> str:
-    """``<Kind> run <name> failed: Succeeded=False (<reason>): <message>`` from the watch's failure text."""
-    what, _, rest = text.partition(": ")
-    verdict = rest.split("; status:", 1)[0]
-    return f"{spec.kind} custom task ({what}) failed: {verdict}"
+def _failure_text(spec: CustomTaskSpec, exc: ConditionFailed) -> str:
+    """``<Kind> custom task (CustomRun <ns/name>) failed: Succeeded=False (<reason>): <message>``."""
+    if exc.what is None or exc.verdict is None:
+        return f"{spec.kind} custom task failed: {exc}"
+    return f"{spec.kind} custom task ({exc.what}) failed: {exc.verdict}"

@@ -7,7 +7,8 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from ..kube.errors import api_message, forbidden_text
+from ..kube import errors as api_errors
+from ..kube.errors import api_message
 
 __all__ = [
     "ConditionFailed",
@@ -32,7 +33,19 @@ class Forbidden(ResourceStepError):
 
 
 class ConditionFailed(ResourceStepError):
-    """The failure condition matched, or a fail-fast Warning event arrived."""
+    """The failure condition matched, or a fail-fast Warning event arrived.
+
+    ``what``: the object (``Kind ns/name``); ``verdict``: why it failed, without the last-seen status;
+    ``event_reason``: the Warning event's reason, when one ended the wait.
+    """
+
+    def __init__(
+        self, message: str, event_reason: str | None = None, *, what: str | None = None, verdict: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.event_reason = event_reason
+        self.what = what
+        self.verdict = verdict
 
 
 class WaitTimeout(ResourceStepError):
@@ -45,11 +58,11 @@ class ObjectDeleted(ResourceStepError):
 
 def translate_api_error(exc: ApiException, verb: str, resource: str, namespace: str | None, what: str) -> ResourceStepError:
     """A step error for an API failure; 403 says which permission is missing and for whom."""
-    message = api_message(exc)
-    if exc.status == 403:
-        text = forbidden_text(exc, verb, resource, namespace)
-        return Forbidden(text or f"forbidden: {verb} on {resource}: {message}")
-    return ResourceStepError(f"{what}: {verb} failed (HTTP {exc.status}): {message}")
+    error = api_errors.from_api_exception(exc)
+    if isinstance(error, api_errors.Forbidden):
+        text = error.rbac_text(verb, resource, namespace)
+        return Forbidden(text or f"forbidden: {verb} on {resource}: {error.message}")
+    return ResourceStepError(f"{what}: {verb} failed (HTTP {error.status}): {error.message}")
 
 
 def describe_status(obj: Any) -> str:

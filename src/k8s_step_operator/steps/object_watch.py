@@ -155,7 +155,7 @@ def wait_for_conditions(
         except ConditionError as exc:
             raise ResourceStepError(f"{target.what}: {exc}") from None
         if verdict is Verdict.FAILED:
-            raise ConditionFailed(f"{target.what}: {why}; {describe_status(obj)}")
+            raise ConditionFailed(f"{target.what}: {why}; {describe_status(obj)}", what=target.what, verdict=why)
         return verdict, why
 
     verdict, reason = judge(initial)
@@ -193,8 +193,10 @@ def wait_for_conditions(
             if tag == "events":
                 for event in payload if kind == "LIST" else [payload]:
                     if kind != "DELETED" and event.get("reason") in fail_on_events:
+                        warning = f"Warning event {event.get('reason')}: {event.get('message', '')}"
                         raise ConditionFailed(
-                            f"{target.what}: Warning event {event.get('reason')}: {event.get('message', '')}"
+                            f"{target.what}: {warning}", event_reason=event.get("reason"), what=target.what,
+                            verdict=warning,
                         )
                 continue
             if kind == "LIST":

@@ -1,11 +1,11 @@
 """Run a resource step: resolve the kind, perform the action, wait on conditions, build outputs.
 
 This is the shell around :mod:`resource_spec` (pure). Every API call goes
-through :class:`Executor`, which retries transient failures (429/5xx/dropped
-connections, :mod:`k8s_step_operator.kube.retry`) for idempotent requests and
-turns API errors into :class:`~k8s_step_operator.steps.errors.ResourceStepError`
-with a message naming the object — a 403 says which verb on which resource
-in which namespace is missing, and for whom.
+through :class:`Executor`: the verbs of :mod:`k8s_step_operator.kube.client`
+(transient failures of idempotent requests retried), its typed errors turned
+into :class:`~k8s_step_operator.steps.errors.ResourceStepError` with a message
+naming the object — a 403 says which verb on which resource in which
+namespace is missing, and for whom.
 
 :func:`run_resource` is what the ZenML step calls; tests call it directly.
 """
@@ -15,14 +15,14 @@ from __future__ import annotations
 import copy
 import logging
 import sys
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from kubernetes.client.exceptions import ApiException
-
-from ..kube import rest, retry
+from ..kube import retry
+from ..kube.client import Client
+from ..kube.errors import ApiError, Conflict, NotFound, UnsupportedMediaType
 from . import discovery
+from .actions import ACTIONS
 from .bindings import bind_resource_inputs
 from .cluster import Cluster, connect
 from .conditions import Condition, parse_conditions
@@ -39,7 +39,6 @@ from .resource_spec import (
     MANAGED_BY_LABEL,
     MANAGED_BY_VALUE,
     RUN_ID_LABEL,
-    Action,
     Cleanup,
     MergeStrategy,
     ResourceSpec,
@@ -51,14 +50,7 @@ __all__ = ["Executor", "RunInfo", "StepResult", "run_resource", "run_resource_li
 
 log = logging.getLogger(__name__)
 
-_CONTENT_TYPES = {
-    MergeStrategy.STRATEGIC.value: "application/strategic-merge-patch+json",
-    MergeStrategy.MERGE.value: "application/merge-patch+json",
-    MergeStrategy.JSON.value: "application/json-patch+json",
-}
-_APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
-_NO_RETRY = retry.RetryPolicy(max_retries=0, request_timeout=None)
-_RETRY = retry.RetryPolicy(request_timeout=None)
+_RETRY = retry.DEFAULT
 _REQUEST_TIMEOUT = 30.0
 
 
@@ -119,127 +111,105 @@ def describe(res: ApiResource, namespace: str | None, name: str | None) -> str:
 
 
 class Executor:
-    """API calls for one step: retries, error translation, discovery."""
+    """The kube client's verbs for one step: retries, errors translated into step errors, discovery."""
 
     def __init__(self, cluster: Cluster, run: RunInfo | None = None) -> None:
         self.cluster = cluster
         self.run = run or RunInfo()
+        self.client = Client(cluster.api, timeout=_REQUEST_TIMEOUT, policy=_RETRY)
+
+    @staticmethod
+    def failed(exc: ApiError, verb: str, res: ApiResource, namespace: str | None, what: str) -> ResourceStepError:
+        """The step error for a refused ``verb`` on ``res`` (a 403 names the missing permission)."""
+        return translate_api_error(exc, verb, res.display, namespace if res.namespaced else None, what)
 
     # ------------------------------------------------------------------ basics
     def resolve(self, api_version: str, kind: str, field_name: str = "k8s_resource.kind") -> ApiResource:
         """Plural and scope of ``kind`` (the official client's discovery, see :mod:`.discovery`)."""
         return discovery.resolve(self.cluster.api, api_version, kind, field_name)
 
-    def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        verb: str,
-        res: ApiResource,
-        namespace: str | None,
-        what: str,
-        query: dict[str, Any] | None = None,
-        body: Any = None,
-        content_type: str | None = None,
-        idempotent: bool = True,
-        missing_ok: bool = False,
-    ) -> Any:
-        """One API request; None on 404 when ``missing_ok``; errors translated."""
+    def read(self, res: ApiResource, namespace: str | None, name: str) -> dict[str, Any] | None:
+        """GET one object; None when it does not exist."""
         try:
-            return retry.call(
-                lambda: rest.request(
-                    self.cluster.api, method, path, query, body=body, content_type=content_type, timeout=_REQUEST_TIMEOUT
-                ),
-                policy=_RETRY if idempotent else _NO_RETRY,
-            )
-        except ApiException as exc:
-            if missing_ok and exc.status == 404:
-                return None
-            raise translate_api_error(exc, verb, res.display, namespace if res.namespaced else None, what) from None
+            return self.client.get(res.object_path(namespace, name))
+        except NotFound:
+            return None
+        except ApiError as exc:
+            raise self.failed(exc, "get", res, namespace, describe(res, namespace, name)) from None
+
+    def list_items(self, res: ApiResource, namespace: str | None, what: str) -> list[dict[str, Any]]:
+        """LIST the kind's objects (in ``namespace`` when namespaced)."""
+        try:
+            return self.client.list(res.collection_path(namespace))[0]
+        except ApiError as exc:
+            raise self.failed(exc, "list", res, namespace, what) from None
 
     # ----------------------------------------------------------------- actions
     def get(self, res: ApiResource, namespace: str | None, name: str) -> dict[str, Any]:
         """GET the object; a clear error when it does not exist."""
-        what = describe(res, namespace, name)
-        obj = self.request(
-            "GET", res.object_path(namespace, name), verb="get", res=res, namespace=namespace, what=what, missing_ok=True
-        )
+        obj = self.read(res, namespace, name)
         if obj is None:
-            raise ResourceStepError(f"{what} not found")
+            raise ResourceStepError(f"{describe(res, namespace, name)} not found")
         return obj
 
     def create(self, res: ApiResource, namespace: str | None, body: dict[str, Any]) -> dict[str, Any]:
-        """POST; a retried create that finds its own object (same run-id label) accepts it."""
+        """POST, retried after a refusal (429, 5xx); a retried create that finds its own object (same run-id label)
+        accepts it."""
         name = (body.get("metadata") or {}).get("name")
         what = describe(res, namespace, name)
         attempts = 0
-        while True:
+
+        def post() -> dict[str, Any]:
+            nonlocal attempts
             attempts += 1
             try:
-                return rest.request(
-                    self.cluster.api, "POST", res.collection_path(namespace), body=body, timeout=_REQUEST_TIMEOUT
-                )
-            except ApiException as exc:
-                if exc.status == 409 and attempts > 1 and name:
+                return self.client.create(res.collection_path(namespace), body)
+            except Conflict:
+                if attempts > 1 and name:
                     existing = self.get(res, namespace, name)
                     labels = (existing.get("metadata") or {}).get("labels") or {}
-                    mine = labels.get(RUN_ID_LABEL) == ((body.get("metadata") or {}).get("labels") or {}).get(RUN_ID_LABEL)
-                    if mine and labels.get(RUN_ID_LABEL):
+                    ours = ((body.get("metadata") or {}).get("labels") or {}).get(RUN_ID_LABEL)
+                    if labels.get(RUN_ID_LABEL) and labels.get(RUN_ID_LABEL) == ours:
                         return existing
-                if exc.status == 409:
-                    raise ResourceStepError(
-                        f"{what} already exists; use action='apply' to update it, or another name"
-                    ) from None
-                if retry.is_retryable(exc) and attempts <= _RETRY.max_retries:
-                    time.sleep(_RETRY.delay(attempts, retry.retry_after_seconds(exc)))
-                    continue
-                raise translate_api_error(exc, "create", res.display, namespace if res.namespaced else None, what) from None
+                raise
+
+        try:
+            # a refusal (429, 5xx) left nothing behind; after a dropped connection the object may exist
+            return retry.run(post, _RETRY, lambda exc: isinstance(exc, ApiError) and retry.is_retryable(exc))
+        except Conflict:
+            raise ResourceStepError(f"{what} already exists; use action='apply' to update it, or another name") from None
+        except ApiError as exc:
+            raise self.failed(exc, "create", res, namespace, what) from None
 
     def apply(self, res: ApiResource, namespace: str | None, body: dict[str, Any], force: bool) -> dict[str, Any]:
         """Server-side apply with field manager ``k8s-step-operator``."""
         name = body["metadata"]["name"]
         what = describe(res, namespace, name)
         try:
-            return retry.call(
-                lambda: rest.request(
-                    self.cluster.api,
-                    "PATCH",
-                    res.object_path(namespace, name),
-                    {"fieldManager": FIELD_MANAGER, "force": force},
-                    body=body,
-                    content_type=_APPLY_CONTENT_TYPE,
-                    timeout=_REQUEST_TIMEOUT,
-                ),
-                policy=_RETRY,
-            )
-        except ApiException as exc:
-            if exc.status == 409:
-                raise ResourceStepError(
-                    f"{what}: server-side apply conflicts with other field managers; set force=True to take "
-                    f"the fields over. Server said: {_message(exc)}"
-                ) from None
-            raise translate_api_error(exc, "patch", res.display, namespace if res.namespaced else None, what) from None
+            return self.client.apply(res.object_path(namespace, name), body, field_manager=FIELD_MANAGER, force=force)
+        except Conflict as exc:
+            raise ResourceStepError(
+                f"{what}: server-side apply conflicts with other field managers; set force=True to take "
+                f"the fields over. Server said: {exc.message}"
+            ) from None
+        except ApiError as exc:
+            raise self.failed(exc, "patch", res, namespace, what) from None
 
     def replace(self, res: ApiResource, namespace: str | None, body: dict[str, Any]) -> dict[str, Any]:
         """PUT with the current resourceVersion (re-read on a conflict, up to 3 times)."""
         name = body["metadata"]["name"]
         what = describe(res, namespace, name)
         for attempt in range(3):
-            current = self.request(
-                "GET", res.object_path(namespace, name), verb="get", res=res, namespace=namespace, what=what, missing_ok=True
-            )
+            current = self.read(res, namespace, name)
             if current is None:
                 raise ResourceStepError(f"{what} not found; replace needs an existing object (use create or apply)")
             body.setdefault("metadata", {})["resourceVersion"] = current["metadata"]["resourceVersion"]
             try:
-                return rest.request(
-                    self.cluster.api, "PUT", res.object_path(namespace, name), body=body, timeout=_REQUEST_TIMEOUT
-                )
-            except ApiException as exc:
-                if exc.status == 409 and attempt < 2:
+                return self.client.replace(res.object_path(namespace, name), body)
+            except ApiError as exc:
+                if isinstance(exc, Conflict) and attempt < 2:
                     continue
-                raise translate_api_error(exc, "update", res.display, namespace if res.namespaced else None, what) from None
+                raise self.failed(exc, "update", res, namespace, what) from None
         raise AssertionError("unreachable")
 
     def is_custom_resource(self, res: ApiResource) -> bool | None:
@@ -248,10 +218,12 @@ class Executor:
             return False
         path = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{res.plural}.{res.group}"
         try:
-            rest.request(self.cluster.api, "GET", path, timeout=_REQUEST_TIMEOUT)
+            self.client.get(path, retry=False)
             return True
-        except ApiException as exc:
-            return False if exc.status == 404 else None
+        except NotFound:
+            return False
+        except ApiError:
+            return None
 
     def patch(
         self, res: ApiResource, namespace: str | None, name: str, body: Any, strategy: str
@@ -264,58 +236,31 @@ class Executor:
                 f"({res.display}); allowed for custom resources: merge, json"
             )
         try:
-            return self.request(
-                "PATCH",
-                res.object_path(namespace, name),
-                verb="patch",
-                res=res,
-                namespace=namespace,
-                what=what,
-                body=body,
-                content_type=_CONTENT_TYPES[strategy],
-                idempotent=strategy != MergeStrategy.JSON.value,
-            )
-        except ResourceStepError as exc:
-            text = str(exc)
-            if "HTTP 404" in text:
-                raise ResourceStepError(f"{what} not found; patch needs an existing object") from None
-            if "HTTP 415" in text:
-                raise ResourceStepError(
-                    f"merge_strategy: {strategy!r} is not supported for {res.kind} ({res.display}) by this server; "
-                    "allowed for custom resources: merge, json"
-                ) from None
-            raise
+            return self.client.patch(res.object_path(namespace, name), body, flavour=strategy)
+        except NotFound:
+            raise ResourceStepError(f"{what} not found; patch needs an existing object") from None
+        except UnsupportedMediaType:
+            raise ResourceStepError(
+                f"merge_strategy: {strategy!r} is not supported for {res.kind} ({res.display}) by this server; "
+                "allowed for custom resources: merge, json"
+            ) from None
+        except ApiError as exc:
+            raise self.failed(exc, "patch", res, namespace, what) from None
 
     def delete(
         self, res: ApiResource, namespace: str | None, name: str, propagation: str, uid: str | None = None
     ) -> dict[str, Any] | None:
-        """DELETE (not-found ignored → None); ``uid`` adds a precondition."""
+        """DELETE (not-found ignored → None); ``uid`` adds a precondition (another object of the name → None)."""
         what = describe(res, namespace, name)
-        options: dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation}
-        if uid:
-            options["preconditions"] = {"uid": uid}
         try:
-            return self.request(
-                "DELETE",
-                res.object_path(namespace, name),
-                verb="delete",
-                res=res,
-                namespace=namespace,
-                what=what,
-                body=options,
-                missing_ok=True,
-            )
-        except ResourceStepError as exc:
-            if uid and "HTTP 409" in str(exc):
+            return self.client.delete(res.object_path(namespace, name), propagation=propagation, uid=uid)
+        except NotFound:
+            return None
+        except ApiError as exc:
+            if uid and isinstance(exc, Conflict):
                 log.info("%s was replaced by another object of the same name; not deleting it", what)
                 return None
-            raise
-
-
-def _message(exc: ApiException) -> str:
-    from .errors import api_message
-
-    return api_message(exc)
+            raise self.failed(exc, "delete", res, namespace, what) from None
 
 
 def _prepare_body(
@@ -332,7 +277,7 @@ def _prepare_body(
         metadata["namespace"] = namespace
     else:
         metadata.pop("namespace", None)
-    if spec.action in (Action.CREATE.value, Action.APPLY.value):
+    if ACTIONS[spec.action].creates:
         labels = metadata.setdefault("labels", {})
         labels.setdefault(MANAGED_BY_LABEL, MANAGED_BY_VALUE)
         if run.run_id:
@@ -396,6 +341,56 @@ def record(executor: Executor, spec: ResourceSpec, res: ApiResource, namespace: 
     )
 
 
+# ----------------------------------------------------------------- the actions
+# Each action of the table (.actions.ACTIONS) performed: (executor, spec, kind, namespace, name, the object to
+# send when the action writes one) -> the object afterwards (None when it is gone).
+Perform = Callable[[Executor, ResourceSpec, ApiResource, str | None, str | None, Any], "dict[str, Any] | None"]
+
+
+def _get(ex: Executor, spec: ResourceSpec, res: ApiResource, ns: str | None, name: str | None, _: Any) -> dict:
+    assert name is not None
+    return ex.get(res, ns, name)
+
+
+def _create(ex: Executor, spec: ResourceSpec, res: ApiResource, ns: str | None, _n: str | None, body: Any) -> dict:
+    return ex.create(res, ns, body)
+
+
+def _apply(ex: Executor, spec: ResourceSpec, res: ApiResource, ns: str | None, _n: str | None, body: Any) -> dict:
+    return ex.apply(res, ns, body, spec.force)
+
+
+def _replace(ex: Executor, spec: ResourceSpec, res: ApiResource, ns: str | None, _n: str | None, body: Any) -> dict:
+    return ex.replace(res, ns, body)
+
+
+def _patch(ex: Executor, spec: ResourceSpec, res: ApiResource, ns: str | None, name: str | None, _: Any) -> dict:
+    assert name is not None and spec.merge_strategy is not None
+    patch_body: Any = spec.body
+    if spec.merge_strategy != MergeStrategy.JSON.value:
+        patch_body = copy.deepcopy(spec.body)
+        patch_body.get("metadata", {}).pop("namespace", None)
+    return ex.patch(res, ns, name, patch_body, spec.merge_strategy)
+
+
+def _delete(ex: Executor, spec: ResourceSpec, res: ApiResource, ns: str | None, name: str | None, _: Any) -> None:
+    assert name is not None
+    what = describe(res, ns, name)
+    deleted = ex.delete(res, ns, name, spec.propagation_policy)
+    if deleted is None:
+        log.info("%s was already gone", what)
+        return
+    log.info("deleted %s (propagationPolicy=%s)", what, spec.propagation_policy)
+    if spec.wait_for_deletion:
+        target = WaitTarget(res.collection_path(ns), name, what, res.display, ns)
+        wait_until_deleted(ex.cluster.api, target, spec.timeout, deleted)
+
+
+PERFORM: dict[str, Perform] = {
+    "get": _get, "create": _create, "apply": _apply, "replace": _replace, "patch": _patch, "delete": _delete
+}
+
+
 def run_resource(
     spec: ResourceSpec | Mapping[str, Any],
     *,
@@ -432,46 +427,22 @@ def run_resource(
     namespace = (spec.namespace or cluster.namespace) if res.namespaced else None
     if spec.namespace and not res.namespaced:
         log.info("%s is cluster-scoped; ignoring namespace %r", res.kind, spec.namespace)
-    action = spec.action
-    what = describe(res, namespace, name)
-
-    if action == Action.DELETE.value:
-        assert name is not None
-        deleted = executor.delete(res, namespace, name, spec.propagation_policy)
-        if deleted is None:
-            log.info("%s was already gone", what)
-        else:
-            log.info("deleted %s (propagationPolicy=%s)", what, spec.propagation_policy)
-            if spec.wait_for_deletion:
-                target = WaitTarget(res.collection_path(namespace), name, what, res.display, namespace)
-                wait_until_deleted(cluster.api, target, spec.timeout, deleted)
-        return StepResult(name=name, manifest=None)
-
-    if action == Action.GET.value:
-        assert name is not None
-        obj = executor.get(res, namespace, name)
-    elif action == Action.PATCH.value:
-        assert name is not None and spec.merge_strategy is not None
-        patch_body: Any = spec.body
-        if spec.merge_strategy != MergeStrategy.JSON.value:
-            patch_body = copy.deepcopy(spec.body)
-            patch_body.get("metadata", {}).pop("namespace", None)
-        obj = executor.patch(res, namespace, name, patch_body, spec.merge_strategy)
-    else:
+    action = ACTIONS[spec.action]
+    body = None
+    if action.writes_object:
         body = _prepare_body(spec, res, name, namespace, run)
         if spec.owner is not None:
             _add_owner(executor, spec, res, namespace, body)
-        if action == Action.CREATE.value:
-            obj = executor.create(res, namespace, body)
-            record(executor, spec, res, namespace, obj)
-        elif action == Action.APPLY.value:
-            obj = executor.apply(res, namespace, body, spec.force)
-            record(executor, spec, res, namespace, obj)
-        else:
-            obj = executor.replace(res, namespace, body)
+    obj = PERFORM[action.name](executor, spec, res, namespace, name, body)
+    if not action.waits:  # the object is gone
+        assert name is not None
+        return StepResult(name=name, manifest=None)
+    assert obj is not None
+    if action.creates:
+        record(executor, spec, res, namespace, obj)
     name = obj["metadata"]["name"]
     what = describe(res, namespace, name)
-    log.info("%s: %s done", what, action)
+    log.info("%s: %s done", what, action.name)
 
     if success is not None or failure is not None:
         target = WaitTarget(res.collection_path(namespace), name, what, res.display, namespace)
@@ -484,7 +455,7 @@ def run_resource(
                 log.info("%s: %s", what, reason)
 
         logs = None
-        if spec.stream_logs and action in (Action.CREATE.value, Action.APPLY.value):
+        if spec.stream_logs and action.creates:
             logs = follow_started_pods(cluster.api, obj, namespace, run.step_name or name)
         try:
             obj, reason = wait_for_conditions(

@@ -28,6 +28,7 @@ import yaml
 
 from ..manifest import LABEL_MANAGED_BY, MANAGED_BY, RUN_ID_LABEL  # noqa: F401 - RUN_ID_LABEL: for the runtime and clean-up
 from ..validation import is_model_object, sanitize, validate_dns1123_label
+from .actions import ACTIONS, option_error
 from .conditions import ConditionError, parse_conditions
 from .jsonpath import JsonPathError, validate_jsonpath
 from .spec_codec import SpecCodec
@@ -70,7 +71,7 @@ class ResourceSpecError(ValueError):
 
 
 class Action(str, enum.Enum):
-    """What a resource step does with its object (Argo's resource actions)."""
+    """What a resource step does with its object (Argo's resource actions); the rules: :data:`.actions.ACTIONS`."""
 
     GET = "get"
     CREATE = "create"
@@ -458,7 +459,7 @@ class ResourceSpec(SpecCodec):
     @property
     def output_names(self) -> tuple[str, ...]:
         """The step's outputs, in order: ``name``, ``manifest``, then the attribute outputs."""
-        if self.action == Action.DELETE.value:
+        if not ACTIONS[self.action].waits:
             return ("name",)
         extra = tuple(k for k in self.attribute_outputs if k not in RESERVED_OUTPUTS)
         return RESERVED_OUTPUTS + extra
@@ -466,6 +467,13 @@ class ResourceSpec(SpecCodec):
     def replace(self, **changes: Any) -> ResourceSpec:
         """A copy with ``changes`` applied."""
         return dataclasses.replace(self, **changes)
+
+
+def _only_with(option: str, action: Action) -> None:
+    """Raise naming ``option`` and the actions taking it, unless ``action`` does (:func:`.actions.option_error`)."""
+    error = option_error(option, action.value)
+    if error:
+        raise ResourceSpecError(error)
 
 
 def _merge_identity(
@@ -529,15 +537,12 @@ def build_resource_spec(
     step's ``resource_name`` input), so a missing name is not an error here.
     """
     act = parse_choice(action, Action, "action")
+    rules = ACTIONS[act.value]
     strategy: MergeStrategy | None = None
     if merge_strategy is not None:
         strategy = parse_choice(merge_strategy, MergeStrategy, "merge_strategy")
-        if act is not Action.PATCH:
-            raise ResourceSpecError(
-                f"merge_strategy: only used with action='patch' (got action={act.value!r}); "
-                "apply always uses server-side apply"
-            )
-    elif act is Action.PATCH:
+        _only_with("merge_strategy", act)
+    elif "merge_strategy" in rules.options:
         strategy = MergeStrategy.STRATEGIC
     is_json_patch = strategy is MergeStrategy.JSON
 
@@ -564,7 +569,7 @@ def build_resource_spec(
             "k8s_resource: a list is only allowed as JSON-patch operations (action='patch', "
             "merge_strategy='json') here; resource_step(...) takes several objects and acts on each in order"
         )
-    elif body is None and act not in (Action.GET, Action.DELETE):
+    elif body is None and rules.needs_object:
         raise ResourceSpecError(
             f"k8s_resource: required for action={act.value!r}; give a dict, YAML/JSON text, a file path "
             "or a kubernetes-client model object"
@@ -590,11 +595,7 @@ def build_resource_spec(
     if ns is not None and options.namespace is None and "{{" not in str(ns):
         validate_namespace(ns, "k8s_resource.metadata.namespace")
     if generate_name is not None:
-        if act is not Action.CREATE:
-            raise ResourceSpecError(
-                f"k8s_resource.metadata.generateName: only used with action='create' (got {act.value!r}); "
-                "give metadata.name"
-            )
+        _only_with("k8s_resource.metadata.generateName", act)
         if not isinstance(generate_name, str) or not re.fullmatch(r"[a-z0-9]([-a-z0-9.]*)?", generate_name):
             raise ResourceSpecError(
                 f"k8s_resource.metadata.generateName: {generate_name!r} is not allowed; allowed: a prefix "
@@ -603,11 +604,11 @@ def build_resource_spec(
     if name is None and generate_name is None and not name_from_input:
         raise ResourceSpecError(
             "k8s_resource.metadata.name: missing; give metadata.name"
-            + (" (or metadata.generateName)" if act is Action.CREATE else "")
+            + (" (or metadata.generateName)" if "k8s_resource.metadata.generateName" in rules.options else "")
             + ", pass resource_name=..., or bind the step's resource_name input"
         )
 
-    if act is Action.DELETE:
+    if not rules.waits:
         for value, name_of in (
             (options.success_condition, "success_condition"),
             (options.failure_condition, "failure_condition"),
@@ -615,25 +616,25 @@ def build_resource_spec(
             (options.fail_on_events, "fail_on_events"),
         ):
             if value:
-                raise ResourceSpecError(f"{name_of}: not allowed with action='delete' (a delete step has no conditions or outputs)")
+                raise ResourceSpecError(
+                    f"{name_of}: not allowed with action={act.value!r} (a {act.value} step has no conditions or outputs)"
+                )
     outputs = validate_attribute_outputs(attribute_outputs)
 
     clean = parse_choice(options.cleanup, Cleanup, "cleanup")
-    if clean is not Cleanup.NEVER and act not in (Action.CREATE, Action.APPLY):
-        raise ResourceSpecError(
-            f"cleanup: only used with action 'create' or 'apply' (objects a step creates); got action={act.value!r}"
-        )
+    if clean is not Cleanup.NEVER:
+        _only_with("cleanup", act)
     owner = normalize_owner(set_owner_reference)
-    if owner is not None and act not in (Action.CREATE, Action.APPLY):
-        raise ResourceSpecError(f"set_owner_reference: only used with action 'create' or 'apply'; got {act.value!r}")
-    if force and act is not Action.APPLY:
-        raise ResourceSpecError(f"force: only used with action='apply' (server-side apply conflicts); got {act.value!r}")
+    if owner is not None:
+        _only_with("set_owner_reference", act)
+    if force:
+        _only_with("force", act)
     if propagation_policy not in _PROPAGATION:
         raise ResourceSpecError(
             f"propagation_policy: {propagation_policy!r} is not allowed; allowed: {', '.join(_PROPAGATION)}"
         )
-    if wait_for_deletion and act is not Action.DELETE:
-        raise ResourceSpecError("wait_for_deletion: only used with action='delete'")
+    if wait_for_deletion:
+        _only_with("wait_for_deletion", act)
 
     return ResourceSpec(
         action=act.value,

@@ -68,34 +68,21 @@ def read_storage_class(executor: Executor, name: str | None) -> dict[str, Any] |
     """
     try:
         if name:
-            obj = executor.request(
-                "GET",
-                STORAGE_CLASS.object_path(None, name),
-                verb="get",
-                res=STORAGE_CLASS,
-                namespace=None,
-                what=f"StorageClass {name}",
-                missing_ok=True,
-            )
+            obj = executor.read(STORAGE_CLASS, None, name)
             if obj is None:
-                listing = executor.request(
-                    "GET", STORAGE_CLASS.collection_path(None), verb="list", res=STORAGE_CLASS, namespace=None,
-                    what="StorageClasses",
-                )
-                names = sorted(i["metadata"]["name"] for i in listing.get("items", []))
+                items = executor.list_items(STORAGE_CLASS, None, "StorageClasses")
+                names = sorted(i["metadata"]["name"] for i in items)
                 raise ResourceSpecError(
                     f"storage_class: the cluster has no StorageClass {name!r}; allowed: {', '.join(names) or 'none'}"
                 )
             return obj
-        listing = executor.request(
-            "GET", STORAGE_CLASS.collection_path(None), verb="list", res=STORAGE_CLASS, namespace=None, what="StorageClasses"
-        )
+        items = executor.list_items(STORAGE_CLASS, None, "StorageClasses")
     except ResourceSpecError:
         raise
     except ResourceStepError as exc:
         log.info("cannot read storage classes (%s); skipping the up-front checks", exc)
         return None
-    for item in listing.get("items", []):
+    for item in items:
         notes = (item.get("metadata") or {}).get("annotations") or {}
         if any(notes.get(key) == "true" for key in DEFAULT_CLASS_ANNOTATIONS):
             return item
@@ -128,15 +115,7 @@ def _source_size(executor: Executor, source: DataSource, namespace: str) -> str 
         res = executor.resolve(SNAPSHOT_API_VERSION, "VolumeSnapshot", "data_source.kind")
     else:
         res = PVC
-    obj = executor.request(
-        "GET",
-        res.object_path(namespace, source.name),
-        verb="get",
-        res=res,
-        namespace=namespace,
-        what=f"{source.kind} {namespace}/{source.name}",
-        missing_ok=True,
-    )
+    obj = executor.read(res, namespace, source.name)
     if obj is None:
         raise ResourceSpecError(f"data_source: no {source.kind} {source.name!r} in namespace {namespace!r}")
     status = obj.get("status") or {}
@@ -239,7 +218,7 @@ def run_volume(
     try:
         result = run_resource(resource, cluster=cluster, run=run)
     except ConditionFailed as exc:
-        clearer = refused_modes_message(class_name, modes, str(exc)) if "ProvisioningFailed" in str(exc) else None
+        clearer = refused_modes_message(class_name, modes, str(exc)) if exc.event_reason == "ProvisioningFailed" else None
         if clearer:
             raise ConditionFailed(clearer) from exc
         raise
@@ -270,18 +249,12 @@ def run_volume(
 def _check_snapshot_class(executor: Executor, name: str) -> None:
     res = executor.resolve(SNAPSHOT_API_VERSION, "VolumeSnapshotClass", "snapshot_class")
     try:
-        found = executor.request(
-            "GET", res.object_path(None, name), verb="get", res=res, namespace=None,
-            what=f"VolumeSnapshotClass {name}", missing_ok=True,
-        )
+        found = executor.read(res, None, name)
     except ResourceStepError as exc:
         log.info("cannot read VolumeSnapshotClass %s (%s); skipping the check", name, exc)
         return
     if found is None:
-        listing = executor.request(
-            "GET", res.collection_path(None), verb="list", res=res, namespace=None, what="VolumeSnapshotClasses"
-        )
-        names = sorted(i["metadata"]["name"] for i in listing.get("items", []))
+        names = sorted(i["metadata"]["name"] for i in executor.list_items(res, None, "VolumeSnapshotClasses"))
         raise ResourceSpecError(
             f"snapshot_class: the cluster has no VolumeSnapshotClass {name!r}; allowed: {', '.join(names) or 'none'}"
         )
@@ -325,10 +298,7 @@ def run_snapshot(
             raise ResourceSpecError(
                 "pvc, volume: the snapshot step has no source; give pvc=... or volume=... (e.g. a volume step's output)"
             )
-        source = executor.request(
-            "GET", PVC.object_path(namespace, claim), verb="get", res=PVC, namespace=namespace,
-            what=f"PersistentVolumeClaim {namespace}/{claim}", missing_ok=True,
-        )
+        source = executor.read(PVC, namespace, claim)
         if source is None:
             raise ResourceSpecError(f"pvc: no PersistentVolumeClaim {claim!r} in namespace {namespace!r}")
         if spec.snapshot_class:
