@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from zenml.models import PipelineSnapshotBase, ResourceRequestResponse, StepRunResponse
 
     from .kube import retry
+    from .kube.client import Client
     from .kube.podwatch import PodWatch
 
 logger = get_logger(__name__)
@@ -189,24 +190,11 @@ class K8sStepOperator(BaseStepOperator):
 
         return PodWatch.shared(self.api, namespace, client_of=lambda: self.api, index_label=jobs.JOB_NAME_LABEL)
 
-    def _call(self, settings: K8sStepOperatorSettings, method: str, path: str, **kwargs: Any) -> Any:
-        from kubernetes.client.exceptions import ApiException
+    def _kube(self, settings: K8sStepOperatorSettings) -> "Client":
+        """The client for this step's requests: its timeout, its retries, an RBAC denial made readable."""
+        from .kube.client import Client
 
-        from .kube import rest, retry
-        from .kube.errors import forbidden_text
-
-        try:
-            return retry.call(
-                rest.request, self.api, method, path, policy=self._policy(settings), timeout=self._timeout(settings), **kwargs
-            )
-        except ApiException as exc:
-            if exc.status == 403:
-                access = rbac.request_access(method, path, kwargs.get("query"))
-                resource = access.resource + (f"/{access.subresource}" if access.subresource else "")
-                text = forbidden_text(exc, access.verb, resource, access.namespace)
-                if text:
-                    raise PermissionError(text) from exc
-            raise
+        return Client(self.api, timeout=self._timeout(settings), policy=self._policy(settings), on_forbidden=_readable_denial)
 
     # ---------------------------------------------------------------- submit
     def submit(self, info: "StepRunInfo", entrypoint_command: List[str], environment: Dict[str, str]) -> None:
@@ -284,9 +272,7 @@ class K8sStepOperator(BaseStepOperator):
         """The per-run claim of each workspace with a ``claim_template``: created by the run's first step
         on this operator (a later step finds it: 409), recorded on that step run for
         ``cleanup_run_resources``. Returns workspace name -> claim name."""
-        from kubernetes.client.exceptions import ApiException
-
-        from .kube.errors import api_message
+        from .kube.errors import AlreadyExists, ApiError
 
         claims: Dict[str, str] = {}
         namespace = self._namespace(settings)
@@ -298,13 +284,13 @@ class K8sStepOperator(BaseStepOperator):
                                      {manifest.ANNOTATION_RUN: identity.run_name})
             path = f"/api/v1/namespaces/{namespace}/persistentvolumeclaims"
             try:
-                created = self._call(settings, "POST", path, body=claim)
-            except ApiException as exc:
-                if exc.status != 409:
-                    raise ValueError(
-                        f"workspaces[{ws!r}].claim_template: cannot create the run's claim {namespace}/{name}: "
-                        f"{api_message(exc)}"
-                    ) from exc
+                created = self._kube(settings).create(path, claim, retry=True)
+            except AlreadyExists:
+                pass  # an earlier step of the run created it
+            except ApiError as exc:
+                raise ValueError(
+                    f"workspaces[{ws!r}].claim_template: cannot create the run's claim {namespace}/{name}: {exc.message}"
+                ) from exc
             else:
                 logger.info("Run `%s`: created claim %s/%s for workspace `%s`", identity.run_name, namespace, name, ws)
                 _record_run_claim(info, created, f"{path}/{name}", _has_cleanup_hook(info))
@@ -361,9 +347,7 @@ class K8sStepOperator(BaseStepOperator):
     def _dry_run(
         self, name: str, step: Any, settings: K8sStepOperatorSettings, user: User, pipeline: str
     ) -> List[preflight.Finding]:
-        from kubernetes.client.exceptions import ApiException
-
-        from .kube.errors import api_message
+        from .kube.errors import ApiError
 
         identity = manifest.StepIdentity(
             run_name="preflight", pipeline_name=pipeline, step_name=name,
@@ -391,17 +375,16 @@ class K8sStepOperator(BaseStepOperator):
             ws: mounts.run_claim(ws, settings.workspaces[ws], PREFLIGHT_CLAIM, objects.namespace, {}, {})
             for ws in mounts.templated(settings.workspaces)
         }
-        dry = {"dryRun": "All"}
-        requests = dry_run_requests(objects, settings, run_claims)
-        for kind, path, body in requests:
+        kube = self._kube(settings)
+        for kind, path, body in dry_run_requests(objects, settings, run_claims):
             try:
-                self._call(settings, "POST", path, body=body, query=dry)
+                kube.create(path, body, dry_run=True, retry=True)
             except PermissionError as exc:
                 return [preflight.Finding(name, "permissions", str(exc))]
-            except ApiException as exc:
+            except ApiError as exc:
                 if kind == "PersistentVolumeClaim":
-                    why = api_message(exc)
-                    return [preflight.Finding(name, "workspaces.claim_template", f"the API server refuses the claim: {why}")]
+                    return [preflight.Finding(name, "workspaces.claim_template",
+                                              f"the API server refuses the claim: {exc.message}")]
                 return preflight.refusal(name, kind, objects.pod, status_body(exc.body, exc.reason), exc.status or 0)
         return []
 
@@ -444,12 +427,14 @@ class K8sStepOperator(BaseStepOperator):
 
     def _dry_run_pod(self, settings: K8sStepOperatorSettings, pod: dict, job: dict) -> None:
         """POST the pod with ``dryRun=All``; a refusal is a ValueError naming the step and setting."""
-        from kubernetes.client.exceptions import ApiException
+        from .kube.errors import ApiError
 
         namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
         try:
-            self._call(settings, "POST", f"/api/v1/namespaces/{namespace}/pods", body=pod, query={"dryRun": "All"})
-        except ApiException as exc:
+            self._kube(settings).create(f"/api/v1/namespaces/{namespace}/pods", pod, dry_run=True, retry=True)
+        except PermissionError:
+            raise
+        except ApiError as exc:
             step = job["metadata"].get("annotations", {}).get(manifest.ANNOTATION_ZENML_STEP_NAME, name)
             found = preflight.refusal(step, "Pod", pod, status_body(exc.body, exc.reason), exc.status or 0)
             raise ValueError("; ".join(f.line() for f in found)) from exc
@@ -473,10 +458,11 @@ class K8sStepOperator(BaseStepOperator):
         jobs_path = f"/apis/batch/v1/namespaces/{namespace}/jobs"
         if dry_run:
             self._dry_run_pod(settings, pod, job)
-        created = self._call(settings, "POST", jobs_path, body=job)
+        kube = self._kube(settings)
+        created = kube.create(jobs_path, job, retry=True)
         try:
             for _kind, path, body in dependents(created, secret, settings.pod_count):
-                self._call(settings, "POST", path, body=body)
+                kube.create(path, body, retry=True)
         except BaseException:
             self._delete(settings, f"{jobs_path}/{name}")
             raise
@@ -484,16 +470,13 @@ class K8sStepOperator(BaseStepOperator):
 
     def _delete(self, settings: K8sStepOperatorSettings, path: str, propagation: str = "Background") -> bool:
         """DELETE, ignoring not-found; True when something was deleted."""
-        from kubernetes.client.exceptions import ApiException
+        from .kube.errors import NotFound
 
-        body: Dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation}
         try:
-            self._call(settings, "DELETE", path, body=body)
+            self._kube(settings).delete(path, propagation=propagation)
             return True
-        except ApiException as exc:
-            if exc.status == 404:
-                return False
-            raise
+        except NotFound:
+            return False
 
     # --------------------------------------------------------------- locate
     def _locate(self, step_run: "StepRunResponse") -> Optional[Submission]:
@@ -504,11 +487,9 @@ class K8sStepOperator(BaseStepOperator):
         settings = self._settings(step_run)
         namespace = self._namespace(settings)
         self._watch(namespace)
-        found = self._call(
-            settings, "GET", f"/apis/batch/v1/namespaces/{namespace}/jobs",
-            query={"labelSelector": job_selector(str(step_run.id))},
+        items, _ = self._kube(settings).list(
+            f"/apis/batch/v1/namespaces/{namespace}/jobs", {"labelSelector": job_selector(str(step_run.id))}
         )
-        items = found.get("items") or []
         if not items:
             return None
         sub = from_job(items[0], step_run.name, settings, _now())
@@ -640,18 +621,11 @@ class K8sStepOperator(BaseStepOperator):
             from .kube.logs import TAIL_LINES
 
             try:
-                resp = self._call(
-                    sub.settings, "GET", f"/api/v1/namespaces/{sub.namespace}/pods/{pod_name}/log",
-                    query={"container": container, "tailLines": TAIL_LINES}, stream=True,
-                )
-                try:
-                    text = resp.data.decode("utf-8", errors="replace")
-                finally:
-                    resp.release_conn()
+                read = self._kube(sub.settings).log_lines(sub.namespace, pod_name, container=container, tail_lines=TAIL_LINES)
+                lines = [line.decode("utf-8", errors="replace") for line in read]
             except Exception as exc:  # noqa: BLE001 - the reason stands without them
                 logger.debug("could not read the last lines of %s/%s: %s", pod_name, container, exc)
                 return ""
-            lines = text.splitlines()
         if not lines:
             return ""
         return f"\nlast lines of container '{container}':\n" + "\n".join(f"  {line}" for line in lines)
@@ -698,6 +672,14 @@ class K8sStepOperator(BaseStepOperator):
         self._delete(sub.settings, removal_path(sub, keep_pods))
         for follower in sub.logs.values():
             follower.stop()
+
+
+def _readable_denial(exc: Any, method: str, path: str, query: Optional[Dict[str, Any]]) -> Optional[PermissionError]:
+    """An RBAC denial as a PermissionError naming the verb, resource and namespace to grant."""
+    access = rbac.request_access(method, path, query)
+    resource = access.resource + (f"/{access.subresource}" if access.subresource else "")
+    text = exc.rbac_text(access.verb, resource, access.namespace)
+    return PermissionError(text) if text else None
 
 
 def _active_user() -> User:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from kubernetes.client import V1ConfigMapVolumeSource, V1Volume
 
@@ -204,15 +206,24 @@ def test_the_run_claim_is_created_once_per_run_and_recorded(mocker):
     )
     posted = []
 
-    def call(_settings, method, path, body=None, **_):
+    def refusal(status: int, reason: str) -> ApiException:
+        exc = ApiException(status=status, reason=reason)
+        exc.body = json.dumps({"kind": "Status", "status": "Failure", "reason": reason, "code": status,
+                               "message": f"{reason.lower()}"})
+        return exc
+
+    def request(_api, method, path, query=None, body=None, **_):  # the API server, as the transport sees it
         posted.append((method, path, body))
         if len(posted) == 2:
-            raise ApiException(status=409, reason="AlreadyExists")
+            raise refusal(409, "AlreadyExists")
         if len(posted) == 3:
-            raise ApiException(status=403, reason="Forbidden")
+            raise refusal(403, "Forbidden")
         return {**body, "metadata": {**body["metadata"], "uid": "u-1"}}
 
-    mocker.patch.object(operator, "_call", side_effect=call)
+    from k8s_step_operator.kube import rest
+
+    mocker.patch.object(rest, "request", side_effect=request)
+    mocker.patch.object(step_operator.K8sStepOperator, "api", new=object())
     record = mocker.patch.object(step_operator, "_record_run_claim")
     mocker.patch.object(step_operator, "_has_cleanup_hook", return_value=True)
     settings = K8sStepOperatorSettings(workspaces={"ws": {"claim_template": TEMPLATE}, "fixed": {"claim": "data"}})

@@ -10,10 +10,6 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "k8s_step_operator"
 
-# The step operator is being rewritten onto kube.client; until then it still sends requests with rest.request
-# and compares exc.status (its errors are the typed ones, so both keep working). The one temporary exception:
-# delete it from here once step_operator.py no longer matches.
-PENDING = {"step_operator.py"}
 # `exc.status == 404`, `exc.status in (400, 404)`, `getattr(exc, "status", None) != 403`, ...
 NUMERIC_STATUS = r"\bstatus\b[^\n=!<>]{0,12}?(?:==|!=|<=|>=|\bnot in\b|\bin\b)\s*[\[({]?\s*\d{3}\b"
 
@@ -39,7 +35,7 @@ def test_only_the_rest_module_calls_the_api_client() -> None:
 
 
 def test_only_the_client_builds_requests() -> None:
-    assert _users(r"\brest\.request\b|\brest import\b[^\n]*\brequest\b|\brest\.iter_lines\b") - PENDING == {
+    assert _users(r"\brest\.request\b|\brest import\b[^\n]*\brequest\b|\brest\.iter_lines\b") == {
         "kube/client.py"
     }
 
@@ -50,7 +46,7 @@ def test_only_the_reflector_opens_watches() -> None:
 
 
 def test_errors_are_told_apart_by_class_outside_kube() -> None:
-    assert _outside_kube(NUMERIC_STATUS) <= PENDING
+    assert _outside_kube(NUMERIC_STATUS) == set()
     by_text = r"\bin str\((?:exc|err|error|e)\)|[\"']HTTP \d{3}[\"'] in\b|(?:not found|already exists)[\"'] in\b"
     assert _users(by_text) == set()
 

@@ -16,7 +16,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from . import content_types, rest, retry
-from .errors import from_api_exception
+from .errors import Forbidden, from_api_exception
 
 __all__ = ["APPLY_CONTENT_TYPE", "PATCH_CONTENT_TYPES", "Client"]
 
@@ -29,11 +29,14 @@ class Client:
     """Requests to one API server: ``timeout`` (seconds, or (connect, read)) per request, ``policy`` for retries."""
 
     def __init__(
-        self, api: k8s.ApiClient, *, timeout: Any = 30.0, policy: retry.RetryPolicy | None = retry.DEFAULT
+        self, api: k8s.ApiClient, *, timeout: Any = 30.0, policy: retry.RetryPolicy | None = retry.DEFAULT,
+        on_forbidden: Callable[[Forbidden, str, str, dict[str, Any] | None], Exception | None] | None = None,
     ) -> None:
         self.api = api
         self.timeout = timeout
         self.policy = policy
+        # a caller's own wording of a denial (method, path, query in hand): the error raised instead, or None
+        self.on_forbidden = on_forbidden
 
     # ------------------------------------------------------------------ plumbing
     def _typed(self, send: Callable[[], T]) -> T:
@@ -59,9 +62,15 @@ class Client:
                 )
             )
 
-        if self.policy is None or not retry_it:
-            return once()
-        return retry.run(once, self.policy)
+        try:
+            if self.policy is None or not retry_it:
+                return once()
+            return retry.run(once, self.policy)
+        except Forbidden as exc:
+            instead = self.on_forbidden(exc, method, path, query) if self.on_forbidden else None
+            if instead is not None:
+                raise instead from exc
+            raise
 
     # --------------------------------------------------------------------- verbs
     def get(self, path: str, query: dict[str, Any] | None = None, *, retry: bool = True) -> Any:
@@ -127,13 +136,16 @@ class Client:
         follow: bool = False,
         timestamps: bool = False,
         since_time: str | None = None,
+        tail_lines: int | None = None,
         connect_timeout: float = 10,
     ) -> Iterator[bytes]:
-        """A container's log, line by line as it comes (``follow``: until the container ends).
+        """A container's log, line by line as it comes (``follow``: until the container ends; ``tail_lines``:
+        only the last ones).
 
         The request is sent at once (a refusal raises here); the read has no timeout.
         """
-        query = {"container": container, "follow": follow, "timestamps": timestamps, "sinceTime": since_time}
+        query = {"container": container, "follow": follow, "timestamps": timestamps, "sinceTime": since_time,
+                 "tailLines": tail_lines}
         path = f"/api/v1/namespaces/{namespace}/pods/{pod}/log"
         resp = self._typed(
             lambda: rest.request(self.api, "GET", path, query, timeout=(connect_timeout, None), stream=True)
