@@ -325,9 +325,12 @@ def scale(p: dict) -> dict:
     rss_end = rss.stop()
     peaks = gauges.stop()
     rows = requests.rows(mark)
+    followers = _followers(op, steps) if console is not None else None
     for s in steps:
         op.cleanup_step_submission(s["step_run"])
     logs = console.uninstall().check([s["name"] for s in steps]) if console is not None else None
+    if logs is not None:
+        logs["followers"] = followers
     left = _left_behind(admin, p["namespace"])
 
     detections, to_event, to_return = [], [], []
@@ -412,16 +415,35 @@ class _Console:
 
         seen: dict[str, list[str]] = {n: [] for n in names}
         foreign = 0
+        other: list[str] = []
         for line in self.lines:
             m = re.match(r"^\[(scale\d+)\] token-(scale\d+) (start|done)$", line)
             if not m:
+                other.append(line)
                 continue
             if m.group(1) != m.group(2) or m.group(1) not in seen:
                 foreign += 1
                 continue
             seen[m.group(1)].append(m.group(3))
         complete = sum(1 for lines in seen.values() if lines == ["start", "done"])
-        return {"steps_with_exactly_their_two_lines": complete, "steps": len(names), "foreign_lines": foreign}
+        return {"steps_with_exactly_their_two_lines": complete, "steps": len(names), "foreign_lines": foreign,
+                "steps_missing_lines": sum(1 for lines in seen.values() if len(lines) < 2),
+                "steps_with_repeated_lines": sum(1 for lines in seen.values() if len(lines) > 2),
+                "other_lines": len(other), "other_sample": other[:5],
+                "missing_sample": {n: lines for n, lines in seen.items() if len(lines) < 2}.__repr__()[:400]}
+
+
+def _followers(op: Any, steps: list[dict]) -> dict:
+    """Our log followers as the waits left them (before clean-up): how many, ended, lines read, reconnects."""
+    subs = [op._known.get(str(s["step_run"].id)) for s in steps]
+    follows = [f for sub in subs if sub is not None for f in sub.logs.values()]
+    return {
+        "steps_without_follower": sum(1 for sub in subs if sub is None or not sub.logs),
+        "followers": len(follows),
+        "ended": sum(1 for f in follows if f._done.is_set()),
+        "lines": sum(f.lines for f in follows),
+        "reconnects": sum(f.reconnects for f in follows),
+    }
 
 
 def _left_behind(admin: Admin, namespace: str, timeout: float = 120.0) -> dict:
