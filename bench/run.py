@@ -287,7 +287,7 @@ def section_e2e(b: Bench) -> dict:
                 [
                     sys.executable, "pipeline_driver.py", "--stack", f"stack-{names[kind]}", "--operator", names[kind],
                     "--kind", kind, "--steps", str(p["steps_per_run"]), "--seconds", str(p["step_seconds"]),
-                    "--out", str(out), "--markers", str(state / "markers"),
+                    "--out", str(out), "--markers", str(b.tmp / "zenml-e2e" / "markers"),
                 ],
                 label, 1800, cwd=root, env=env,
             )
@@ -399,6 +399,26 @@ RUNNERS: dict[str, Callable[[Bench], dict]] = {
 
 
 # ------------------------------------------------------------------------- machine, versions
+INOTIFY = Path("/proc/sys/fs/inotify/max_user_instances")
+INOTIFY_FOR_RUN = 8192
+
+
+def raise_inotify_instances() -> dict:
+    """A kubelet follows each container log with an inotify instance, and this machine allows 128 per user:
+    with more log streams than that at once the kubelet breaks streams off ("failed to create fsnotify
+    watcher: too many open files"). kind's documentation has clusters raise the limit; the run does, and
+    puts it back at the end."""
+    before = int(INOTIFY.read_text())
+    if before < INOTIFY_FOR_RUN:
+        INOTIFY.write_text(str(INOTIFY_FOR_RUN))
+    return {"before": before, "during": max(before, INOTIFY_FOR_RUN)}
+
+
+def restore_inotify_instances(inotify: dict) -> None:
+    if inotify["before"] < INOTIFY_FOR_RUN:
+        INOTIFY.write_text(str(inotify["before"]))
+
+
 def machine() -> dict:
     mem_kib = 0
     with open("/proc/meminfo") as fh:
@@ -522,6 +542,8 @@ def main(argv: list[str] | None = None) -> int:
     from k8sso_localcluster.controlplane import LocalCluster
 
     print(f"k8sbench: tmp {tmp}; starting the local cluster", flush=True)
+    inotify = raise_inotify_instances()
+    data["machine"]["inotify_max_user_instances"] = inotify
     try:
         with LocalCluster(nodes=bench_nodes(max(b.plan["scale"]["n"]) if "scale" in sections else 1)) as cluster:
             b.cluster = cluster
@@ -542,6 +564,7 @@ def main(argv: list[str] | None = None) -> int:
         b.kill_child()
         data["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         data["machine"]["load_average_end"] = os.getloadavg()
+        restore_inotify_instances(inotify)
         write(out_dir, data)
         clean_app(app_existed)
         if args.keep_tmp:

@@ -17,11 +17,12 @@ The ``kubernetes`` flavor is ZenML's built-in one: it is in the store even thoug
 integration's requirement pin (``kubernetes<26``) is not met here, and registering and
 instantiating it works without installing anything; its code runs with our client.
 
-Its pods run on this machine but get only ZenML's step environment, so their ZenML would
-look for the local artifact store (where the code archive is) under the default config
-directory. The component's ``environment`` (ZenML puts component env values into every
-step's environment) gives them this run's ``ZENML_CONFIG_PATH`` -- what our operator's
-``local=True`` does by itself.
+Its pods run on this machine's nodes but get only ZenML's step environment and their
+image's files, so their ZenML would look for the local artifact store (where the code
+archive is) under the default config directory of an empty container. The component's
+``environment`` (ZenML puts component env values into every step's environment) gives them
+this run's ``ZENML_CONFIG_PATH``, and its ``pod_settings`` mount that directory from the
+host -- what our operator's ``local=True`` does by itself.
 """
 
 from __future__ import annotations
@@ -34,6 +35,16 @@ OPERATORS = {
     "builtin": "bench-builtin",
     "subprocess": "bench-subprocess",
 }
+
+
+def _host_dir(path: str) -> dict:
+    """Pod settings mounting this machine's ``path`` at the same path: on real nodes a pod sees the ZenML
+    config directory (the local store, artifact store and code archive, the steps' timing notes) only
+    so -- what our operator's ``local=True`` does by itself."""
+    return {
+        "volumes": [{"name": "zenml-config", "hostPath": {"path": path, "type": "Directory"}}],
+        "volume_mounts": [{"name": "zenml-config", "mountPath": path}],
+    }
 
 
 def main(root: str, namespace: str, kubeconfig: str) -> int:
@@ -51,7 +62,8 @@ def main(root: str, namespace: str, kubeconfig: str) -> int:
     )
     configs = {
         "k8s": ("k8s", {"kubernetes_namespace": namespace, "kubeconfig": kubeconfig, "local": True}),
-        "builtin": ("kubernetes", {"kubernetes_namespace": namespace, "kubernetes_context": CONTEXT}),
+        "builtin": ("kubernetes", {"kubernetes_namespace": namespace, "kubernetes_context": CONTEXT,
+                                   "pod_settings": _host_dir(GlobalConfiguration().config_directory)}),
         "subprocess": ("bench-subprocess", {}),
     }
     environments = {"builtin": {"ZENML_CONFIG_PATH": GlobalConfiguration().config_directory}}

@@ -40,3 +40,24 @@ def test_reconnect_skips_already_printed_lines(mocker):
     assert seen == ["a", "b", "c", "d"]
     assert calls == [None, "2026-01-01T00:00:01Z"]
     assert follower.reconnects == 1
+
+
+def test_a_stream_the_kubelet_breaks_off_with_its_own_message_is_resumed_not_printed(mocker):
+    """Seen with 500 steps on a node at its inotify limit: the kubelet ends the follow with a line of its own."""
+    lines = ["2026-01-01T00:00:01.000000001Z token start", "2026-01-01T00:00:09.000000001Z token done"]
+    calls = []
+
+    def fake_request(api, method, path, query, timeout=None, stream=False):
+        calls.append(query.get("sinceTime"))
+        if len(calls) == 1:
+            return FakeResp([lines[0], "failed to create fsnotify watcher: too many open files"])
+        return FakeResp(lines)  # from the last second: the first line again (skipped), then the rest
+
+    mocker.patch("k8s_step_operator.kube.rest.request", side_effect=fake_request)
+    mocker.patch("k8s_step_operator.kube.logs.threading.Event.wait", return_value=False)
+    seen = []
+    follower = LogFollower(None, "ns", "pod", "main", seen.append)
+    follower._run()
+    assert seen == ["token start", "token done"]
+    assert calls == [None, "2026-01-01T00:00:01Z"]
+    assert follower.reconnects == 1 and "too many open files" in follower.broken

@@ -4,12 +4,18 @@ Lines are requested with ``timestamps=true``; after a drop we ask again from
 the last timestamp (the API rounds ``sinceTime`` down to seconds) and skip what
 was already printed: every line at or before the last printed timestamp, with
 a count for several lines sharing that exact timestamp.
+
+A line without a timestamp is not the container's: it is the kubelet giving up on
+the stream and saying why in it (``failed to create fsnotify watcher: too many open
+files`` when a node follows more logs than its inotify limit allows). It is not
+printed; the stream is resumed as after a drop.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import threading
 from collections import deque
 from typing import Callable
@@ -21,6 +27,11 @@ from .errors import BadRequest, NotFound
 
 log = logging.getLogger(__name__)
 TAIL_LINES = 10
+_STAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
+
+
+class StreamBroken(Exception):
+    """The kubelet ended a log stream with its own message instead of the container's lines."""
 
 
 def split_timestamp(line: str) -> tuple[str, str]:
@@ -56,6 +67,7 @@ class LogFollower:
         self.lines = 0
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)  # the last lines, for a failure's reason
         self.reconnects = 0
+        self.broken = ""  # the kubelet's last message when it broke the stream off
         self._last: tuple[str, int] | None = None
         self._same_stamp = 0
         self._skip = 0
@@ -114,7 +126,10 @@ class LogFollower:
                     for raw in lines:
                         if self._stop.is_set():
                             return
-                        stamp, text = split_timestamp(raw.decode("utf-8", errors="replace"))
+                        line = raw.decode("utf-8", errors="replace")
+                        stamp, text = split_timestamp(line)
+                        if not _STAMP.fullmatch(stamp):
+                            raise StreamBroken(line.strip())
                         if self._accept(stamp):
                             self.lines += 1
                             self.tail.append(text)
@@ -129,10 +144,20 @@ class LogFollower:
                         return
                     self.reconnects += 1
                     self._stop.wait(min(0.2 * attempts, 2.0))
+                except StreamBroken as exc:
+                    log.debug("the kubelet broke off the log stream of %s/%s: %s", self.pod, self.container, exc)
+                    self.broken = str(exc)
+                    self.reconnects += 1
+                    self._stop.wait(min(0.2 * attempts, 2.0))
                 except Exception as exc:  # noqa: BLE001 - other refusals and transport errors: resume
                     log.debug("log stream of %s dropped: %s", self.pod, exc)
                     self.reconnects += 1
                     self._stop.wait(min(0.2 * attempts, 2.0))
+            if not self._stop.is_set():
+                log.warning(
+                    "gave up following the log of %s/%s after %d attempts%s; read it with kubectl logs while the pod exists",
+                    self.pod, self.container, attempts, f" (the kubelet said: {self.broken})" if self.broken else "",
+                )
         finally:
             self._done.set()
 
