@@ -193,11 +193,20 @@ def _fatal_waiting(pod: dict[str, Any], fatal: Iterable[str], own_secrets: Itera
     return None
 
 
+# The kubelet could not read a Secret or ConfigMap in time (its watch of it had not synced, e.g. with
+# hundreds of pods starting at once); it retries the container on its next sync.
+_TRANSIENT_CONFIG = ("failed to sync secret cache", "failed to sync configmap cache")
+
+
 def _awaits(waiting: Mapping[str, Any], own_secrets: Iterable[str]) -> bool:
-    """A container that could not be configured because one of the step's own Secrets was not there
-    yet: the kubelet reached it before the operator's POST of the Secret landed, and retries it."""
-    return waiting.get("reason") == CONFIG_ERROR and any(
-        str(waiting.get("message") or "").strip() == f'secret "{name}" not found' for name in own_secrets
+    """A container that could not be configured yet, for a reason the kubelet's retry mends: one of the
+    step's own Secrets not there yet (the kubelet reached it before the operator's POST of the Secret
+    landed), or the kubelet's cache of a Secret or ConfigMap not synced in time."""
+    if waiting.get("reason") != CONFIG_ERROR:
+        return False
+    message = str(waiting.get("message") or "").strip()
+    return any(marker in message for marker in _TRANSIENT_CONFIG) or any(
+        message == f'secret "{name}" not found' for name in own_secrets
     )
 
 

@@ -88,6 +88,12 @@ def test_a_container_waiting_for_the_steps_own_secret_is_not_failed() -> None:
     assert verdict.phase is pod_status.Phase.PENDING
 
 
+def test_a_kubelet_whose_secret_cache_has_not_synced_yet_is_waited_for() -> None:
+    sub = submission.Submission("ml", "j", "s", K8sStepOperatorSettings(), NOW)
+    message = "failed to sync secret cache: timed out waiting for the condition"
+    assert submission.judge(sub, [(_waiting(message), False)], []).phase is pod_status.Phase.PENDING
+
+
 def test_a_container_missing_any_other_secret_fails_at_once() -> None:
     sub = submission.Submission("ml", "j", "s", K8sStepOperatorSettings(), NOW)
     verdict = submission.judge(sub, [(_waiting('secret "db-password" not found'), False)], [])
