@@ -713,7 +713,9 @@ class K8sStepOperatorSettings(BaseSettings):
         default=list(DEFAULT_FAIL_ON_CONTAINER_WAITING_REASONS),
         description="Container waiting reasons that fail the step at once; "
         "a pull error the registry may mend (429, timeout, connection "
-        "refused) is retried within `startup_timeout` instead.",
+        "refused), and a configuration error the kubelet mends (its Secret "
+        "or ConfigMap cache not synced yet; the step's own environment "
+        "Secret not there yet) are retried within `startup_timeout` instead.",
     )
     api_request_timeout: Optional[PositiveInt] = Field(
         default=None,

@@ -152,24 +152,23 @@ def test_a_kubelet_faster_than_the_secrets_post_waits_for_it_and_the_step_runs(d
     """The Job runs at once and its Secret follows. Here the Secret's POST is held back until the real
     kubelet has tried to configure the container without it (CreateContainerConfigError, which fails a
     step by default): the step must not fail for it, and must run once the Secret exists."""
-    from k8s_step_operator.step_operator import K8sStepOperator
+    from k8s_step_operator.kube.client import Client
 
     step = drill.step("late_secret", "import os\nprint('env', os.environ['DRILL_STEP'], flush=True)")
-    real_call = K8sStepOperator._call
-    seen: dict[str, float] = {}
+    real_create = Client.create
+    seen: dict[str, object] = {}
 
-    def held_back(self, settings, method, path, **kwargs):
-        if method == "POST" and path.endswith("/secrets") and not (kwargs.get("query") or {}).get("dryRun"):
+    def held_back(self, path, body, *, dry_run=False, retry=False):
+        if path.endswith("/secrets") and not dry_run:
             def config_error() -> bool:
                 statuses = drill.pod(step).status.container_statuses or []
                 return any(cs.state.waiting and cs.state.waiting.reason == "CreateContainerConfigError" for cs in statuses)
 
             wait_until(config_error, 90, "the kubelet reporting CreateContainerConfigError")
-            seen["status"] = self.get_status(step.run)  # judged while the Secret is missing: not a failure
-            seen["posted"] = time.time()
-        return real_call(self, settings, method, path, **kwargs)
+            seen["status"] = drill.operator.get_status(step.run)  # judged while the Secret is missing: not a failure
+        return real_create(self, path, body, dry_run=dry_run, retry=retry)
 
-    drill.mocker.patch.object(K8sStepOperator, "_call", held_back)
+    drill.mocker.patch.object(Client, "create", held_back)
     drill.submit(step)
     assert seen["status"] is ExecutionStatus.PROVISIONING
     assert drill.wait(step, 120) is ExecutionStatus.COMPLETED
