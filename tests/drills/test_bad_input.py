@@ -234,7 +234,9 @@ def inventory(api: client.ApiClient, namespace: str) -> dict[str, list[str]]:
         "pods": sorted(o.metadata.name for o in core.list_namespaced_pod(namespace).items),
         "jobs": sorted(o.metadata.name for o in client.BatchV1Api(api).list_namespaced_job(namespace).items),
         "secrets": sorted(o.metadata.name for o in core.list_namespaced_secret(namespace).items),
-        "configmaps": sorted(o.metadata.name for o in core.list_namespaced_config_map(namespace).items),
+        # kube-root-ca.crt: the controller-manager's own, put into every namespace some time after it is made
+        "configmaps": sorted(o.metadata.name for o in core.list_namespaced_config_map(namespace).items
+                             if o.metadata.name != "kube-root-ca.crt"),
         "pvcs": sorted(o.metadata.name for o in core.list_namespaced_persistent_volume_claim(namespace).items),
         "volumesnapshots": sorted(o["metadata"]["name"] for o in snapshots["items"]),
         "persistentvolumes": sorted(o.metadata.name for o in core.list_persistent_volume().items),
