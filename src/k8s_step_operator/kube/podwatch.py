@@ -293,49 +293,15 @@ class PodWatch:
         event (e.g. a startup deadline). Returns None on ``timeout``.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        if job is not None:
-            return self._wait_for_job(job, judge, deadline, tick)
-        with self._cond:  # re-entrant: judge() may call select()
-            while not self._stop.is_set():
-                if self._synced:
-                    verdict = judge()
-                    if verdict is not None:
-                        return verdict
-                wait = None if deadline is None else deadline - time.monotonic()
-                if wait is not None and wait <= 0:
-                    return None
-                if tick is not None:
-                    due = tick()
-                    if due is not None:
-                        until = (due - dt.datetime.now(dt.timezone.utc)).total_seconds() + 0.05
-                        wait = max(0.0, until) if wait is None else min(wait, max(0.0, until))
-                self._cond.wait(wait)
-        return None
-
-    def _wait_for_job(
-        self, job: str, judge: Callable[[], T | None], deadline: float | None,
-        tick: Callable[[], dt.datetime | None] | None,
-    ) -> T | None:
+        if job is None:
+            with self._cond:  # re-entrant: judge() may call select()
+                return self._judge_until(judge, deadline, tick, self._cond.wait)
         woken = threading.Event()
         with self._cond:
             self._waiters.setdefault(job, set()).add(woken)
         try:
-            while not self._stop.is_set():
-                woken.clear()  # before judging: a change from now on wakes the next round
-                if self._synced:
-                    verdict = judge()
-                    if verdict is not None:
-                        return verdict
-                wait = None if deadline is None else deadline - time.monotonic()
-                if wait is not None and wait <= 0:
-                    return None
-                if tick is not None:
-                    due = tick()
-                    if due is not None:
-                        until = (due - dt.datetime.now(dt.timezone.utc)).total_seconds() + 0.05
-                        wait = max(0.0, until) if wait is None else min(wait, max(0.0, until))
-                woken.wait(wait)
-            return None
+            # clear before judging: a change from then on wakes the next round
+            return self._judge_until(judge, deadline, tick, woken.wait, before=woken.clear)
         finally:
             with self._cond:
                 waiting = self._waiters.get(job)
@@ -343,6 +309,30 @@ class PodWatch:
                     waiting.discard(woken)
                     if not waiting:
                         del self._waiters[job]
+
+    def _judge_until(
+        self, judge: Callable[[], T | None], deadline: float | None, tick: Callable[[], dt.datetime | None] | None,
+        sleep: Callable[[float | None], object], before: Callable[[], None] | None = None,
+    ) -> T | None:
+        """The waiting loop of :meth:`wait_for`: judge, then ``sleep`` until woken, the next ``tick`` or the
+        deadline (None once it has passed, or when the watch is closed)."""
+        while not self._stop.is_set():
+            if before is not None:
+                before()
+            if self._synced:
+                verdict = judge()
+                if verdict is not None:
+                    return verdict
+            wait = None if deadline is None else deadline - time.monotonic()
+            if wait is not None and wait <= 0:
+                return None
+            if tick is not None:
+                due = tick()
+                if due is not None:
+                    until = (due - dt.datetime.now(dt.timezone.utc)).total_seconds() + 0.05
+                    wait = max(0.0, until) if wait is None else min(wait, max(0.0, until))
+            sleep(wait)
+        return None
 
 
 def _about(event: dict) -> tuple[str, str]:
