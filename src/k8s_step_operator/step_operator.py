@@ -42,7 +42,6 @@ from .submission import (
     local_problems,
     next_deadline,
     removal_path,
-    status_body,
     unknown_settings,
 )
 
@@ -233,14 +232,12 @@ class K8sStepOperator(BaseStepOperator):
         volumes = resolve_pvolumes(info, settings.pvolumes) + mounts.workspace_mounts(
             settings.workspaces, run_claims, identity.run_name, identity.step_name
         )
-        objects = self._objects(
-            settings, identity, info.get_image(key=IMAGE_KEY), list(entrypoint_command), environment, volumes,
-            _active_user(),
-        )
+        image = info.get_image(key=IMAGE_KEY)
+        objects = self._objects(settings, identity, image, list(entrypoint_command), environment, volumes, _active_user())
         self._watch(objects.namespace)  # start watching before the pods exist
-        if self._preflight_key(step, settings) not in self._preflight_passed:
-            self._admit(f"{objects.namespace}\0{info.get_image(key=IMAGE_KEY)}\0{settings.model_dump_json()}",
-                        settings, objects)
+        dumped = settings.model_dump_json()
+        if self._preflight_key(step, dumped) not in self._preflight_passed:
+            self._admit(f"{objects.namespace}\0{image}\0{dumped}", settings, objects)
         created = self.create_job(settings, objects.pod, objects.job, objects.secret, dry_run=False)
         self._known[identity.step_run_id] = Submission(
             objects.namespace, objects.name, identity.step_name, settings,
@@ -313,7 +310,7 @@ class K8sStepOperator(BaseStepOperator):
             settings = self._settings(step)
             if not settings.preflight:
                 continue
-            key = self._preflight_key(name, settings)
+            key = self._preflight_key(name, settings.model_dump_json())
             if key in self._preflight_passed:
                 continue
             found = local_problems(name, settings, step.config.command is not None)
@@ -340,9 +337,10 @@ class K8sStepOperator(BaseStepOperator):
             raise ValueError(preflight.render(self.name, findings, len(steps)))
 
     @staticmethod
-    def _preflight_key(step: str, settings: K8sStepOperatorSettings) -> str:
-        """A step with these exact settings passed the preflight: its submission needs no dry run."""
-        return f"{step}\0{settings.model_dump_json()}"
+    def _preflight_key(step: str, settings_json: str) -> str:
+        """A step with these exact settings (``model_dump_json``) passed the preflight: its submission
+        needs no dry run."""
+        return f"{step}\0{settings_json}"
 
     def _dry_run(
         self, name: str, step: Any, settings: K8sStepOperatorSettings, user: User, pipeline: str
@@ -385,7 +383,7 @@ class K8sStepOperator(BaseStepOperator):
                 if kind == "PersistentVolumeClaim":
                     return [preflight.Finding(name, "workspaces.claim_template",
                                               f"the API server refuses the claim: {exc.message}")]
-                return preflight.refusal(name, kind, objects.pod, status_body(exc.body, exc.reason), exc.status or 0)
+                return preflight.refusal(name, kind, objects.pod, _status_of(exc), exc.status or 0)
         return []
 
     def _likely_image(self, step: Any, pipeline: str) -> str:
@@ -432,11 +430,9 @@ class K8sStepOperator(BaseStepOperator):
         namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
         try:
             self._kube(settings).create(f"/api/v1/namespaces/{namespace}/pods", pod, dry_run=True, retry=True)
-        except PermissionError:
-            raise
         except ApiError as exc:
             step = job["metadata"].get("annotations", {}).get(manifest.ANNOTATION_ZENML_STEP_NAME, name)
-            found = preflight.refusal(step, "Pod", pod, status_body(exc.body, exc.reason), exc.status or 0)
+            found = preflight.refusal(step, "Pod", pod, _status_of(exc), exc.status or 0)
             raise ValueError("; ".join(f.line() for f in found)) from exc
 
     def create_job(
@@ -672,6 +668,12 @@ class K8sStepOperator(BaseStepOperator):
         self._delete(sub.settings, removal_path(sub, keep_pods))
         for follower in sub.logs.values():
             follower.stop()
+
+
+def _status_of(exc: Any) -> Dict[str, Any]:
+    """The ``Status`` object of a refusal (``ApiError.server_status``); a body that is not one stands as
+    its message."""
+    return exc.server_status or ({"message": str(exc.reason or exc.body)} if exc.body else {})
 
 
 def _readable_denial(exc: Any, method: str, path: str, query: Optional[Dict[str, Any]]) -> Optional[PermissionError]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
-import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -232,12 +231,3 @@ def unknown_settings(settings: K8sStepOperatorSettings, allowed: Sequence[str]) 
         for key in unknown
     ]
     return f"step_operator settings: unknown field(s) {', '.join(hints)}; allowed: {', '.join(sorted(allowed))}"
-
-
-def status_body(body: Any, reason: Any = None) -> Dict[str, Any]:
-    """The ``Status`` object of an API error's body (empty when the body is not one)."""
-    try:
-        data = json.loads(body or "{}")
-    except (TypeError, ValueError):
-        return {"message": str(reason or body)}
-    return data if isinstance(data, dict) else {}

@@ -244,6 +244,6 @@ def test_a_step_the_preflight_passed_is_not_dry_run_again(sent, mocker):
     calls, _ = sent
     operator = _submitter(mocker)
     settings = K8sStepOperatorSettings()
-    operator._preflight_passed.add(operator._preflight_key("train", settings))
+    operator._preflight_passed.add(operator._preflight_key("train", settings.model_dump_json()))
     operator._submit(_info(mocker, "train"), ["true"], {}, settings)
     assert [(m, p) for m, p, _ in calls] == [("POST", "jobs"), ("POST", "secrets")]
