@@ -238,7 +238,7 @@ class K8sStepOperator(BaseStepOperator):
         dumped = settings.model_dump_json()
         if self._preflight_key(step, dumped) not in self._preflight_passed:
             self._admit(f"{objects.namespace}\0{image}\0{dumped}", settings, objects)
-        created = self.create_job(settings, objects.pod, objects.job, objects.secret, dry_run=False)
+        created = self.create_job(settings, objects.job, objects.secret)
         self._known[identity.step_run_id] = Submission(
             objects.namespace, objects.name, identity.step_name, settings,
             pod_status.parse_time(created["metadata"].get("creationTimestamp")) or _now(),
@@ -424,7 +424,9 @@ class K8sStepOperator(BaseStepOperator):
                 self._admitted.add(key)
 
     def _dry_run_pod(self, settings: K8sStepOperatorSettings, pod: dict, job: dict) -> None:
-        """POST the pod with ``dryRun=All``; a refusal is a ValueError naming the step and setting."""
+        """POST the pod with ``dryRun=All``: whatever admission refuses (Pod Security, quotas, policies,
+        a missing service account) fails the step here, before anything exists, and not later in the
+        Job controller's events; a refusal is a ValueError naming the step and setting."""
         from .kube.errors import ApiError
 
         namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
@@ -435,25 +437,18 @@ class K8sStepOperator(BaseStepOperator):
             found = preflight.refusal(step, "Pod", pod, _status_of(exc), exc.status or 0)
             raise ValueError("; ".join(f.line() for f in found)) from exc
 
-    def create_job(
-        self, settings: K8sStepOperatorSettings, pod: dict, job: dict, secret: dict, dry_run: bool = True
-    ) -> dict:
+    def create_job(self, settings: K8sStepOperatorSettings, job: dict, secret: dict) -> dict:
         """The Job, then what it owns: its Secret (and for several pods the headless Service).
 
-        1. with ``dry_run`` (a step the preflight did not check: a dynamic pipeline's, or with
-           ``preflight: false``) the pod as a dry run first: whatever admission refuses (Pod
-           Security, quotas, policies, a missing service account) fails the step here, before
-           anything exists, and not later in the Job controller's events;
-        2. the Job, running (suspended only for Kueue, which resumes it once admitted);
-        3. the Secret, owned by the created Job: the Job's TTL or its deletion removes it too,
+        1. the Job, running (suspended only for Kueue, which resumes it once admitted); admission's
+           verdict on its pod was asked before (:meth:`_admit`, or the preflight);
+        2. the Secret, owned by the created Job: the Job's TTL or its deletion removes it too,
            whatever happens to this process. The kubelet reads it when it configures the container,
            after the pod's sandbox is up; were it ever earlier, it retries (see ``submission``).
         If a step after the Job fails, the Job is deleted again (garbage collection takes the rest).
         """
         namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
         jobs_path = f"/apis/batch/v1/namespaces/{namespace}/jobs"
-        if dry_run:
-            self._dry_run_pod(settings, pod, job)
         kube = self._kube(settings)
         created = kube.create(jobs_path, job, retry=True)
         try:

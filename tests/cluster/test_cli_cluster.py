@@ -173,11 +173,12 @@ def test_printed_rbac_allows_exactly_the_operators_calls(
     secret = manifest.build_env_secret("train-env", namespace, identity, {"ZENML_STORE_URL": "sqlite://"})
     core = client.CoreV1Api(api_client)
 
-    # submit: POST pod (dry run), POST job (suspended), POST secret (owned by the job), PATCH job (resume);
+    # submit: POST pod (dry run), POST job (running), POST secret (owned by the job);
     # a multi-pod step also POSTs its headless Service.
     operator = _operator_as(api, namespace)
     job = jobs.build_job(pod, "train", ttl_seconds_after_finished=300)
-    created = operator.create_job(settings, pod, job, secret)
+    operator._dry_run_pod(settings, pod, job)
+    created = operator.create_job(settings, job, secret)
     assert created["spec"]["suspend"] is False
     stored = core.read_namespaced_secret("train-env", namespace)
     assert stored.metadata.owner_references[0].uid == created["metadata"]["uid"]
@@ -185,7 +186,9 @@ def test_printed_rbac_allows_exactly_the_operators_calls(
     pair = manifest.StepIdentity("run-1", "pipe", "pair", str(uuid.uuid4()))
     pair_pod = manifest.build_pod(two, pair, current("busybox"), ["true"], namespace, "pair-env")
     pair_secret = manifest.build_env_secret("pair-env", namespace, pair, {})
-    operator.create_job(two, pair_pod, jobs.build_job(pair_pod, "pair", ttl_seconds_after_finished=300, pod_count=2), pair_secret)
+    pair_job = jobs.build_job(pair_pod, "pair", ttl_seconds_after_finished=300, pod_count=2)
+    operator._dry_run_pod(two, pair_pod, pair_job)
+    operator.create_job(two, pair_job, pair_secret)
     assert core.read_namespaced_service("pair", namespace).spec.cluster_ip == "None"
 
     # get_status / wait: the operator's shared watch (LIST + WATCH by label selector).

@@ -109,14 +109,17 @@ def _operator(mocker):
 def test_submit_is_a_dry_run_then_the_job_then_its_secret_owned_by_it(sent, mocker):
     calls, _ = sent
     settings, pod, job, secret = _job()
-    _operator(mocker).create_job(settings, pod, job, secret)
+    operator = _operator(mocker)
+    operator._dry_run_pod(settings, pod, job)  # as _admit asks it for a step the preflight did not check
+    operator.create_job(settings, job, secret)
     assert calls == [("POST", "pods", {"dryRun": "All"}), ("POST", "jobs", {}), ("POST", "secrets", {})]
     assert job["spec"]["suspend"] is False  # running at once: nothing to resume
 
 
 def test_a_step_the_preflight_checked_is_two_requests(sent, mocker):
     calls, _ = sent
-    _operator(mocker).create_job(*_job(), dry_run=False)
+    settings, _pod, job, secret = _job()
+    _operator(mocker).create_job(settings, job, secret)
     assert [(m, p) for m, p, _ in calls] == [("POST", "jobs"), ("POST", "secrets")]
 
 
@@ -130,7 +133,8 @@ def test_the_secret_is_owned_by_the_created_job(mocker):
     from k8s_step_operator.kube import rest
 
     mocker.patch.object(rest, "request", fake)
-    _operator(mocker).create_job(*_job(), dry_run=False)
+    settings, _pod, job, secret = _job()
+    _operator(mocker).create_job(settings, job, secret)
     owner = bodies[1]["metadata"]["ownerReferences"]
     assert owner == [{"apiVersion": "batch/v1", "kind": "Job", "name": "train", "uid": "job-uid"}]
 
@@ -138,7 +142,9 @@ def test_the_secret_is_owned_by_the_created_job(mocker):
 def test_several_pods_add_the_service_and_a_queue_leaves_the_job_to_kueue(sent, mocker):
     calls, _ = sent
     settings, pod, job, secret = _job(pod_count=2, queue_name="gpus")
-    _operator(mocker).create_job(settings, pod, job, secret)
+    operator = _operator(mocker)
+    operator._dry_run_pod(settings, pod, job)
+    operator.create_job(settings, job, secret)
     assert [(m, p) for m, p, _ in calls] == [("POST", "pods"), ("POST", "jobs"), ("POST", "secrets"), ("POST", "services")]
     assert job["spec"]["suspend"] is True  # Kueue resumes it once admitted
 
@@ -148,8 +154,9 @@ def test_a_refused_secret_deletes_the_job_again(sent, mocker):
 
     calls, fail = sent
     fail.add("/secrets")
+    settings, _pod, job, secret = _job()
     with pytest.raises(ApiException):
-        _operator(mocker).create_job(*_job())
+        _operator(mocker).create_job(settings, job, secret)
     assert [(m, p) for m, p, _ in calls][-1] == ("DELETE", "jobs/train")  # garbage collection takes the rest
 
 
@@ -159,7 +166,8 @@ def test_a_refused_dry_run_creates_nothing(sent, mocker):
     calls, fail = sent
     fail.add("/pods")
     with pytest.raises(ValueError, match=r"^step `\S+`: the step's Pod") as refused:
-        _operator(mocker).create_job(*_job())
+        settings, pod, job, _secret = _job()
+        _operator(mocker)._dry_run_pod(settings, pod, job)
     assert isinstance(refused.value.__cause__, ApiException)
     assert calls == [("POST", "pods", {"dryRun": "All"})]
 

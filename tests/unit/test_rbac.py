@@ -324,9 +324,11 @@ def test_operator_requests_are_all_granted(recorded: list[tuple[str, str, dict]]
     pod = manifest.build_pod(settings, identity, "img", ["true"], "ml", "train-env")
     secret = manifest.build_env_secret("train-env", "ml", identity, {"ZENML_STORE_URL": "x"})
 
-    operator.create_job(settings, pod, jobs.build_job(pod, "train", ttl_seconds_after_finished=60), secret)  # submit
+    job = jobs.build_job(pod, "train", ttl_seconds_after_finished=60)
+    operator._dry_run_pod(settings, pod, job)  # submit: admission's verdict, then the Job and its Secret
+    operator.create_job(settings, job, secret)
     two = settings.model_copy(update={"pod_count": 2})
-    operator.create_job(two, pod, jobs.build_job(pod, "train", ttl_seconds_after_finished=60, pod_count=2), secret)
+    operator.create_job(two, jobs.build_job(pod, "train", ttl_seconds_after_finished=60, pod_count=2), secret)
     watch = PodWatch(api, "ml")  # get_status / wait (the shared watch)
     assert watch.wait_synced(timeout=5)
     deadline = time.monotonic() + 5
