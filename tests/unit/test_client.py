@@ -14,6 +14,8 @@ from urllib3.exceptions import ProtocolError
 from k8s_step_operator.kube import errors, retry
 from k8s_step_operator.kube.client import APPLY_CONTENT_TYPE, PATCH_CONTENT_TYPES, Client
 
+from ..api_fakes import refusal
+
 CM = "/api/v1/namespaces/ml/configmaps"
 
 
@@ -30,12 +32,6 @@ class Resp:
 
     def stream(self, amt: Any = None, decode_content: bool = False) -> Any:
         return iter(self.lines)
-
-
-def refusal(code: int, reason: str, message: str = "refused") -> ApiException:
-    exc = ApiException(status=code, reason="HTTP reason")
-    exc.body = json.dumps({"kind": "Status", "code": code, "reason": reason, "message": message})
-    return exc
 
 
 @pytest.fixture

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from kubernetes.client import V1ConfigMapVolumeSource, V1Volume
 
@@ -193,11 +191,12 @@ def test_the_run_claim_is_created_once_per_run_and_recorded(mocker):
     import uuid
     from types import SimpleNamespace
 
-    from kubernetes.client.exceptions import ApiException
     from zenml.enums import StackComponentType
 
     from k8s_step_operator import step_operator
     from k8s_step_operator.flavor import K8sStepOperatorConfig
+
+    from ..api_fakes import refusal
 
     now = dt.datetime.now()
     operator = step_operator.K8sStepOperator(
@@ -205,12 +204,6 @@ def test_the_run_claim_is_created_once_per_run_and_recorded(mocker):
         type=StackComponentType.STEP_OPERATOR, user=None, created=now, updated=now,
     )
     posted = []
-
-    def refusal(status: int, reason: str) -> ApiException:
-        exc = ApiException(status=status, reason=reason)
-        exc.body = json.dumps({"kind": "Status", "status": "Failure", "reason": reason, "code": status,
-                               "message": f"{reason.lower()}"})
-        return exc
 
     def request(_api, method, path, query=None, body=None, **_):  # the API server, as the transport sees it
         posted.append((method, path, body))

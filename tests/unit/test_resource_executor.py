@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import ProtocolError
 
 from k8s_step_operator.steps.cluster import Cluster
@@ -15,6 +14,8 @@ from k8s_step_operator.steps.discovery import ApiResource
 from k8s_step_operator.steps.errors import Forbidden, ResourceStepError
 from k8s_step_operator.steps.resource_runtime import Executor
 from k8s_step_operator.steps.resource_spec import RUN_ID_LABEL
+
+from ..api_fakes import refusal
 
 CM = ApiResource("v1", "ConfigMap", "configmaps", True)
 WIDGET = ApiResource("example.com/v1", "Widget", "widgets", True)
@@ -27,12 +28,6 @@ class Resp:
 
     def release_conn(self) -> None:
         pass
-
-
-def refusal(code: int, reason: str, message: str = "refused") -> ApiException:
-    exc = ApiException(status=code, reason="HTTP reason")
-    exc.body = json.dumps({"kind": "Status", "code": code, "reason": reason, "message": message})
-    return exc
 
 
 @pytest.fixture
