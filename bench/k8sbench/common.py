@@ -196,6 +196,7 @@ class RequestLog:
 
     def __init__(self) -> None:
         self.entries: list[tuple[float, str, str, Row]] = []
+        self.connections = 0  # TLS connections opened (each one a handshake with the apiserver)
         self._lock = threading.Lock()
 
     def install(self) -> "RequestLog":
@@ -211,6 +212,17 @@ class RequestLog:
             return original(client, method, url, query_params, *args, **kwargs)
 
         kube_rest.RESTClientObject.request = request  # type: ignore[method-assign]
+
+        from urllib3 import connectionpool
+
+        new_conn = connectionpool.HTTPSConnectionPool._new_conn
+
+        def counted(pool: Any) -> Any:
+            with log._lock:
+                log.connections += 1
+            return new_conn(pool)
+
+        connectionpool.HTTPSConnectionPool._new_conn = counted  # type: ignore[method-assign]
         return self
 
     def mark(self) -> int:
@@ -287,3 +299,35 @@ class RssSampler:
 
 def mib(n: float) -> float:
     return n / (1024 * 1024)
+
+
+COMPONENTS = ("kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler", "kubelet", "containerd", "runc")
+
+
+def component_cpu() -> Counter:
+    """CPU seconds (user + system) used so far by the local cluster's processes, by component
+    (``/proc/PID/stat``; containerd's shims count as containerd), to see who is busy in a window."""
+    import os
+
+    ticks = os.sysconf("SC_CLK_TCK")
+    out: Counter = Counter()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1: stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        if comm == "kube":  # the multi-call binary: its first argument names the component
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            comm = f"kube-{argv[1].decode()}" if len(argv) > 1 else comm
+            comm = "kubelet" if comm == "kube-kubelet" else comm
+        name = next((c for c in COMPONENTS if comm.startswith(c[:15])), None)
+        if name is not None:
+            out[name] += (int(fields[11]) + int(fields[12])) / ticks
+    return out

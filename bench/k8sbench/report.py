@@ -146,7 +146,8 @@ def summary_rows(data: dict) -> list[list[str]]:
                 f"{n} concurrent steps (submitted from {threads} threads, like a ZenML dynamic pipeline): all "
                 "`submit()` calls returned",
                 "ahead of the built-in, on 1 pod watch",
-                f"{dur(sub_o)} (pod watches: {num(get(o, 'server_open_watches_pods'))})",
+                f"{dur(sub_o)} (its Secrets all created after {dur(get(o, 'all_objects_created_s'))}; pod watches: "
+                f"{num(get(o, 'server_open_watches_pods'))})",
                 f"{dur(sub_t)} (no watch; {num(get(t, 'requests', 'LIST batch/jobs'))} LIST polls)",
                 ratio(sub_o, sub_t),
                 verdict(None if sub_o is None or sub_t is None else
@@ -459,14 +460,16 @@ def section_scale(data: dict) -> str:
     for r in sorted(s.get("runs") or [], key=lambda r: (r.get("submit_threads") == 1, r.get("n"), r.get("operator"))):
         head = [r.get("operator", "?"), str(r.get("n")), str(r.get("submit_threads"))]
         if not ok(r):
-            rows.append(head + [f"failed: {r.get('error')}"] + [""] * 9)
+            rows.append(head + [f"failed: {r.get('error')}"] + [""] * 13)
             continue
         statuses = ", ".join(f"{k} {v}" for k, v in (r.get("statuses") or {}).items())
         rows.append(
             head
             + [
                 dur(r.get("submission_s")),
+                dur(r.get("all_objects_created_s")),
                 dur(get(r, "submit_each", "p50")),
+                _window_cpu(r),
                 num(r.get("server_open_watches_pods")),
                 num(r.get("server_open_log_streams")),
                 f"{num(r.get('rss_start_mib'))} → {num(r.get('rss_peak_mib'))} (+{num(r.get('rss_growth_mib'))})",
@@ -482,7 +485,8 @@ def section_scale(data: dict) -> str:
     return "\n".join(
         [
             table(
-                ["operator", "steps", "submit threads", "submission (all)", "per submit p50", "pod watches (apiserver)",
+                ["operator", "steps", "submit threads", "submission (all)", "all objects created", "per submit p50",
+                 "CPU s during submission: orchestrator / apiserver / nodes", "pod watches (apiserver)",
                  "log streams (apiserver, peak)", "RSS MiB start → peak (+growth)", "RSS KiB per step",
                  "orchestrator CPU ms per step", "peak threads", "last return after submission", "statuses",
                  "streamed logs", "left in the namespace after clean-up"],
@@ -492,7 +496,11 @@ def section_scale(data: dict) -> str:
             "Direct submit/wait in a fresh process per row, with the calls ZenML's launcher makes. N steps of "
             f"{num(get(data, 'plan', 'scale', 'step_seconds'))} s are submitted from a pool of *submit threads* "
             "(10 = ZenML's dynamic-pipeline default, `ZENML_DYNAMIC_PIPELINE_WORKER_COUNT`; 1 = one loop), "
-            "*submission* = first submit call → last one returned. Then `wait()` runs for every step in its own "
+            "*submission* = first submit call → last one returned; *all objects created*: until the last of "
+            "them exists (ours sends each Job's Secret from a sender thread after `submit` returned; the "
+            "built-in creates only its Job). *CPU during submission*: CPU seconds used in that window by the "
+            "worker process, by kube-apiserver, and by the nodes (kubelets, containerd and its shims, runc), "
+            "read from `/proc`. Then `wait()` runs for every step in its own "
             "thread (a dynamic pipeline would instead poll `get_status` every 10 s, which for ours reads the watch "
             "cache without a request); `cleanup_step_submission` after all returned. *Pod watches* and *log "
             "streams*: the peak rise of the apiserver's `apiserver_longrunning_requests` gauge (WATCH pods, "
@@ -517,6 +525,15 @@ def _statuses(run: Any) -> str:
 
 def _left(left: dict) -> str:
     return ", ".join(f"{v} {k}" for k, v in left.items() if v) or "nothing"
+
+
+def _window_cpu(r: dict) -> str:
+    """Orchestrator / apiserver / nodes CPU seconds during the submission window."""
+    busy = r.get("cluster_cpu_during_submission_s")
+    if busy is None:
+        return "—"
+    nodes = sum(busy.get(k, 0.0) for k in ("kubelet", "containerd", "runc"))
+    return f"{num(r.get('orchestrator_cpu_during_submission_s'))} / {num(busy.get('kube-apiserver', 0.0))} / {num(nodes)}"
 
 
 def _log_check(logs: Any) -> str:

@@ -20,7 +20,18 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
-from .common import Admin, RequestLog, RssSampler, diff, longrunning, mib, request_totals, row_name, summary
+from .common import (
+    Admin,
+    RequestLog,
+    RssSampler,
+    component_cpu,
+    diff,
+    longrunning,
+    mib,
+    request_totals,
+    row_name,
+    summary,
+)
 from .operators import light_command, light_image, make_operator, make_step, read_exit, step_command, submit, warm_up
 
 STEP_ENV = {"BENCH_STEP": "1"}
@@ -297,6 +308,15 @@ def scale(p: dict) -> dict:
         submit(op, step["info"], step["command"], STEP_ENV)
         step["submit_s"] = time.perf_counter() - ts
 
+    profile = os.environ.get("K8SBENCH_PROFILE")  # a CPU profile of the submission, every thread (development)
+    profiler = None
+    if profile:
+        import yappi
+
+        yappi.set_clock_type("cpu")
+        yappi.start()
+        profiler = yappi
+    busy0, connections0 = component_cpu(), requests.connections
     t0 = time.time()
     if pool <= 1:
         for step in steps:
@@ -305,6 +325,26 @@ def scale(p: dict) -> dict:
         with ThreadPoolExecutor(max_workers=pool) as executor:
             list(executor.map(submit_one, steps))
     t_submitted = time.time()
+    if profiler is not None:
+        profiler.stop()
+        with open(f"{profile}-{kind}-{n}.txt", "w") as out:
+            stats = profiler.get_func_stats()
+            stats.sort("tsub").print_all(out=out, columns={0: ("name", 90), 1: ("ncall", 12), 2: ("tsub", 8), 3: ("ttot", 8), 4: ("tavg", 8)})
+            profiler.get_thread_stats().print_all(out=out)
+    busy = {k: round(v, 2) for k, v in sorted((component_cpu() - busy0).items())}
+    connections_submission = requests.connections - connections0
+    submit_cpu_s = time.process_time() - cpu0
+    followed: dict[str, float] = {}
+    if kind == "k8s":  # ours sends each Job's Secret after submit returned: when were all of them created?
+        from concurrent.futures import wait as wait_all
+
+        pending = [sub.follow_up for sub in op._known.values() if sub.follow_up is not None]
+
+        def note_followed() -> None:
+            wait_all(pending)
+            followed["t"] = time.time()
+
+        threading.Thread(target=note_followed, daemon=True).start()
 
     def waiter(step: dict) -> None:
         try:
@@ -353,6 +393,10 @@ def scale(p: dict) -> dict:
         "step_seconds": p["seconds"],
         "submission_s": t_submitted - t0,
         "submit_each": summary([s["submit_s"] for s in steps if "submit_s" in s]),
+        "cluster_cpu_during_submission_s": busy,
+        "connections_opened": {"submission": connections_submission, "all": requests.connections - connections0},
+        "all_objects_created_s": (followed["t"] - t0) if "t" in followed else (None if kind == "k8s" else t_submitted - t0),
+        "orchestrator_cpu_during_submission_s": submit_cpu_s,
         "all_returned_after_submission_s": t_done - t_submitted,
         "statuses": statuses,
         "detection": summary(detections),

@@ -184,6 +184,7 @@ def build_pod(
         pod = deep_merge(dict(template), pod)
     if pod_settings.pod_spec_overrides:
         pod = deep_merge(pod, {"spec": pod_settings.pod_spec_overrides})
+    _no_default_token(pod["spec"])
     # substitute_image rebuilds every map and list, so the returned pod
     # shares no mutable state with the (frozen) settings.
     pod = substitute_image(pod, image)
@@ -196,13 +197,23 @@ def build_pod(
     return pod
 
 
+def _no_default_token(spec: dict[str, Any]) -> None:
+    """A pod running as the namespace's ``default`` service account gets no API token unless a
+    setting asks for one (least privilege; it also spares the kubelet a token request per pod).
+    A named service account, from any setting, keeps the cluster's default: its token is mounted."""
+    account = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
+    if account == "default" and "automountServiceAccountToken" not in spec:
+        spec["automountServiceAccountToken"] = False
+
+
 def build_env_secret(
     name: str,
     namespace: str,
     identity: StepIdentity,
     environment: Mapping[str, str],
 ) -> dict[str, Any]:
-    """Builds the ``v1 Secret`` (Opaque, ``stringData``) for the step env.
+    """Builds the ``v1 Secret`` (Opaque, ``stringData``, immutable: nothing changes it, so the
+    kubelet reads it once instead of watching it for the pod's life) for the step env.
 
     Raises:
         ValueError: If the name or an environment key is not valid for a
@@ -225,6 +236,7 @@ def build_env_secret(
             "annotations": identity_annotations(identity),
         },
         "type": "Opaque",
+        "immutable": True,
         "stringData": {key: str(value) for key, value in environment.items()},
     }
 

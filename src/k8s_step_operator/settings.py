@@ -301,7 +301,9 @@ class K8sPodSettings(BaseSettings):
     )
     automount_service_account_token: Optional[bool] = Field(
         default=None,
-        description="Whether to mount the service account token.",
+        description="Whether to mount the service account's API token; unset: mounted only when the pod "
+        "runs under a named service account (`service_account_name`, or a pod template or override naming "
+        "one), not under the namespace's `default` one (least privilege).",
     )
     pod_spec_overrides: Dict[str, Any] = Field(
         default={},

@@ -3,11 +3,12 @@
 Values in, values out: no ZenML client, no Kubernetes client. ``step_operator.py`` gathers the
 values (settings, the step's identity, the active user, local paths) and sends the requests.
 
-Creation order (see :func:`creation_plan`): the Job first, running (unless Kueue admits it), then the
-Secret with ZenML's environment, owned by the created Job, so that garbage collection removes the
-Secret with the Job whatever happens to the orchestrator. The pod reads the Secret only when the
-kubelet configures its container, after the sandbox is up; if the kubelet ever gets there before the
-Secret's POST has landed, it retries, and :func:`judge` does not count that wait as a failure.
+Creation order: the Job first, running (unless Kueue admits it), then (:func:`dependents`) the Secret
+with ZenML's environment, owned by the created Job, so that garbage collection removes the Secret with
+the Job whatever happens to the orchestrator. ``submit`` returns after the Job; the Secret follows on a
+sender thread. The pod reads the Secret only when the kubelet configures its container, after the
+sandbox is up; if the kubelet ever gets there before the Secret's POST has landed, it retries, and
+:func:`judge` does not count that wait as a failure. A refused Secret fails the step (``refused``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from . import jobs, manifest, mounts, names, pod_status, preflight
 from .settings import K8sStepOperatorSettings
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from .kube.logs import LogFollower
 
 JOBS = "/apis/batch/v1/namespaces/{namespace}/jobs"
@@ -60,6 +63,8 @@ class Submission:
     logs: Dict[str, "LogFollower"] = field(default_factory=dict)  # by "pod/container"
     events_seen: set = field(default_factory=set, repr=False)
     seen: Dict[str, dict] = field(default_factory=dict, repr=False)
+    follow_up: Optional["Future[None]"] = field(default=None, repr=False)  # sending the Secret (and Service)
+    refused: str = ""  # why the API server refused what follows the Job (the Job was deleted again)
 
     @property
     def secret(self) -> str:
@@ -164,6 +169,8 @@ def from_job(job: Mapping[str, Any], step_name: str, settings: K8sStepOperatorSe
 
 def judge(sub: Submission, pods: List[Tuple[dict, bool]], events: List[dict]) -> pod_status.Verdict:
     """The step's verdict from its pods and the events about them and its Job."""
+    if sub.refused:
+        return pod_status.Verdict(pod_status.Phase.FAILED, sub.refused)
     settings = sub.settings
     return pod_status.assess_step(
         pods,

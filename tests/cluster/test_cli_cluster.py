@@ -178,17 +178,19 @@ def test_printed_rbac_allows_exactly_the_operators_calls(
     operator = _operator_as(api, namespace)
     job = jobs.build_job(pod, "train", ttl_seconds_after_finished=300)
     operator._dry_run_pod(settings, pod, job)
-    created = operator.create_job(settings, job, secret)
+    created = operator.create_job(settings, job)
+    operator.create_dependents(settings, created, secret)
     assert created["spec"]["suspend"] is False
     stored = core.read_namespaced_secret("train-env", namespace)
     assert stored.metadata.owner_references[0].uid == created["metadata"]["uid"]
+    assert stored.immutable is True  # the kubelet need not watch it
     two = settings.model_copy(update={"pod_count": 2})
     pair = manifest.StepIdentity("run-1", "pipe", "pair", str(uuid.uuid4()))
     pair_pod = manifest.build_pod(two, pair, current("busybox"), ["true"], namespace, "pair-env")
     pair_secret = manifest.build_env_secret("pair-env", namespace, pair, {})
     pair_job = jobs.build_job(pair_pod, "pair", ttl_seconds_after_finished=300, pod_count=2)
     operator._dry_run_pod(two, pair_pod, pair_job)
-    operator.create_job(two, pair_job, pair_secret)
+    operator.create_dependents(two, operator.create_job(two, pair_job), pair_secret)
     assert core.read_namespaced_service("pair", namespace).spec.cluster_ip == "None"
 
     # get_status / wait: the operator's shared watch (LIST + WATCH by label selector).

@@ -48,6 +48,10 @@ def test_fifty_concurrent_steps_some_failing_without_cross_talk(drill: Drill) ->
 
     watch = PodWatch.shared(drill.operator.api, drill.namespace)
     assert watch.list_requests == 2, "one shared LIST of pods and one of events for all 50 steps"
+    events = list(watch._events.values())  # the failed Jobs' BackoffLimitExceeded, at least; no Normal event
+    assert events and {e["type"] for e in events} == {"Warning"}, [e.get("reason") for e in events]
+    cached = list(watch._pods.values()) + list(watch._gone.values())
+    assert cached and not any("managedFields" in p["metadata"] for p in cached), "the cache keeps no field-ownership records"
     for i, (step, status) in enumerate(zip(steps, statuses, strict=True)):
         expected = ExecutionStatus.COMPLETED if exits[i] == 0 else ExecutionStatus.FAILED
         assert status is expected, (step.name, status)

@@ -169,9 +169,9 @@ def test_a_kubelet_faster_than_the_secrets_post_waits_for_it_and_the_step_runs(d
         return real_create(self, path, body, dry_run=dry_run, retry=retry)
 
     drill.mocker.patch.object(Client, "create", held_back)
-    drill.submit(step)
-    assert seen["status"] is ExecutionStatus.PROVISIONING
+    drill.submit(step)  # returns after the Job: the Secret is held back on the sender thread
     assert drill.wait(step, 120) is ExecutionStatus.COMPLETED
+    assert seen["status"] is ExecutionStatus.PROVISIONING
     assert drill.console.lines(step.prefix) == ["env late_secret"]
     assert drill.reasons(step) == []
     drill.cleanup(step)

@@ -1,5 +1,5 @@
-"""Which requests submit sends (a dry run unless the preflight checked the step, the Job, then its Secret
-owned by it; on a refusal half-way the Job is deleted again), and which DELETE clean-up and cancel send. The Job owns its pods, Secret and Service, so removing a
+"""Which requests submit sends (a dry run unless the preflight checked the step, the Job; then, on a
+sender thread, its Secret owned by it; on a refusal half-way the Job is deleted again), and which DELETE clean-up and cancel send. The Job owns its pods, Secret and Service, so removing a
 step is one DELETE of the Job (garbage collection takes the rest); keeping the pods for debugging is
 one DELETE of the Secret (the Job's TTL removes the pods later)."""
 
@@ -111,7 +111,8 @@ def test_submit_is_a_dry_run_then_the_job_then_its_secret_owned_by_it(sent, mock
     settings, pod, job, secret = _job()
     operator = _operator(mocker)
     operator._dry_run_pod(settings, pod, job)  # as _admit asks it for a step the preflight did not check
-    operator.create_job(settings, job, secret)
+    created = operator.create_job(settings, job)
+    operator.create_dependents(settings, created, secret)  # on a sender thread, after submit returned
     assert calls == [("POST", "pods", {"dryRun": "All"}), ("POST", "jobs", {}), ("POST", "secrets", {})]
     assert job["spec"]["suspend"] is False  # running at once: nothing to resume
 
@@ -119,7 +120,8 @@ def test_submit_is_a_dry_run_then_the_job_then_its_secret_owned_by_it(sent, mock
 def test_a_step_the_preflight_checked_is_two_requests(sent, mocker):
     calls, _ = sent
     settings, _pod, job, secret = _job()
-    _operator(mocker).create_job(settings, job, secret)
+    operator = _operator(mocker)
+    operator.create_dependents(settings, operator.create_job(settings, job), secret)
     assert [(m, p) for m, p, _ in calls] == [("POST", "jobs"), ("POST", "secrets")]
 
 
@@ -134,7 +136,8 @@ def test_the_secret_is_owned_by_the_created_job(mocker):
 
     mocker.patch.object(rest, "request", fake)
     settings, _pod, job, secret = _job()
-    _operator(mocker).create_job(settings, job, secret)
+    operator = _operator(mocker)
+    operator.create_dependents(settings, operator.create_job(settings, job), secret)
     owner = bodies[1]["metadata"]["ownerReferences"]
     assert owner == [{"apiVersion": "batch/v1", "kind": "Job", "name": "train", "uid": "job-uid"}]
 
@@ -144,7 +147,7 @@ def test_several_pods_add_the_service_and_a_queue_leaves_the_job_to_kueue(sent, 
     settings, pod, job, secret = _job(pod_count=2, queue_name="gpus")
     operator = _operator(mocker)
     operator._dry_run_pod(settings, pod, job)
-    operator.create_job(settings, job, secret)
+    operator.create_dependents(settings, operator.create_job(settings, job), secret)
     assert [(m, p) for m, p, _ in calls] == [("POST", "pods"), ("POST", "jobs"), ("POST", "secrets"), ("POST", "services")]
     assert job["spec"]["suspend"] is True  # Kueue resumes it once admitted
 
@@ -155,9 +158,32 @@ def test_a_refused_secret_deletes_the_job_again(sent, mocker):
     calls, fail = sent
     fail.add("/secrets")
     settings, _pod, job, secret = _job()
+    operator = _operator(mocker)
+    created = operator.create_job(settings, job)
     with pytest.raises(ApiException):
-        _operator(mocker).create_job(settings, job, secret)
+        operator.create_dependents(settings, created, secret)
     assert [(m, p) for m, p, _ in calls][-1] == ("DELETE", "jobs/train")  # garbage collection takes the rest
+
+
+def test_submit_returns_after_the_job_and_a_refused_secret_fails_the_step_and_wakes_its_waiters(sent, mocker):
+    """The Secret is sent after submit returned: its refusal becomes the step's verdict, the Job is
+    deleted again, and a waiter on the Job is woken (no pod may ever come to wake it)."""
+    from k8s_step_operator.submission import judge
+
+    calls, fail = sent
+    fail.add("/secrets")
+    settings, _pod, job, secret = _job()
+    operator = _operator(mocker)
+    watch = mocker.Mock()
+    mocker.patch.object(K8sStepOperator, "_watch", return_value=watch)
+    created = operator.create_job(settings, job)
+    step = Submission("ns", "train", "train", settings, dt.datetime.now(dt.timezone.utc))
+    operator._follow_up(step, created, secret)
+    assert [(m, p) for m, p, _ in calls] == [("POST", "jobs"), ("POST", "secrets"), ("DELETE", "jobs/train")]
+    assert "refused the step's Secret" in step.refused and "Unprocessable Entity" in step.refused
+    watch.poke.assert_called_once_with("train")
+    verdict = judge(step, [], [])
+    assert verdict.phase is Phase.FAILED and verdict.reason == step.refused
 
 
 def test_a_refused_dry_run_creates_nothing(sent, mocker):
@@ -217,9 +243,12 @@ def test_a_fan_out_of_one_step_is_dry_run_once_per_distinct_pod(sent, mocker):
         operator._submit(_info(mocker, f"fan-{i}"), ["true"], {"A": "1"}, plain)
     operator._submit(_info(mocker, "other-image", image="img:2"), ["true"], {}, plain)
     operator._submit(_info(mocker, "bigger"), ["true"], {}, big)
-    dry_runs = [q for m, p, q in calls if q.get("dryRun")]
-    assert len(dry_runs) == 3  # the first of the fan-out, another image, other settings
-    assert [p for m, p, _ in calls if m == "POST" and not _.get("dryRun")] == ["jobs", "secrets"] * 5
+    dry_runs = [p for m, p, q in calls if q.get("dryRun")]
+    assert dry_runs == ["pods", "secrets"] * 3  # the first of the fan-out, another image, other settings
+    for step in operator._known.values():
+        step.follow_up.result(timeout=5)  # each Secret follows its Job on a sender thread
+    posts = [p for m, p, _ in calls if m == "POST" and not _.get("dryRun")]
+    assert sorted(posts) == ["jobs"] * 5 + ["secrets"] * 5
 
 
 def test_concurrent_submits_of_one_step_share_one_dry_run(sent, mocker):
@@ -234,7 +263,7 @@ def test_concurrent_submits_of_one_step_share_one_dry_run(sent, mocker):
     in_flight = []
 
     def slow(api, method, path, query=None, body=None, **kwargs):
-        if (query or {}).get("dryRun"):
+        if (query or {}).get("dryRun") and path.endswith("/pods"):
             in_flight.append(threading.get_ident())
             time.sleep(0.2)  # the fan-out's other submits arrive while the first dry run is out
         return answered(api, method, path, query=query, body=body, **kwargs)
@@ -254,4 +283,44 @@ def test_a_step_the_preflight_passed_is_not_dry_run_again(sent, mocker):
     settings = K8sStepOperatorSettings()
     operator._preflight_passed.add(operator._preflight_key("train", settings.model_dump_json()))
     operator._submit(_info(mocker, "train"), ["true"], {}, settings)
+    operator._known.popitem()[1].follow_up.result(timeout=5)  # the Secret follows on a sender thread
     assert [(m, p) for m, p, _ in calls] == [("POST", "jobs"), ("POST", "secrets")]
+
+
+def test_a_secret_the_dry_run_refuses_stops_submit_before_anything_exists(sent, mocker):
+    """The Secret is sent after submit returns; its dry run (with the pod's) is what can still refuse the
+    step while nothing exists — e.g. no permission to create secrets."""
+    from kubernetes.client.exceptions import ApiException
+
+    calls, fail = sent
+    fail.add("/secrets")
+    with pytest.raises(ApiException):
+        _submitter(mocker)._submit(_info(mocker, "train"), ["true"], {}, K8sStepOperatorSettings())
+    assert [(m, p, q) for m, p, q in calls] == [("POST", "pods", {"dryRun": "All"}), ("POST", "secrets", {"dryRun": "All"})]
+
+
+def test_senders_far_behind_make_the_submitting_thread_send_its_own_secret(sent, mocker):
+    """A late Secret costs its pod the kubelet's next try (~10 s): past a backlog of twice the senders'
+    number, submit sends the Secret itself; below it, a sender does."""
+    import threading
+
+    from k8s_step_operator import step_operator
+
+    calls, _ = sent
+    settings, _pod, job, secret = _job()
+    operator = _operator(mocker)
+    operator._senders_lock, operator._sender_pool = threading.Lock(), None
+    created = operator.create_job(settings, job)
+
+    operator._unsent = 2 * step_operator.FOLLOW_UP_SENDERS
+    behind = Submission("ns", "train", "train", settings, dt.datetime.now(dt.timezone.utc))
+    operator._send_follow_up(behind, created, secret)
+    assert behind.follow_up is None and [p for _, p, _ in calls].count("secrets") == 1  # sent here, already
+    assert operator._unsent == 2 * step_operator.FOLLOW_UP_SENDERS
+
+    operator._unsent = 0
+    queued = Submission("ns", "train", "train", settings, dt.datetime.now(dt.timezone.utc))
+    operator._send_follow_up(queued, created, secret)
+    queued.follow_up.result(timeout=5)
+    assert [p for _, p, _ in calls].count("secrets") == 2 and operator._unsent == 0
+    operator._sender_pool.shutdown()

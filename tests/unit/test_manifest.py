@@ -483,3 +483,19 @@ def test_pvolumes_setting_requires_absolute_paths():
     with pytest.raises(ValueError, match="mount path must be absolute"):
         K8sStepOperatorSettings(pvolumes={"mnt": "vol"})
     assert K8sStepOperatorSettings(pvolumes={"/mnt": "vol"}).pvolumes == {"/mnt": "vol"}
+
+
+@pytest.mark.parametrize(
+    "settings, template, expected",
+    [
+        ({}, None, False),  # the namespace's default account: no token
+        ({"service_account_name": "trainer"}, None, None),  # a named account keeps the cluster's default
+        ({"pod_settings": {"automount_service_account_token": True}}, None, True),
+        ({"pod_settings": {"pod_spec_overrides": {"serviceAccountName": "ci"}}}, None, None),
+        ({"pod_settings": {"additional_pod_spec_args": {"automountServiceAccountToken": True}}}, None, True),
+        ({"pod_settings": {"pod_template_file": "t.yaml"}}, {"spec": {"serviceAccountName": "from-template"}}, None),
+    ],
+)
+def test_the_api_token_is_mounted_only_for_a_named_account_or_when_asked(settings, template, expected):
+    pod = _pod(K8sStepOperatorSettings(**settings), template=template)
+    assert pod["spec"].get("automountServiceAccountToken") is expected

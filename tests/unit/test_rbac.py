@@ -326,9 +326,10 @@ def test_operator_requests_are_all_granted(recorded: list[tuple[str, str, dict]]
 
     job = jobs.build_job(pod, "train", ttl_seconds_after_finished=60)
     operator._dry_run_pod(settings, pod, job)  # submit: admission's verdict, then the Job and its Secret
-    operator.create_job(settings, job, secret)
+    operator.create_dependents(settings, operator.create_job(settings, job), secret)
     two = settings.model_copy(update={"pod_count": 2})
-    operator.create_job(two, jobs.build_job(pod, "train", ttl_seconds_after_finished=60, pod_count=2), secret)
+    pair = operator.create_job(two, jobs.build_job(pod, "train", ttl_seconds_after_finished=60, pod_count=2))
+    operator.create_dependents(two, pair, secret)
     watch = PodWatch(api, "ml")  # get_status / wait (the shared watch)
     assert watch.wait_synced(timeout=5)
     deadline = time.monotonic() + 5

@@ -2,7 +2,7 @@
 
 Two reflectors (``reflector.Reflector``: list, then watch from the list's resourceVersion; a
 disconnect resumes from the last one seen, 410 Gone relists, errors back off for ever) feed one
-cache: the managed pods (by label), and the namespace's events about Pods and Jobs — the
+cache: the managed pods (by label), and the namespace's Warning events about Pods and Jobs — the
 reasons Kubernetes gives (FailedScheduling, FailedMount, BackOff, ...). Events are optional: if
 they cannot be watched (no permission), steps are judged from their pods alone.
 
@@ -31,6 +31,7 @@ T = TypeVar("T")
 MANAGED_SELECTOR = "app.kubernetes.io/managed-by=k8s-step-operator"
 EVENT_KINDS = ("Pod", "Job")
 MAX_EVENTS = 4096  # events kept per namespace, oldest dropped first
+WARNINGS = "type=Warning"  # the events watched: the judge and the user are told only of warnings
 MAX_GONE = 4096  # deleted pods remembered per namespace (a step forgets its own at clean-up)
 
 
@@ -71,7 +72,8 @@ class PodWatch:
             on_error=self._pod_error, name=f"watch-pods-{namespace}",
         )
         self._event_reflector = Reflector(
-            self._client, f"/api/v1/namespaces/{namespace}/events", {}, self._replace_events, self._apply_event,
+            self._client, f"/api/v1/namespaces/{namespace}/events", {"fieldSelector": WARNINGS},
+            self._replace_events, self._apply_event,
             name=f"watch-events-{namespace}",
         )
         self._thread = self._pod_reflector
@@ -138,7 +140,7 @@ class PodWatch:
     # ---------------------------------------------------------- updates
     def _replace(self, items: list[dict]) -> None:
         with self._cond:
-            fresh = {p["metadata"]["name"]: p for p in items}
+            fresh = {p["metadata"]["name"]: _slim(p) for p in items}
             for name, pod in self._pods.items():
                 if name not in fresh:
                     self._remember_gone(name, pod)
@@ -158,6 +160,7 @@ class PodWatch:
                 self._unindex(old, dropped)
 
     def _apply(self, kind: str, obj: dict) -> None:
+        obj = _slim(obj)
         name = obj["metadata"]["name"]
         with self._cond:
             if kind == "DELETED":
@@ -210,7 +213,7 @@ class PodWatch:
         if involved.get("kind") not in EVENT_KINDS:
             return False
         uid = (event.get("metadata") or {}).get("uid") or (event.get("metadata") or {}).get("name", "")
-        self._events[uid] = event
+        self._events[uid] = _slim(event)
         self._events.move_to_end(uid)
         self._counter += 1
         self._seq[uid] = self._counter
@@ -237,6 +240,11 @@ class PodWatch:
         for event in self._waiters.get(job or "", ()):
             event.set()
         self._cond.notify_all()
+
+    def poke(self, job: str) -> None:
+        """Wake the waiters of ``job`` although nothing in the cache changed (its verdict did)."""
+        with self._cond:
+            self._wake(job)
 
     def _wake_all(self) -> None:
         for waiting in self._waiters.values():
@@ -333,6 +341,15 @@ class PodWatch:
                     wait = max(0.0, until) if wait is None else min(wait, max(0.0, until))
             sleep(wait)
         return None
+
+
+def _slim(obj: dict) -> dict:
+    """The object as cached: without ``metadata.managedFields`` (the server's field-ownership record,
+    often the largest part of a pod; nothing here reads it)."""
+    meta = obj.get("metadata")
+    if meta:
+        meta.pop("managedFields", None)
+    return obj
 
 
 def _about(event: dict) -> tuple[str, str]:
