@@ -158,9 +158,7 @@ def requests_per_step(p: dict) -> dict:
     op = make_operator(kind, p["namespace"], p["kubeconfig"], p.get("config"), p.get("exit_dir"))
     warm_up(kind, op)
     if kind == "k8s":  # open the shared watch before any window: it is shared by every step
-        from k8s_step_operator.kube.podwatch import PodWatch
-
-        PodWatch.shared(op.api, p["namespace"]).wait_synced(30)
+        op._watch(p["namespace"]).wait_synced(30)  # the operator's own (indexed) shared watch
     time.sleep(1.0)
 
     # Background: what the cluster's own components do in the same time without a step.

@@ -37,7 +37,6 @@ from .conftest import (
     managed_objects,
     restricted_profile,
     settle,
-    wait_until,
 )
 
 pytestmark = pytest.mark.cluster

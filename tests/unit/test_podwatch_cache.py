@@ -93,3 +93,25 @@ def test_a_waiter_is_woken_only_by_its_own_jobs_pods_and_events(monkeypatch) -> 
     waiter.join(5)
     assert result == ["finished"] and len(judged) == 4
     assert watch._waiters == {}  # the waiter unregistered itself
+
+
+def test_a_cache_without_an_index_wakes_a_jobs_waiter_on_any_pod_change(monkeypatch) -> None:
+    """A shared watch first opened without the index (by another user of the process) cannot tell whose a
+    change is: a waiter on a Job must still be woken by its pod's change."""
+    import threading
+
+    monkeypatch.setattr(Reflector, "start", lambda self: None)
+    watch = PodWatch(SimpleNamespace(configuration=SimpleNamespace(host="https://x")), "ml", index_label=None)
+    watch._replace([])
+    finished = threading.Event()
+    result: list[str | None] = []
+    waiter = threading.Thread(
+        target=lambda: result.append(watch.wait_for(lambda: "done" if finished.is_set() else None, timeout=10, job="a"))
+    )
+    waiter.start()
+    while not watch._waiters:
+        threading.Event().wait(0.01)
+    finished.set()
+    watch._apply("MODIFIED", _pod("a-1", "a"))
+    waiter.join(5)
+    assert result == ["done"]

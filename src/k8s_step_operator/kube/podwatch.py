@@ -236,7 +236,11 @@ class PodWatch:
         return ((pod.get("metadata") or {}).get("labels") or {}).get(self.index_label)
 
     def _wake(self, job: str | None) -> None:
-        """Wake the waiters of ``job`` (and whoever waits on the whole cache); caller holds the lock."""
+        """Wake the waiters of ``job`` (and whoever waits on the whole cache); caller holds the lock.
+        An unindexed cache cannot tell whose a change is: it wakes every waiter."""
+        if self.index_label is None:
+            self._wake_all()
+            return
         for event in self._waiters.get(job or "", ()):
             event.set()
         self._cond.notify_all()
