@@ -31,6 +31,8 @@ from . import allocation, jobs, manifest, mounts, names, pod_status, preflight, 
 from .flavor import K8sStepOperatorConfig
 from .settings import K8sStepOperatorSettings, StepSettings
 from .submission import (
+    CORE,
+    JOBS,
     StepObjects,
     Submission,
     User,
@@ -303,7 +305,7 @@ class K8sStepOperator(BaseStepOperator):
                       manifest.LABEL_RUN: names.label_value(identity.run_name)}
             claim = mounts.run_claim(ws, settings.workspaces[ws], name, namespace, labels,
                                      {manifest.ANNOTATION_RUN: identity.run_name})
-            path = f"/api/v1/namespaces/{namespace}/persistentvolumeclaims"
+            path = f"{CORE.format(namespace=namespace)}/persistentvolumeclaims"
             try:
                 created = self._kube(settings).create(path, claim, retry=True)
             except AlreadyExists:
@@ -456,7 +458,7 @@ class K8sStepOperator(BaseStepOperator):
 
         namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
         try:
-            self._kube(settings).create(f"/api/v1/namespaces/{namespace}/pods", pod, dry_run=True, retry=True)
+            self._kube(settings).create(f"{CORE.format(namespace=namespace)}/pods", pod, dry_run=True, retry=True)
         except ApiError as exc:
             step = job["metadata"].get("annotations", {}).get(manifest.ANNOTATION_ZENML_STEP_NAME, name)
             found = preflight.refusal(step, "Pod", pod, _status_of(exc), exc.status or 0)
@@ -466,13 +468,13 @@ class K8sStepOperator(BaseStepOperator):
         """POST the Secret with ``dryRun=All``: it is sent after ``submit`` has returned, so a denial
         (no ``create`` on secrets) or a refusal must surface here, while nothing exists yet."""
         namespace = secret["metadata"]["namespace"]
-        self._kube(settings).create(f"/api/v1/namespaces/{namespace}/secrets", secret, dry_run=True, retry=True)
+        self._kube(settings).create(f"{CORE.format(namespace=namespace)}/secrets", secret, dry_run=True, retry=True)
 
     def create_job(self, settings: K8sStepOperatorSettings, job: dict) -> dict:
         """POST the Job, running (suspended only for Kueue, which resumes it once admitted); admission's
         verdict on its pod was asked before (:meth:`_admit`, or the preflight)."""
         namespace = job["metadata"]["namespace"]
-        return self._kube(settings).create(f"/apis/batch/v1/namespaces/{namespace}/jobs", job, retry=True)
+        return self._kube(settings).create(JOBS.format(namespace=namespace), job, retry=True)
 
     def create_dependents(self, settings: K8sStepOperatorSettings, created: dict, secret: dict) -> None:
         """What the created Job owns: its Secret (and for several pods the headless Service). Owned by
@@ -484,7 +486,7 @@ class K8sStepOperator(BaseStepOperator):
                 kube.create(path, body, retry=True)
         except BaseException:
             meta = created["metadata"]
-            self._delete(settings, f"/apis/batch/v1/namespaces/{meta['namespace']}/jobs/{meta['name']}")
+            self._delete(settings, f"{JOBS.format(namespace=meta['namespace'])}/{meta['name']}")
             raise
 
     def _senders(self) -> ThreadPoolExecutor:
@@ -547,7 +549,7 @@ class K8sStepOperator(BaseStepOperator):
         namespace = self._namespace(settings)
         self._watch(namespace)
         items, _ = self._kube(settings).list(
-            f"/apis/batch/v1/namespaces/{namespace}/jobs", {"labelSelector": job_selector(str(step_run.id))}
+            JOBS.format(namespace=namespace), {"labelSelector": job_selector(str(step_run.id))}
         )
         if not items:
             return None
