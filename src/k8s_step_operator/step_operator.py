@@ -90,6 +90,7 @@ class K8sStepOperator(BaseStepOperator):
         self._admitting_lock = threading.Lock()
         self._sender_pool: Optional[ThreadPoolExecutor] = None
         self._local_cache: Dict[str, Tuple[Dict[str, str], List[str]]] = {}  # active stack id -> local mounts
+        self._local_lock = threading.Lock()
         self._senders_lock = threading.Lock()
         self._unsent = 0  # Secrets handed to the senders and not sent yet
 
@@ -283,7 +284,7 @@ class K8sStepOperator(BaseStepOperator):
         key = str(Client().active_stack_model.id)
         found = self._local_cache.get(key)
         if found is None:
-            with self._admitting_lock:  # concurrent first submits: one of them reads, the others wait
+            with self._local_lock:  # concurrent first submits: one of them reads, the others wait
                 found = self._local_cache.get(key)
                 if found is None:
                     found = self._local_cache[key] = (local_environment(), local_paths())
