@@ -156,7 +156,9 @@ def make_operator(
         from k8s_step_operator.flavor import K8sStepOperatorFlavor
 
         flavor = K8sStepOperatorFlavor()
-        configuration = {"kubernetes_namespace": namespace, "kubeconfig": kubeconfig, "local": True, **extra}
+        # not ``local``: these steps run no ZenML code, so both operators get the same settings (with it,
+        # ours would also mount ZenML's stores and send their environment)
+        configuration = {"kubernetes_namespace": namespace, "kubeconfig": kubeconfig, **extra}
     elif kind == "builtin":
         from zenml.integrations.kubernetes.flavors import KubernetesStepOperatorFlavor
 

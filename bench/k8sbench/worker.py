@@ -26,12 +26,12 @@ from .common import (
     RssSampler,
     component_cpu,
     diff,
-    longrunning,
     mib,
     request_totals,
     row_name,
     summary,
 )
+from .gauges import Gauges
 from .operators import light_command, light_image, make_operator, make_step, read_exit, step_command, submit, warm_up
 
 STEP_ENV = {"BENCH_STEP": "1"}
@@ -234,38 +234,6 @@ def _housekeeping(row: tuple) -> bool:
 
 
 # ------------------------------------------------------------------------------ 4. scale
-class _Gauges:
-    """Samples the apiserver's long-running request gauges (open watches and log streams)."""
-
-    ROWS = {"watch_pods": ("WATCH", "", "pods", ""), "log_streams": ("CONNECT", "", "pods", "log"), "watch_jobs": ("WATCH", "batch", "jobs", "")}
-
-    def __init__(self, admin: Admin, interval: float = 0.5) -> None:
-        self.admin = admin
-        self.interval = interval
-        self.base = longrunning(admin.metrics())
-        self.peak = {k: 0.0 for k in self.ROWS}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                now = longrunning(self.admin.metrics())
-            except Exception:  # noqa: BLE001 - a missed sample is fine
-                continue
-            for key, row in self.ROWS.items():
-                self.peak[key] = max(self.peak[key], now.get(row, 0) - self.base.get(row, 0))
-
-    def start(self) -> "_Gauges":
-        self._thread.start()
-        return self
-
-    def stop(self) -> dict:
-        self._stop.set()
-        self._thread.join()
-        return dict(self.peak)
-
-
 def scale(p: dict) -> dict:
     """N steps submitted from ``submit_threads`` threads, then ``wait()`` on each from its own thread.
 
@@ -296,7 +264,7 @@ def scale(p: dict) -> dict:
         command = light_command(f"token-{name}", p["seconds"]) if light else step_command(exit_file, p["seconds"])
         steps.append({"info": info, "step_run": step_run, "exit_file": exit_file, "command": command, "name": name})
     console = _Console().install() if light and kind == "k8s" else None
-    gauges = _Gauges(admin).start()
+    gauges = Gauges(p["kubeconfig"]).start()
     rss = RssSampler().start()
     mark = requests.mark()
     cpu0 = time.process_time()

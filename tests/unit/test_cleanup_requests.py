@@ -9,7 +9,7 @@ import pytest
 
 from k8s_step_operator.pod_status import Phase, Verdict
 from k8s_step_operator.settings import K8sStepOperatorSettings
-from k8s_step_operator.step_operator import K8sStepOperator
+from k8s_step_operator.step_operator import DependentNotCreated, K8sStepOperator
 from k8s_step_operator.submission import Submission
 
 
@@ -160,9 +160,39 @@ def test_a_refused_secret_deletes_the_job_again(sent, mocker):
     settings, _pod, job, secret = _job()
     operator = _operator(mocker)
     created = operator.create_job(settings, job)
-    with pytest.raises(ApiException):
+    with pytest.raises(DependentNotCreated, match="the API server refused the step's Secret") as refused:
         operator.create_dependents(settings, created, secret)
+    assert isinstance(refused.value.__cause__, ApiException)
     assert [(m, p) for m, p, _ in calls][-1] == ("DELETE", "jobs/train")  # garbage collection takes the rest
+
+
+def test_the_reason_names_the_object_and_tells_a_refusal_from_a_transport_error(sent, mocker):
+    """A refused Service of a multi-pod step is named as the Service; a Secret that never reached the
+    API server is not called refused."""
+    from k8s_step_operator.kube import rest
+
+    calls, fail = sent
+    fail.add("/services")
+    settings, _pod, job, secret = _job(pod_count=2)
+    operator = _operator(mocker)
+    mocker.patch.object(K8sStepOperator, "_watch", return_value=mocker.Mock())
+    step = Submission("ns", "train", "train", settings, dt.datetime.now(dt.timezone.utc))
+    operator._follow_up(step, operator.create_job(settings, job), secret)
+    assert step.refused.startswith("the API server refused the step's Service: ")
+    assert step.refused.endswith(", so its job was deleted again")
+
+    answered = rest.request
+
+    def unreachable(api, method, path, query=None, body=None, **kwargs):
+        if method == "POST" and path.endswith("/secrets"):
+            raise ConnectionRefusedError(111, "Connection refused")
+        return answered(api, method, path, query=query, body=body, **kwargs)
+
+    mocker.patch.object(rest, "request", unreachable)
+    lost = Submission("ns", "train", "train", settings, dt.datetime.now(dt.timezone.utc))
+    operator._follow_up(lost, operator.create_job(settings, job), secret)
+    assert lost.refused.startswith("the step's Secret could not be sent to the API server (ConnectionRefusedError: ")
+    assert "refused the step's" not in lost.refused
 
 
 def test_submit_returns_after_the_job_and_a_refused_secret_fails_the_step_and_wakes_its_waiters(sent, mocker):
@@ -180,7 +210,7 @@ def test_submit_returns_after_the_job_and_a_refused_secret_fails_the_step_and_wa
     step = Submission("ns", "train", "train", settings, dt.datetime.now(dt.timezone.utc))
     operator._follow_up(step, created, secret)
     assert [(m, p) for m, p, _ in calls] == [("POST", "jobs"), ("POST", "secrets"), ("DELETE", "jobs/train")]
-    assert "refused the step's Secret" in step.refused and "Unprocessable Entity" in step.refused
+    assert step.refused.startswith("the API server refused the step's Secret: ") and "Unprocessable Entity" in step.refused
     watch.poke.assert_called_once_with("train")
     verdict = judge(step, [], [])
     assert verdict.phase is Phase.FAILED and verdict.reason == step.refused
@@ -244,7 +274,8 @@ def test_a_fan_out_of_one_step_is_dry_run_once_per_distinct_pod(sent, mocker):
     operator._submit(_info(mocker, "other-image", image="img:2"), ["true"], {}, plain)
     operator._submit(_info(mocker, "bigger"), ["true"], {}, big)
     dry_runs = [p for m, p, q in calls if q.get("dryRun")]
-    assert dry_runs == ["pods", "secrets"] * 3  # the first of the fan-out, another image, other settings
+    # the first of the fan-out, another image, other settings: each a pod's and a Secret's dry run, side by side
+    assert sorted(dry_runs) == ["pods"] * 3 + ["secrets"] * 3
     for step in operator._known.values():
         step.follow_up.result(timeout=5)  # each Secret follows its Job on a sender thread
     posts = [p for m, p, _ in calls if m == "POST" and not _.get("dryRun")]
@@ -296,7 +327,32 @@ def test_a_secret_the_dry_run_refuses_stops_submit_before_anything_exists(sent, 
     fail.add("/secrets")
     with pytest.raises(ApiException):
         _submitter(mocker)._submit(_info(mocker, "train"), ["true"], {}, K8sStepOperatorSettings())
-    assert [(m, p, q) for m, p, q in calls] == [("POST", "pods", {"dryRun": "All"}), ("POST", "secrets", {"dryRun": "All"})]
+    assert sorted((m, p, tuple(q.items())) for m, p, q in calls) == [
+        ("POST", "pods", (("dryRun", "All"),)), ("POST", "secrets", (("dryRun", "All"),))
+    ]
+
+
+def test_the_pods_refusal_wins_over_the_secrets_and_both_dry_runs_end_before_submit_raises(sent, mocker):
+    """The two dry runs go out side by side; the pod's refusal (it names the setting) is the one raised,
+    and the Secret's dry run has finished by then (no thread left asking)."""
+    import threading
+
+    from k8s_step_operator.kube import rest
+
+    calls, fail = sent
+    fail.update({"/pods", "/secrets"})
+    answered = rest.request
+    both_out = threading.Barrier(2, timeout=5)
+
+    def together(api, method, path, query=None, body=None, **kwargs):
+        both_out.wait()  # fails unless the other dry run is in flight at the same time
+        return answered(api, method, path, query=query, body=body, **kwargs)
+
+    mocker.patch.object(rest, "request", together)
+    with pytest.raises(ValueError, match="train"):
+        _submitter(mocker)._submit(_info(mocker, "train"), ["true"], {}, K8sStepOperatorSettings())
+    assert sorted(p for _, p, _ in calls) == ["pods", "secrets"]
+    assert not [t for t in threading.enumerate() if t.name == "k8sso-dry-run"]
 
 
 def test_senders_far_behind_make_the_submitting_thread_send_its_own_secret(sent, mocker):

@@ -222,3 +222,19 @@ def test_refusals_and_a_client_without_policy_are_not_retried(api: Any) -> None:
     with pytest.raises(errors.ApiError):
         Client(api, policy=retry.RetryPolicy(max_retries=2)).get("/x")
     assert api.call_api.call_count == 3
+
+
+def test_an_ssl_failure_is_the_clients_error_not_its_attribute_error(mocker: Any) -> None:
+    """The client raises ``ApiException(status=0)`` for an SSL error and then trips over its missing
+    body (``e.body.decode``); the request raises the typed error with the SSL reason instead."""
+    from kubernetes.client.exceptions import ApiException
+
+    from k8s_step_operator.kube import rest
+    from k8s_step_operator.kube.errors import ApiError
+
+    api = k8s.ApiClient(k8s.Configuration(host="https://fake"))
+    reason = "SSLError\n[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed"
+    mocker.patch.object(api, "request", side_effect=ApiException(status=0, reason=reason))
+    with pytest.raises(ApiError, match="CERTIFICATE_VERIFY_FAILED") as caught:
+        rest.request(api, "GET", "/version")
+    assert caught.value.status == 0

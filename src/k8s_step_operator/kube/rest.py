@@ -47,6 +47,12 @@ def request(
         )
     except ApiException as exc:
         raise from_api_exception(exc) from None
+    except AttributeError as exc:
+        # the client fails on its own error path when a transport error has no response body (an SSL
+        # error, e.g. a server certificate the CA does not sign: ``e.body.decode``); raise what it meant to
+        if isinstance(exc.__context__, ApiException):
+            raise from_api_exception(exc.__context__) from None
+        raise
     if stream:
         return data
     try:
