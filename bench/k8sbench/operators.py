@@ -127,6 +127,26 @@ def make_step(
     return info, step_run
 
 
+def fan_out_snapshot(step_name: str, image: str) -> Any:
+    """What ZenML hands every stack component's ``get_docker_builds`` before a dynamic pipeline runs: a
+    snapshot whose step configurations are the config templates of the steps it fans out (an invocation
+    ``step_name``, ``step_name_2``, ... gets its template's configuration); here one, with no step settings
+    (the component's apply) and a skipped build of ``image``."""
+    from zenml.config import DockerSettings
+
+    docker = DockerSettings(skip_build=True, parent_image=image)
+    config = SimpleNamespace(
+        uses_step_operator=lambda name: True, command=None, parameters={}, settings={}, docker_settings=docker
+    )
+    template = SimpleNamespace(
+        config=config, spec=SimpleNamespace(inputs={}), pipeline_configuration=SimpleNamespace(settings={})
+    )
+    return SimpleNamespace(
+        step_configurations={step_name: template}, is_dynamic=True,
+        pipeline_configuration=SimpleNamespace(name="bench", settings={}, docker_settings=docker),
+    )
+
+
 KINDS = ("k8s", "builtin")
 
 

@@ -493,7 +493,13 @@ def section_scale(data: dict) -> str:
                 rows,
             ),
             "",
-            "Direct submit/wait in a fresh process per row, with the calls ZenML's launcher makes. N steps of "
+            "Direct submit/wait in a fresh process per row, with the calls ZenML's launcher makes. Before the "
+            "window each operator gets `get_docker_builds(snapshot)`, as ZenML calls it on every stack component "
+            "before a run, with the fanned-out step as the snapshot's config template (a dynamic pipeline's "
+            "snapshot holds the steps it fans out from, and each invocation runs with its template's "
+            "configuration): ours runs its preflight there (dry runs of the step's pod, Job and Secret; access "
+            "reviews), so the fan-out's submits make no dry run — were the image built after the preflight, the "
+            "first submit of each template would add one dry run; the built-in only lists its builds. N steps of "
             f"{num(get(data, 'plan', 'scale', 'step_seconds'))} s are submitted from a pool of *submit threads* "
             "(10 = ZenML's dynamic-pipeline default, `ZENML_DYNAMIC_PIPELINE_WORKER_COUNT`; 1 = one loop), "
             "*submission* = first submit call → last one returned; *all objects created*: until the last of "

@@ -32,7 +32,18 @@ from .common import (
     summary,
 )
 from .gauges import Gauges
-from .operators import light_command, light_image, make_operator, make_step, read_exit, step_command, submit, warm_up
+from .operators import (
+    IMAGE,
+    fan_out_snapshot,
+    light_command,
+    light_image,
+    make_operator,
+    make_step,
+    read_exit,
+    step_command,
+    submit,
+    warm_up,
+)
 
 STEP_ENV = {"BENCH_STEP": "1"}
 
@@ -256,6 +267,9 @@ def scale(p: dict) -> dict:
     warm_up(kind, op)
     exit_dir = Path(p["exit_dir"])
     image = light_image() if light else None
+    # what ZenML does before the run starts: ours runs its preflight here (dry runs, access reviews), so the
+    # fan-out's submits need no dry run; the built-in lists its builds
+    op.get_docker_builds(fan_out_snapshot("scale", image or IMAGE))
     steps = []
     for i in range(n):
         name = f"scale{i}"

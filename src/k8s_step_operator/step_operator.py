@@ -246,7 +246,7 @@ class K8sStepOperator(BaseStepOperator):
         objects = self._objects(settings, identity, image, list(entrypoint_command), environment, volumes, _active_user())
         dumped = settings.model_dump_json()
         if self._preflight_key(step, dumped) not in self._preflight_passed:
-            self._admit(f"{objects.namespace}\0{image}\0{dumped}", settings, objects)
+            self._admit(self._admit_key(objects.namespace, image, dumped), settings, objects)
         created = self.create_job(settings, objects.job)
         # the shared watch starts (first submit) once the Job exists: it lists before it watches, so its
         # pods are seen either way, and its two LISTs do not compete with the dry runs and the POST
@@ -339,9 +339,11 @@ class K8sStepOperator(BaseStepOperator):
             settings = self._settings(step)
             if not settings.preflight:
                 continue
-            key = self._preflight_key(name, settings.model_dump_json())
+            dumped = settings.model_dump_json()
+            key = self._preflight_key(name, dumped)
             if key in self._preflight_passed:
                 continue
+            image = ""
             found = local_problems(name, settings, step.config.command is not None)
             denied: List[preflight.Finding] = []
             if not found:
@@ -349,7 +351,8 @@ class K8sStepOperator(BaseStepOperator):
                 namespace = self._namespace(settings)
                 access = (namespace, bool(mounts.templated(settings.workspaces)))
                 try:
-                    found = self._dry_run(name, step, settings, user, snapshot.pipeline_configuration.name)
+                    image = self._likely_image(step, snapshot.pipeline_configuration.name)
+                    found = self._dry_run(name, step, settings, user, snapshot.pipeline_configuration.name, image)
                     if access not in reviewed:
                         reviewed[access] = self._review_access(name, settings, namespace)
                         found += reviewed[access]
@@ -362,8 +365,16 @@ class K8sStepOperator(BaseStepOperator):
             findings += found
             if not found and not denied:
                 self._preflight_passed.add(key)
+                # a dynamic pipeline's steps run under other names with their template's settings: with the
+                # same image (a skipped build's parent image), their first submit needs no dry run either
+                self._admitted.add(self._admit_key(self._namespace(settings), image, dumped))
         if findings:
             raise ValueError(preflight.render(self.name, findings, len(steps)))
+
+    @staticmethod
+    def _admit_key(namespace: str, image: str, settings_json: str) -> str:
+        """A pod in ``namespace`` running ``image`` with these settings was admitted by a dry run."""
+        return f"{namespace}\0{image}\0{settings_json}"
 
     @staticmethod
     def _preflight_key(step: str, settings_json: str) -> str:
@@ -372,7 +383,7 @@ class K8sStepOperator(BaseStepOperator):
         return f"{step}\0{settings_json}"
 
     def _dry_run(
-        self, name: str, step: Any, settings: K8sStepOperatorSettings, user: User, pipeline: str
+        self, name: str, step: Any, settings: K8sStepOperatorSettings, user: User, pipeline: str, image: str
     ) -> List[preflight.Finding]:
         from .kube.errors import ApiError
 
@@ -395,7 +406,7 @@ class K8sStepOperator(BaseStepOperator):
         claims = {ws: PREFLIGHT_CLAIM for ws in mounts.templated(settings.workspaces)}
         volumes += mounts.workspace_mounts(settings.workspaces, claims, "preflight", name)
         try:
-            objects = self._objects(settings, identity, self._likely_image(step, pipeline), ["true"], {}, volumes, user)
+            objects = self._objects(settings, identity, image, ["true"], {}, volumes, user)
         except ValueError as exc:  # e.g. a pod template that cannot be read
             return [preflight.Finding(name, "pod_settings", str(exc))]
         run_claims = {

@@ -380,3 +380,29 @@ def test_senders_far_behind_make_the_submitting_thread_send_its_own_secret(sent,
     queued.follow_up.result(timeout=5)
     assert [p for _, p, _ in calls].count("secrets") == 2 and operator._unsent == 0
     operator._sender_pool.shutdown()
+
+
+def test_a_template_the_preflight_passed_spares_its_dynamic_invocations_the_dry_run(sent, mocker):
+    """A dynamic pipeline runs its steps under other names (``train_2``, ...) with their template's settings;
+    the preflight dry-ran the template with the image it will run (a skipped build's parent image), so those
+    submits make no dry run; one with another image does."""
+    from types import SimpleNamespace
+
+    calls, _ = sent
+    operator = _submitter(mocker)
+    settings = K8sStepOperatorSettings()
+    mocker.patch.object(K8sStepOperator, "_settings", lambda self, container: settings)
+    mocker.patch.object(K8sStepOperator, "_review_access", lambda self, *args: [])
+    docker = SimpleNamespace(skip_build=True, parent_image="img:1")
+    template = SimpleNamespace(
+        config=SimpleNamespace(uses_step_operator=lambda name: True, command=None, docker_settings=docker, parameters={}),
+        spec=SimpleNamespace(inputs={}),
+    )
+    operator._preflight(SimpleNamespace(step_configurations={"train": template}, pipeline_configuration=SimpleNamespace(name="pipe")))
+    preflight_calls = len(calls)
+    assert preflight_calls and all(q.get("dryRun") for _, _, q in calls)  # the template's objects, dry-run
+    for i in (2, 3):
+        operator._submit(_info(mocker, f"train_{i}"), ["true"], {"A": "1"}, settings)
+    assert not [p for _, p, q in calls[preflight_calls:] if q.get("dryRun")]
+    operator._submit(_info(mocker, "train_4", image="img:2"), ["true"], {}, settings)
+    assert sorted(p for _, p, q in calls[preflight_calls:] if q.get("dryRun")) == ["pods", "secrets"]

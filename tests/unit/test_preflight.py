@@ -156,6 +156,7 @@ def _run_preflight(mocker, workspaces_of_step: dict[str, dict]) -> tuple[str, li
     mocker.patch.object(K8sStepOperator, "_settings", lambda self, s: settings[s.name])
     mocker.patch.object(K8sStepOperator, "_namespace", lambda self, s: "ml")
     mocker.patch.object(K8sStepOperator, "_dry_run", lambda self, *args: [])
+    mocker.patch.object(K8sStepOperator, "_likely_image", lambda self, step, pipeline: "img")
     mocker.patch("k8s_step_operator.step_operator._active_user", return_value=User("u"))
 
     def review(self, name, settings, namespace):
