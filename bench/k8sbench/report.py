@@ -125,10 +125,11 @@ def summary_rows(data: dict) -> list[list[str]]:
         rows.append(
             [
                 "3b",
-                "…and all requests the step causes, every client (node, scheduler, controllers), per apiserver metrics",
+                "…and all requests the step causes, every client (node, scheduler, controllers), per apiserver "
+                "metrics; in brackets the DELETEs among them (clean-up within the window)",
                 "—",
-                num(ro),
-                num(rt),
+                f"{num(ro)} ({num(_deletions(o))})",
+                f"{num(rt)} ({num(_deletions(t))})",
                 ratio(ro, rt),
                 "—",
             ]
@@ -739,3 +740,14 @@ def fmt_load(x: Any) -> str:
     if not x:
         return "—"
     return " / ".join(f"{float(v):.2f}" for v in x)
+
+
+def _deletions(requests: Any) -> float | None:
+    """Median over a requests section's steps of the DELETEs among all clients' step-related requests (ours
+    deletes its Job at clean-up and the garbage collector and kubelet its pods and Secret; the built-in
+    deletes nothing)."""
+    counts = [
+        sum(v for k, v in (step.get("all_clients_rows") or {}).items() if k.startswith("DELETE "))
+        for step in (get(requests, "steps") or [])
+    ]
+    return statistics.median(counts) if counts else None
