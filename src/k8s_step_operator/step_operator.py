@@ -433,9 +433,7 @@ class K8sStepOperator(BaseStepOperator):
         docker = step.config.docker_settings
         if docker.skip_build and docker.parent_image:
             return str(docker.parent_image)
-        from zenml.client import Client
-
-        registry = Client().active_stack.container_registry
+        registry = active_component(StackComponentType.CONTAINER_REGISTRY)
         if registry is not None:
             return f"{registry.config.uri.rstrip('/')}/zenml:{names.label_value(pipeline)}-preflight"
         return str(docker.parent_image or PREFLIGHT_IMAGE)
@@ -519,10 +517,12 @@ class K8sStepOperator(BaseStepOperator):
             for request in dependents(created, secret, settings.pod_count):
                 kind, path, body = request  # the kind is named if it fails
                 kube.create(path, body, retry=True)
-        except Exception as exc:
+        except BaseException as exc:  # interrupted too: the Job goes again
             meta = created["metadata"]
             self._delete(settings, f"{JOBS.format(namespace=meta['namespace'])}/{meta['name']}")
-            raise DependentNotCreated(kind, exc) from exc
+            if isinstance(exc, Exception):
+                raise DependentNotCreated(kind, exc) from exc
+            raise
 
     def _senders(self) -> ThreadPoolExecutor:
         """The threads that send what follows each Job, so that ``submit`` returns after one request.
@@ -890,21 +890,26 @@ def local_environment() -> Dict[str, str]:
     return {"ZENML_CONFIG_PATH": GlobalConfiguration().config_directory}
 
 
+def active_component(component_type: StackComponentType) -> Optional[Any]:
+    """The active stack's component of ``component_type``, built alone (None if the stack has none).
+    ``Client().active_stack`` would build every component and import each one's modules (a profiled
+    first submit: 1.46 s of CPU, most of it importing ZenML's deployer and REST store)."""
+    from zenml.client import Client
+    from zenml.stack import StackComponent
+
+    models = Client().active_stack_model.components.get(component_type) or []
+    return StackComponent.from_model(models[0]) if models else None
+
+
 def local_paths() -> list[str]:
     """With ``local=True``: the host directories the step pod mounts at the same paths — ZenML's
     config directory (its SQLite store and default artifact stores) and the active stack's local
     artifact store when it lies elsewhere."""
-    from zenml.client import Client
     from zenml.config.global_config import GlobalConfiguration
-    from zenml.enums import StackComponentType
-    from zenml.stack import StackComponent
 
     config_dir = os.path.realpath(GlobalConfiguration().config_directory)
     paths = [config_dir]
-    # only the artifact store is built: building the whole stack imports every component's modules
-    # (a profiled first submit: 1.46 s of CPU, most of it importing ZenML's deployer and REST store)
-    model = Client().active_stack_model.components[StackComponentType.ARTIFACT_STORE][0]
-    store = cast(Any, StackComponent.from_model(model))
+    store = cast(Any, active_component(StackComponentType.ARTIFACT_STORE))  # every stack has one
     if store.config.is_local:
         root = os.path.realpath(store.path)
         if not (root + os.sep).startswith(config_dir + os.sep):

@@ -406,3 +406,23 @@ def test_a_template_the_preflight_passed_spares_its_dynamic_invocations_the_dry_
     assert not [p for _, p, q in calls[preflight_calls:] if q.get("dryRun")]
     operator._submit(_info(mocker, "train_4", image="img:2"), ["true"], {}, settings)
     assert sorted(p for _, p, q in calls[preflight_calls:] if q.get("dryRun")) == ["pods", "secrets"]
+
+
+def test_an_interrupted_follow_up_deletes_the_job_and_lets_the_interrupt_through(sent, mocker):
+    from k8s_step_operator.kube import rest
+
+    calls, _ = sent
+    answered = rest.request
+
+    def interrupted(api, method, path, query=None, body=None, **kwargs):
+        if method == "POST" and path.endswith("/secrets"):
+            raise KeyboardInterrupt
+        return answered(api, method, path, query=query, body=body, **kwargs)
+
+    mocker.patch.object(rest, "request", interrupted)
+    settings, _pod, job, secret = _job()
+    operator = _operator(mocker)
+    created = operator.create_job(settings, job)
+    with pytest.raises(KeyboardInterrupt):
+        operator.create_dependents(settings, created, secret)
+    assert [(m, p) for m, p, _ in calls][-1] == ("DELETE", "jobs/train")

@@ -48,3 +48,31 @@ def test_the_config_dir_and_an_artifact_store_outside_it_are_mounted_without_bui
     found = _probe(tmp_path, str(far))
     assert found["paths"] == [str(config_dir), str(far.resolve())]
     assert found["by_paths"] == [] and found["by_stack"]
+
+
+REGISTRY_PROBE = """
+import json, sys
+from types import SimpleNamespace
+from zenml.client import Client
+from zenml.config import DockerSettings
+from k8s_step_operator.step_operator import PREFLIGHT_IMAGE, K8sStepOperator
+client = Client()
+step = SimpleNamespace(config=SimpleNamespace(docker_settings=DockerSettings()))
+without = K8sStepOperator._likely_image(None, step, "pipe")
+client.create_stack_component(name="reg", flavor="default", component_type="container_registry", configuration={"uri": "registry.test:5000/"})
+client.create_stack(name="reg-stack", components={"artifact_store": "default", "orchestrator": "default", "container_registry": "reg"})
+client.activate_stack("reg-stack")
+print(json.dumps({"without": without, "with": K8sStepOperator._likely_image(None, step, "pipe"), "fallback": PREFLIGHT_IMAGE}))
+"""
+
+
+def test_the_preflights_image_is_a_tag_in_the_active_stacks_container_registry(tmp_path: Path) -> None:
+    """A step whose image is built after the preflight is dry-run as a tag in the stack's registry (so that
+    admission rules about registries judge it); a stack without a registry gives the fallback image."""
+    script = tmp_path / "probe.py"
+    script.write_text(REGISTRY_PROBE)
+    done = subprocess.run([sys.executable, str(script)], env=zenml_env(tmp_path), cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["without"] == found["fallback"]
+    assert found["with"] == "registry.test:5000/zenml:pipe-preflight"
