@@ -53,7 +53,7 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
         "seed": args.seed,
         "completion": {"steps": 5 if q else 20, "min_s": 1.0, "max_s": 3.0 if q else 8.0},
         "e2e": {"rounds": 1 if q else 4, "steps_per_run": 2 if q else 5, "step_seconds": 2.0},
-        "requests": {"steps": 1 if q else 3, "step_seconds": 10.0 if q else 30.0, "idle_seconds": 5.0 if q else 30.0, "settle_seconds": 3.0},
+        "requests": {"steps": 1 if q else 5, "step_seconds": 10.0 if q else 30.0, "idle_seconds": 5.0 if q else 30.0, "settle_seconds": 3.0},
         "scale": {"n": scales, "step_seconds": 8.0 if q else 20.0, "timeout": 300.0, "timeout_per_step": 1.5,
                   "submit_threads": 10, "light": True,
                   # the same small explicit requests for both operators: the built-in's default 400Mi would
@@ -104,6 +104,14 @@ class Bench:
         assert self.admin is not None
         self.admin.create_namespace(name)
         return name
+
+    def retire(self, namespace: str, timeout: float = 600.0) -> None:
+        """Delete a finished row's namespace and wait until it is gone: what one operator leaves (the
+        built-in keeps every pod and Job) must not weigh on the next row's nodes and API server."""
+        assert self.admin is not None
+        self.admin.delete_namespace(namespace, wait=timeout)
+        if self.admin.exists(f"/api/v1/namespaces/{namespace}"):
+            raise TimeoutError(f"namespace {namespace} still there {timeout:.0f} s after its deletion")
 
     def run_child(self, argv: list[str], log_name: str, timeout: float, cwd: Path | None = None, env: dict | None = None) -> int:
         """Run a child in its own process group; kill that group on timeout."""
@@ -188,6 +196,7 @@ def section_completion(b: Bench) -> dict:
             f"completion-{label}",
         )
         b.settle()
+        b.retire(ns)
     return out
 
 
@@ -213,6 +222,7 @@ def section_requests(b: Bench) -> dict:
             },
             f"requests-{label}",
         )
+        b.retire(ns)
     return out
 
 
@@ -223,8 +233,10 @@ def section_scale(b: Bench) -> dict:
     cases = [(n, p["submit_threads"]) for n in p["n"]]
     if not b.plan["quick"]:
         cases.append((min(max(p["n"]), 100), 1))
-    for n, threads in cases:
-        for op in b.operators:
+    for i, (n, threads) in enumerate(cases):
+        # each row starts on an empty namespace set: the previous row's is deleted and gone; the order of the
+        # operators alternates from case to case, so neither always runs on a cluster the other just used
+        for op in (b.operators if i % 2 == 0 else list(reversed(b.operators))):
             b.settle(timeout=600.0)
             ns = b.namespace(f"b-scale-{op}-{n}")
             timeout = max(p["timeout"], p["timeout_per_step"] * n)
@@ -236,6 +248,7 @@ def section_scale(b: Bench) -> dict:
                 timeout=timeout + 900,
             )
             runs.append({"operator": op, "n": n, "submit_threads": threads, **result})
+            b.retire(ns)
     return {"runs": runs}
 
 

@@ -445,8 +445,9 @@ def section_requests(data: dict) -> str:
         "client (the bench wraps `kubernetes.client.rest.RESTClientObject.request`); the table shows both "
         "numbers per row. Where the apiserver counts more than the operator sent, another component acted on "
         "the same kind of object (e.g. the kubelet's final `DELETE` of a pod it finished, the garbage "
-        "collector deleting the pod owned by the deleted Secret). Log streams are counted as `CONNECT pods/log` by the "
-        "apiserver. Watches are counted when they end (our shared watch re-connects about once a minute: "
+        "collector deleting the pod and the Secret of the deleted Job). Log streams are counted as `CONNECT pods/log` by the "
+        "apiserver. Watches are counted when they end (our shared watch — one reflector for the managed pods, one "
+        "for the namespace's Warning events, both shared by every step — re-connects about once a minute: "
         "`timeoutSeconds=60`), so they are reported separately. \"Step-related\" leaves out node heartbeats "
         "(leases, nodes) and watch re-connections, which happen with or without steps."
     )
@@ -494,7 +495,10 @@ def section_scale(data: dict) -> str:
                 rows,
             ),
             "",
-            "Direct submit/wait in a fresh process per row, with the calls ZenML's launcher makes. Before the "
+            "Direct submit/wait in a fresh process per row, with the calls ZenML's launcher makes. Each row "
+            "starts on a cluster without the previous row's objects (its namespace is deleted and gone first: the "
+            "built-in keeps every pod and Job, and hundreds of exited containers would weigh on the next row's "
+            "kubelets), and the operators' order alternates from one step count to the next. Before the "
             "window each operator gets `get_docker_builds(snapshot)`, as ZenML calls it on every stack component "
             "before a run, with the fanned-out step as the snapshot's config template (a dynamic pipeline's "
             "snapshot holds the steps it fans out from, and each invocation runs with its template's "
@@ -672,7 +676,8 @@ def render(data: dict) -> str:
         f"{get(data, 'machine', 'inotify_max_user_instances', 'before')} to "
         f"{get(data, 'machine', 'inotify_max_user_instances', 'during')} for the run, as kind advises, since each "
         "followed log costs the kubelet one), runs every measurement in a fresh worker process "
-        "(`python -m k8sbench.worker`), and removes the cluster, its namespaces and its tmp dir at the end. "
+        "(`python -m k8sbench.worker`), deletes each measurement's namespace (and waits until it is gone) before "
+        "the next one, and removes the cluster and its tmp dir at the end. "
         "ZenML state lives in that tmp dir (`ZENML_CONFIG_PATH`); the user's ZenML config is never touched.",
         "",
         "How ZenML's operator is run without touching our environment: it is built in-process from its own "

@@ -156,8 +156,9 @@ def completion(p: dict) -> dict:
 
 # ----------------------------------------------------------------------- 3. API requests
 def _shared_watch_row(kind: str, row: tuple) -> bool:
-    """Requests of our shared pod watch (one LIST + one WATCH per minute per namespace, for all steps)."""
-    return kind == "k8s" and row[2] == "pods" and row[3] == "" and row[0] in ("LIST", "WATCH")
+    """Requests of our shared watch: its two reflectors, pods and Warning events (each one LIST, then one
+    WATCH a minute, per namespace for all steps)."""
+    return kind == "k8s" and row[2] in ("pods", "events") and row[1] == "" and row[3] == "" and row[0] in ("LIST", "WATCH")
 
 
 def requests_per_step(p: dict) -> dict:
