@@ -526,7 +526,8 @@ def section_scale(data: dict) -> str:
             "the built-in's default 400Mi would otherwise decide how many pods fit). *Streamed logs* (ours; the "
             "built-in streams none): every line our operator printed is checked to carry its own step's token, and "
             "each step must show exactly its two lines. *Left*: pods, Jobs and Secrets still in the run's own "
-            "namespace after `cleanup_step_submission` and up to 2 min of garbage collection.",
+            "namespace after `cleanup_step_submission` and garbage collection (until nothing is left, or nothing has "
+            "changed for 15 s with nothing being deleted; at most 2 min).",
         ]
     )
 

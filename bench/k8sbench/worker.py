@@ -471,14 +471,21 @@ def _followers(op: Any, steps: list[dict]) -> dict:
     }
 
 
-def _left_behind(admin: Admin, namespace: str, timeout: float = 120.0) -> dict:
-    """What is still in the bench's own namespace after clean-up (garbage collection given time)."""
+def _left_behind(admin: Admin, namespace: str, timeout: float = 120.0, still: float = 15.0) -> dict:
+    """What is still in the bench's own namespace after clean-up: garbage collection is given time until
+    nothing is left, or nothing has changed for ``still`` seconds with nothing being deleted (what the
+    built-in leaves never goes), or ``timeout``."""
     paths = {"pods": f"/api/v1/namespaces/{namespace}/pods", "jobs": f"/apis/batch/v1/namespaces/{namespace}/jobs",
              "secrets": f"/api/v1/namespaces/{namespace}/secrets"}
     deadline = time.monotonic() + timeout
+    last, since = None, time.monotonic()
     while True:
-        left = {kind: len(admin.get(path).get("items", [])) for kind, path in paths.items()}
-        if not any(left.values()) or time.monotonic() > deadline:
+        items = {kind: admin.get(path).get("items", []) for kind, path in paths.items()}
+        left = {kind: len(found) for kind, found in items.items()}
+        going = any((o.get("metadata") or {}).get("deletionTimestamp") for found in items.values() for o in found)
+        if left != last or going:
+            last, since = left, time.monotonic()
+        if not any(left.values()) or time.monotonic() > deadline or time.monotonic() - since >= still:
             return left
         time.sleep(1.0)
 
