@@ -147,8 +147,8 @@ def summary_rows(data: dict) -> list[list[str]]:
                 f"{n} concurrent steps (submitted from {threads} threads, like a ZenML dynamic pipeline): all "
                 "`submit()` calls returned",
                 "ahead of the built-in, on 1 pod watch",
-                f"{dur(sub_o)} (its Secrets all created after {dur(get(o, 'all_objects_created_s'))}; pod watches: "
-                f"{num(get(o, 'server_open_watches_pods'))})",
+                f"{dur(sub_o)} (its {num(get(o, 'requests', 'POST secrets'))} Secrets all created after "
+                f"{dur(get(o, 'all_objects_created_s'))}; pod watches: {num(get(o, 'server_open_watches_pods'))})",
                 f"{dur(sub_t)} (no watch; {num(get(t, 'requests', 'LIST batch/jobs'))} LIST polls)",
                 ratio(sub_o, sub_t),
                 verdict(None if sub_o is None or sub_t is None else
@@ -508,8 +508,8 @@ def section_scale(data: dict) -> str:
             f"{num(get(data, 'plan', 'scale', 'step_seconds'))} s are submitted from a pool of *submit threads* "
             "(10 = ZenML's dynamic-pipeline default, `ZENML_DYNAMIC_PIPELINE_WORKER_COUNT`; 1 = one loop), "
             "*submission* = first submit call → last one returned; *all objects created*: until the last of "
-            "them exists (ours sends each Job's Secret from a sender thread after `submit` returned; the "
-            "built-in creates only its Job). *CPU during submission*: CPU seconds used in that window by the "
+            "them exists (ours sends the Secrets from a sender thread after `submit` returned, one for the steps "
+            "of a run whose Jobs were created while the previous one was out; the built-in creates only its Job). *CPU during submission*: CPU seconds used in that window by the "
             "worker process, by kube-apiserver, and by the nodes (kubelets, containerd and its shims, runc), "
             "read from `/proc`. Then `wait()` runs for every step in its own "
             "thread (a dynamic pipeline would instead poll `get_status` every 10 s, which for ours reads the watch "

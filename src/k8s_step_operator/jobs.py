@@ -13,7 +13,7 @@ controller then stops the other pods at once.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 from k8s_step_operator.names import dns1123_label, pod_name
 
@@ -147,9 +147,17 @@ def owned_by(obj: Mapping[str, Any], owner: Mapping[str, Any]) -> dict[str, Any]
     Garbage collection deletes ``obj`` when ``owner`` goes. Not a controller
     reference, and it blocks nothing (no finalizer permission needed).
     """
-    meta = owner["metadata"]
-    ref = {"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": meta["name"], "uid": meta["uid"]}
-    return {**obj, "metadata": {**obj["metadata"], "ownerReferences": [ref]}}
+    return owned_by_all(obj, [owner])
+
+
+def owned_by_all(obj: Mapping[str, Any], owners: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """A copy of ``obj`` owned by each of the created ``owners``: garbage collection deletes it once
+    the last of them is gone."""
+    refs = [
+        {"apiVersion": o["apiVersion"], "kind": o["kind"], "name": o["metadata"]["name"], "uid": o["metadata"]["uid"]}
+        for o in owners
+    ]
+    return {**obj, "metadata": {**obj["metadata"], "ownerReferences": refs}}
 
 
 def rank_of(pod: Mapping[str, Any]) -> Optional[int]:

@@ -11,8 +11,9 @@ The pod is assembled in this order, later steps winning:
 4. every string equal to ``{{ image }}`` replaced by the step image.
 
 ZenML's step environment (which contains secrets) never goes into the pod:
-it lives in a Secret (:func:`build_env_secret`) that the main container
-reads through ``envFrom``.
+its values live in a Secret (:func:`build_env_secret`), each under a key of
+the step's own, and the main container reads them by name
+(:func:`read_env_from_secret`: ``env[].valueFrom.secretKeyRef``).
 """
 
 from __future__ import annotations
@@ -137,7 +138,6 @@ def build_pod(
     image: str,
     command: list[str],
     namespace: str,
-    env_secret_name: Optional[str],
     service_account: Optional[str] = None,
     template: Optional[Mapping[str, Any]] = None,
 ) -> dict[str, Any]:
@@ -149,8 +149,6 @@ def build_pod(
         image: Step image.
         command: Full entrypoint command of the main container.
         namespace: Namespace of the pod.
-        env_secret_name: Secret holding ZenML's environment (mounted with
-            ``envFrom``, ahead of ``pod_settings.env_from``), if any.
         service_account: Service account; wins over
             ``settings.service_account_name`` when given.
         template: The content of ``pod_settings.pod_template_file`` (parsed:
@@ -165,7 +163,7 @@ def build_pod(
             result lost the main container.
     """
     pod_settings = settings.pod_settings or K8sPodSettings()
-    spec = _pod_spec(settings, pod_settings, image, command, env_secret_name)
+    spec = _pod_spec(settings, pod_settings, image, command)
     account = service_account or settings.service_account_name
     if account:
         spec["serviceAccountName"] = account
@@ -206,14 +204,22 @@ def _no_default_token(spec: dict[str, Any]) -> None:
         spec["automountServiceAccountToken"] = False
 
 
+def env_key(owner: str, name: str) -> str:
+    """The Secret key of one variable of a step's environment: ``<owner>.<name>``, the step's Job name
+    first, so that the steps of one burst can share a Secret without sharing a key."""
+    return f"{owner}.{name}"
+
+
 def build_env_secret(
     name: str,
     namespace: str,
     identity: StepIdentity,
     environment: Mapping[str, str],
+    owner: str,
 ) -> dict[str, Any]:
     """Builds the ``v1 Secret`` (Opaque, ``stringData``, immutable: nothing changes it, so the
-    kubelet reads it once instead of watching it for the pod's life) for the step env.
+    kubelet reads it once instead of watching it) for the step env, each variable under
+    :func:`env_key` (``owner``: the step's Job name).
 
     Raises:
         ValueError: If the name or an environment key is not valid for a
@@ -221,10 +227,10 @@ def build_env_secret(
     """
     validate_dns1123_subdomain(name, "env secret name")
     for key in environment:
-        if not isinstance(key, str) or not _SECRET_KEY_RE.match(key):
+        if not isinstance(key, str) or not _SECRET_KEY_RE.match(env_key(owner, key)):
             raise ValueError(
                 f"environment[{key!r}]: not a valid Secret key; allowed: "
-                "1-253 letters, digits, '-', '_' and '.'"
+                f"1-{252 - len(owner)} letters, digits, '-', '_' and '.'"
             )
     return {
         "apiVersion": "v1",
@@ -237,8 +243,55 @@ def build_env_secret(
         },
         "type": "Opaque",
         "immutable": True,
-        "stringData": {key: str(value) for key, value in environment.items()},
+        "stringData": {env_key(owner, key): str(value) for key, value in environment.items()},
     }
+
+
+def read_env_from_secret(pod: dict[str, Any], secret: str, owner: str, names: Sequence[str]) -> dict[str, Any]:
+    """The main container reads each of ``names`` from its key (:func:`env_key`) of Secret ``secret``:
+    the names are in the spec, the values only in the Secret. A variable the container sets itself
+    (``pod_settings.env``, ``pipeline_env``) keeps its own value. Returns a new Pod dict."""
+
+    def add(container: dict[str, Any]) -> dict[str, Any]:
+        own = container.get("env") or []
+        taken = {var.get("name") for var in own}
+        refs = [
+            {"name": n, "valueFrom": {"secretKeyRef": {"name": secret, "key": env_key(owner, n)}}}
+            for n in names if n not in taken
+        ]
+        return {**container, "env": [*refs, *own]} if refs else container
+
+    spec = dict(pod["spec"])
+    spec["containers"] = [add(c) if c.get("name") == MAIN_CONTAINER_NAME else c for c in spec["containers"]]
+    return {**pod, "spec": spec}
+
+
+def env_secret_of(pod_spec: Mapping[str, Any], owner: str) -> Optional[str]:
+    """The Secret the main container reads ZenML's environment from, found by ``owner``'s keys (a
+    user's own ``secretKeyRef`` has other keys); None: no environment."""
+    for container in pod_spec.get("containers") or ():
+        if container.get("name") == MAIN_CONTAINER_NAME:
+            for var in container.get("env") or ():
+                ref = (var.get("valueFrom") or {}).get("secretKeyRef") or {}
+                if str(ref.get("key", "")).startswith(f"{owner}."):
+                    return str(ref.get("name"))
+    return None
+
+
+def retarget_env_secret(pod_spec: dict[str, Any], old: str, new: str) -> dict[str, Any]:
+    """The spec with the main container's references to Secret ``old`` pointed at ``new`` (same keys)."""
+
+    def point(var: dict[str, Any]) -> dict[str, Any]:
+        ref = (var.get("valueFrom") or {}).get("secretKeyRef")
+        if not ref or ref.get("name") != old:
+            return var
+        return {**var, "valueFrom": {**var["valueFrom"], "secretKeyRef": {**ref, "name": new}}}
+
+    containers = [
+        {**c, "env": [point(v) for v in c.get("env") or ()]} if c.get("name") == MAIN_CONTAINER_NAME else c
+        for c in pod_spec.get("containers") or ()
+    ]
+    return {**pod_spec, "containers": containers}
 
 
 def _metadata(
@@ -270,7 +323,6 @@ def _main_container(
     pod_settings: K8sPodSettings,
     image: str,
     command: list[str],
-    env_secret_name: Optional[str],
 ) -> dict[str, Any]:
     container: dict[str, Any] = {
         "name": MAIN_CONTAINER_NAME,
@@ -284,11 +336,8 @@ def _main_container(
         container["resources"] = resources
     if pod_settings.env:
         container["env"] = pod_settings.env
-    env_from = list(pod_settings.env_from)
-    if env_secret_name:
-        env_from.insert(0, {"secretRef": {"name": env_secret_name}})
-    if env_from:
-        container["envFrom"] = env_from
+    if pod_settings.env_from:
+        container["envFrom"] = list(pod_settings.env_from)
     mounts = list(pod_settings.volume_mounts)
     if pod_settings.shm_size:
         mounts.append({"name": SHM_VOLUME_NAME, "mountPath": SHM_MOUNT_PATH})
@@ -362,14 +411,13 @@ def _pod_spec(
     pod_settings: K8sPodSettings,
     image: str,
     command: list[str],
-    env_secret_name: Optional[str],
 ) -> dict[str, Any]:
     ps = pod_settings
     spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "terminationGracePeriodSeconds": settings.delete_grace_period_seconds,
         "containers": [
-            _main_container(settings, ps, image, command, env_secret_name)
+            _main_container(settings, ps, image, command)
         ],
     }
     init = [_extra_container(c, ps, image, False) for c in ps.init_containers]

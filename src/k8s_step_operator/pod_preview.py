@@ -32,7 +32,6 @@ def build_preview_pod(
     """
     from .flavor import K8sStepOperatorConfig
     from .manifest import StepIdentity, build_pod
-    from .names import pod_name
 
     ns = namespace or settings.kubernetes_namespace or (config or K8sStepOperatorConfig()).kubernetes_namespace
     identity = StepIdentity(
@@ -49,10 +48,9 @@ def build_preview_pod(
         "--step_name", step_name,
         "--step_run_id", PLACEHOLDER_STEP_RUN_ID,
     ]  # fmt: skip
-    secret = pod_name(settings.job_name_prefix, pipeline, step_name, PLACEHOLDER_STEP_RUN_ID) + "-env"
     from .settings_files import pod_template_of
 
-    return build_pod(settings, identity, image, command, ns, secret, template=pod_template_of(settings))
+    return build_pod(settings, identity, image, command, ns, template=pod_template_of(settings))
 
 
 def preview_header(pod: dict, step: str, pipeline: str, component: Optional[str]) -> str:
@@ -64,7 +62,8 @@ def preview_header(pod: dict, step: str, pipeline: str, component: Optional[str]
             f"# Pod for step `{step}` of pipeline `{pipeline}`{source}, rendered without contacting a cluster.",
             "# Placeholders: the image, the snapshot id, the run name and the step run id (the pod name",
             "# ends in a hash of the real step run id).",
-            "# ZenML's environment (store credentials and secret values) is NOT in the pod: it goes into the",
-            f"# per-step Secret `{name}-env`, created before the pod, owning it, and read through envFrom.",
+            "# ZenML's environment (store credentials and secret values) is NOT in the pod: its values go into",
+            f"# the Secret `{name}-env` (or the one of the steps submitted with it), owned by the Job, and the",
+            "# step container reads each variable by name (env[].valueFrom.secretKeyRef; not shown here).",
         ]
     )

@@ -102,6 +102,15 @@ def _main_terminated(pod: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+def main_started(pod: dict[str, Any]) -> bool:
+    """Whether the step's container has been created and started (the kubelet has read its environment)."""
+    for cs in _statuses(pod, "containerStatuses"):
+        if cs.get("name") == MAIN_CONTAINER:
+            state = cs.get("state") or {}
+            return "running" in state or "terminated" in state
+    return False
+
+
 def _first_failed(pod: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
     """(name, terminated state) of the first container (init containers first) that ended non-zero."""
     for key in ("initContainerStatuses", "containerStatuses"):

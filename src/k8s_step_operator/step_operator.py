@@ -29,6 +29,7 @@ from zenml.step_operators import BaseStepOperator
 
 from . import allocation, jobs, manifest, mounts, names, pod_status, preflight, rbac
 from .flavor import K8sStepOperatorConfig
+from .secret_batches import Batch, SecretBatches
 from .settings import K8sStepOperatorSettings, StepSettings
 from .submission import (
     CORE,
@@ -36,9 +37,11 @@ from .submission import (
     StepObjects,
     Submission,
     User,
+    batch_secret,
     build_objects,
     dependents,
     dry_run_requests,
+    env_read,
     from_job,
     job_selector,
     judge,
@@ -47,6 +50,7 @@ from .submission import (
     next_deadline,
     removal_path,
     unknown_settings,
+    with_env_secret,
 )
 
 if TYPE_CHECKING:
@@ -89,10 +93,10 @@ class K8sStepOperator(BaseStepOperator):
         self._admitting: Dict[str, threading.Lock] = {}  # one dry run per key, also from concurrent submits
         self._admitting_lock = threading.Lock()
         self._sender_pool: Optional[ThreadPoolExecutor] = None
+        self._batches = SecretBatches()
         self._local_cache: Dict[str, Tuple[Dict[str, str], List[str]]] = {}  # active stack id -> local mounts
         self._local_lock = threading.Lock()
         self._senders_lock = threading.Lock()
-        self._unsent = 0  # Secrets handed to the senders and not sent yet
 
     # ------------------------------------------------------------- settings
     @property
@@ -247,16 +251,25 @@ class K8sStepOperator(BaseStepOperator):
         dumped = settings.model_dump_json()
         if self._preflight_key(step, dumped) not in self._preflight_passed:
             self._admit(self._admit_key(objects.namespace, image, dumped), settings, objects)
-        created = self.create_job(settings, objects.job)
+        # the steps of a run submitted while a Secret's POST is out share the next one
+        batch = self._batches.join((objects.namespace, identity.run_id), objects.secret["metadata"]["name"])
+        objects = with_env_secret(objects, batch.name)
+        try:
+            created = self.create_job(settings, objects.job)
+        except BaseException:
+            self._send_batch(self._batches.withdraw(batch))
+            raise
         # the shared watch starts (first submit) once the Job exists: it lists before it watches, so its
         # pods are seen either way, and its two LISTs do not compete with the dry runs and the POST
         self._watch(objects.namespace)
         sub = Submission(
             objects.namespace, objects.name, identity.step_name, settings,
             pod_status.parse_time(created["metadata"].get("creationTimestamp")) or _now(),
+            env_secret=batch.name, batched=True,
         )
+        sub.follow_up = batch.done
         self._known[identity.step_run_id] = sub
-        self._send_follow_up(sub, created, objects.secret)
+        self._send_batch(self._batches.hand_in(batch, sub, created, objects.secret))
         logger.info("Step `%s`: created job %s/%s", identity.step_name, objects.namespace, objects.name)
 
     def _objects(
@@ -507,14 +520,14 @@ class K8sStepOperator(BaseStepOperator):
         namespace = job["metadata"]["namespace"]
         return self._kube(settings).create(JOBS.format(namespace=namespace), job, retry=True)
 
-    def create_dependents(self, settings: K8sStepOperatorSettings, created: dict, secret: dict) -> None:
-        """What the created Job owns: its Secret (and for several pods the headless Service). Owned by
-        the Job, they go with it whatever happens to this process. If one is refused, the Job is
+    def create_dependents(self, settings: K8sStepOperatorSettings, created: dict) -> None:
+        """What the created Job owns besides its Secret: for several pods the headless Service. Owned
+        by the Job, it goes with it whatever happens to this process. If it is refused, the Job is
         deleted again (garbage collection takes the rest) and the refusal raised."""
         kube = self._kube(settings)
-        kind = "Secret"
+        kind = "Service"
         try:
-            for request in dependents(created, secret, settings.pod_count):
+            for request in dependents(created, settings.pod_count):
                 kind, path, body = request  # the kind is named if it fails
                 kube.create(path, body, retry=True)
         except BaseException as exc:  # interrupted too: the Job goes again
@@ -532,35 +545,65 @@ class K8sStepOperator(BaseStepOperator):
                 self._sender_pool = ThreadPoolExecutor(FOLLOW_UP_SENDERS, thread_name_prefix="k8sso-follow-up")
             return self._sender_pool
 
-    def _send_follow_up(self, sub: Submission, created: dict, secret: dict) -> None:
-        """Hand the Job's Secret to the senders, unless they are behind by more than their number: then
-        this thread sends it (a pod whose Secret is late waits for the kubelet's next try, ~10 s)."""
-        with self._senders_lock:
-            behind = self._unsent >= 2 * FOLLOW_UP_SENDERS
-            if not behind:
-                self._unsent += 1
-        if behind:
-            self._follow_up(sub, created, secret)
-            return
+    def _send_batch(self, batch: Optional[Batch]) -> None:
+        """Hand a batch that is ready to the senders (:meth:`_post_batch`)."""
+        if batch is not None:
+            self._senders().submit(self._post_batch, batch)
 
-        def send() -> None:
-            try:
-                self._follow_up(sub, created, secret)
-            finally:
-                with self._senders_lock:
-                    self._unsent -= 1
-
-        sub.follow_up = self._senders().submit(send)
-
-    def _follow_up(self, sub: Submission, created: dict, secret: dict) -> None:
-        """On a sender thread: :meth:`create_dependents`. A refusal fails the step with the API
-        server's reason (the Job is gone again) and wakes whoever waits on it."""
+    def _post_batch(self, batch: Batch) -> None:
+        """On a sender thread: POST the batch's Secret, owned by all its Jobs, then each multi-pod step's
+        Service. A refusal fails the steps it concerns with the API server's reason (their Jobs are
+        deleted again) and wakes whoever waits on them."""
+        settings = batch.members[0].sub.settings
+        _kind, path, body = batch_secret(batch.name, [m.secret for m in batch.members], [m.job for m in batch.members])
+        created = False
         try:
-            self.create_dependents(sub.settings, created, secret)
-        except DependentNotCreated as exc:
-            sub.refused = f"{exc}, so its job was deleted again"
-            logger.error("Step `%s`: %s", sub.step, sub.refused)
-            self._watch(sub.namespace).poke(sub.job)
+            self._kube(settings).create(path, body, retry=True)
+            created = True
+            for member in batch.members:
+                try:
+                    self.create_dependents(member.sub.settings, member.job)
+                except DependentNotCreated as exc:
+                    self._refuse(member.sub, exc)
+        except BaseException as exc:  # interrupted too: no Job may wait for a Secret that never comes
+            for member in batch.members:
+                meta = member.job["metadata"]
+                try:
+                    self._delete(member.sub.settings, f"{JOBS.format(namespace=meta['namespace'])}/{meta['name']}")
+                except Exception as why:  # noqa: BLE001 - the others still go; its pod fails at its start budget
+                    logger.warning("Step `%s`: job %s not deleted again (%s)", member.sub.step, meta["name"], why)
+                self._refuse(member.sub, DependentNotCreated("Secret", exc) if isinstance(exc, Exception) else exc)
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            for follow in self._batches.sent(batch, created):
+                if follow is batch:  # every step that reads it has read it meanwhile
+                    self._delete_secret(batch)
+                else:
+                    self._send_batch(follow)
+
+    def _refuse(self, sub: Submission, exc: BaseException) -> None:
+        sub.refused = f"{exc}, so its job was deleted again"
+        logger.error("Step `%s`: %s", sub.step, sub.refused)
+        self._watch(sub.namespace).poke(sub.job)
+
+    def _release_env(self, sub: Submission, now: bool) -> None:
+        """The step no longer needs its environment: if its Secret's last reader was it, DELETE the
+        Secret (``now``: in this thread; else on a sender thread)."""
+        sub.env_released = True
+        batch = self._batches.release(sub.job)
+        if batch is not None:
+            if now:
+                self._delete_secret(batch)
+            else:
+                self._senders().submit(self._delete_secret, batch)
+
+    def _delete_secret(self, batch: Batch) -> None:
+        namespace = batch.key[0]
+        try:
+            self._delete(batch.members[0].sub.settings, f"{CORE.format(namespace=namespace)}/secrets/{batch.name}")
+        except Exception as exc:  # noqa: BLE001 - garbage collection deletes it with its last Job
+            logger.warning("Secret %s/%s not deleted yet (%s); it goes with its last Job", namespace, batch.name, exc)
 
     def _delete(self, settings: K8sStepOperatorSettings, path: str, propagation: str = "Background") -> bool:
         """DELETE, ignoring not-found; True when something was deleted."""
@@ -601,6 +644,8 @@ class K8sStepOperator(BaseStepOperator):
     def _observe(self, sub: Submission) -> pod_status.Verdict:
         """Read the cache once: report what changed, follow new containers' logs, judge the step."""
         pods = self._pods(sub)
+        if sub.batched and not sub.env_released and env_read(pods, sub.settings.pod_count):
+            self._release_env(sub, now=False)
         events = self._events(sub, pods)
         for pod, deleted in pods:
             self._report_progress(sub, pod)
@@ -766,7 +811,17 @@ class K8sStepOperator(BaseStepOperator):
         following the logs."""
         if sub.follow_up is not None:
             wait_for_futures([sub.follow_up])
+        if sub.batched:  # its Secret goes once no step of its burst needs it (perhaps now)
+            if not sub.env_released:
+                self._release_env(sub, now=True)
+            if keep_pods:
+                self._stop_following(sub)
+                return
         self._delete(sub.settings, removal_path(sub, keep_pods))
+        self._stop_following(sub)
+
+    @staticmethod
+    def _stop_following(sub: Submission) -> None:
         for follower in sub.logs.values():
             follower.stop()
 

@@ -3,12 +3,15 @@
 Values in, values out: no ZenML client, no Kubernetes client. ``step_operator.py`` gathers the
 values (settings, the step's identity, the active user, local paths) and sends the requests.
 
-Creation order: the Job first, running (unless Kueue admits it), then (:func:`dependents`) the Secret
-with ZenML's environment, owned by the created Job, so that garbage collection removes the Secret with
-the Job whatever happens to the orchestrator. ``submit`` returns after the Job; the Secret follows on a
-sender thread. The pod reads the Secret only when the kubelet configures its container, after the
-sandbox is up; if the kubelet ever gets there before the Secret's POST has landed, it retries, and
-:func:`judge` does not count that wait as a failure. A refused Secret fails the step (``refused``).
+Creation order: the Job first, running (unless Kueue admits it), then the Secret with ZenML's
+environment, owned by the created Job, so that garbage collection removes the Secret with the Job
+whatever happens to the orchestrator. The steps of one run submitted together share one Secret
+(:func:`batch_secret`: each step's values under keys of its own, the Secret owned by all their Jobs;
+``secret_batches`` groups them). ``submit`` returns after the Job; the Secret follows on a sender
+thread. The pod reads the Secret only when the kubelet configures its container, after the sandbox is
+up; if the kubelet ever gets there before the Secret's POST has landed, it retries, and :func:`judge`
+does not count that wait as a failure. A refused Secret fails its steps (``refused``). Once every pod
+reading it has started its step container (:func:`env_read`), the Secret is no longer needed.
 """
 
 from __future__ import annotations
@@ -65,11 +68,14 @@ class Submission:
     seen: Dict[str, dict] = field(default_factory=dict, repr=False)
     follow_up: Optional["Future[None]"] = field(default=None, repr=False)  # sending the Secret (and Service)
     refused: str = ""  # why the API server refused what follows the Job (the Job was deleted again)
+    env_secret: str = ""  # the Secret the step's environment is in (shared by a burst), if not its own
+    batched: bool = False  # submitted by this process: its Secret is tracked in ``secret_batches``
+    env_released: bool = False  # its pods have read its environment (or it is over)
 
     @property
     def secret(self) -> str:
-        """The Secret holding ZenML's environment (named after the Job)."""
-        return secret_name(self.job)
+        """The Secret holding ZenML's environment: the first Job's of the burst it was submitted with."""
+        return self.env_secret or secret_name(self.job)
 
     @property
     def job_path(self) -> str:
@@ -105,7 +111,7 @@ def build_objects(
     name = jobs.job_name(
         settings.job_name_prefix, identity.pipeline_name, identity.step_name, identity.step_run_id, settings.pod_count
     )
-    pod = manifest.build_pod(settings, identity, image, command, namespace, secret_name(name), template=template)
+    pod = manifest.build_pod(settings, identity, image, command, namespace, template=template)
     pod = manifest.with_env(manifest.mount_volumes(pod, list(volumes)), settings.pipeline_env)
     if host_paths:
         pod = manifest.mount_host_paths(pod, list(host_paths))
@@ -115,7 +121,8 @@ def build_objects(
     env = dict(environment)
     if settings.pod_count > 1:
         env.update(jobs.multi_pod_environment(name, namespace, settings.pod_count))
-    secret = manifest.build_env_secret(secret_name(name), namespace, identity, env)
+    pod = manifest.read_env_from_secret(pod, secret_name(name), name, list(env))
+    secret = manifest.build_env_secret(secret_name(name), namespace, identity, env, owner=name)
     job = jobs.build_job(
         pod, name, ttl_seconds_after_finished=settings.ttl_seconds_after_finished,
         pod_count=settings.pod_count, queue_name=settings.queue_name,
@@ -146,13 +153,46 @@ def dry_run_requests(objects: StepObjects, settings: K8sStepOperatorSettings, cl
     return requests
 
 
-def dependents(created_job: Mapping[str, Any], secret: Mapping[str, Any], pod_count: int) -> List[Request]:
-    """What follows the created Job, owned by it: the Secret, and for several pods the headless Service."""
+def with_env_secret(objects: StepObjects, secret: str) -> StepObjects:
+    """The step's objects reading its environment from ``secret`` (a burst's shared Secret) instead of
+    its own; the keys stay the step's."""
+    own = objects.secret["metadata"]["name"]
+    if secret == own:
+        return objects
+    template = objects.job["spec"]["template"]
+    spec = manifest.retarget_env_secret(template["spec"], own, secret)
+    job = {**objects.job, "spec": {**objects.job["spec"], "template": {**template, "spec": spec}}}
+    return StepObjects(objects.namespace, objects.name, objects.pod, job, objects.secret)
+
+
+def batch_secret(name: str, secrets: Sequence[Mapping[str, Any]], created_jobs: Sequence[Mapping[str, Any]]) -> Request:
+    """Secret ``name`` (the one the burst's pods refer to: its first step's, which need not be the first
+    created) for the environments of a burst's steps (``secrets``: each step's own, keys already the
+    step's), owned by every created Job: garbage collection deletes it with the last of them."""
+    first = secrets[0]
+    data: Dict[str, str] = {}
+    for secret in secrets:
+        data.update(secret.get("stringData") or {})
+    core = CORE.format(namespace=first["metadata"]["namespace"])
+    body = {**first, "metadata": {**first["metadata"], "name": name}, "stringData": data}
+    return "Secret", f"{core}/secrets", jobs.owned_by_all(body, created_jobs)
+
+
+def dependents(created_job: Mapping[str, Any], pod_count: int) -> List[Request]:
+    """What follows the created Job besides its Secret, owned by it: for several pods the headless Service."""
     core = CORE.format(namespace=created_job["metadata"]["namespace"])
-    follow: List[Request] = [("Secret", f"{core}/secrets", jobs.owned_by(secret, created_job))]
     if pod_count > 1:
-        follow.append(("Service", f"{core}/services", jobs.build_headless_service(created_job)))
-    return follow
+        return [("Service", f"{core}/services", jobs.build_headless_service(created_job))]
+    return []
+
+
+def env_read(pods: List[Tuple[dict, bool]], pod_count: int) -> bool:
+    """Whether the kubelet has read the step's environment for good: each of its ``pod_count`` pods has
+    started (or ended) its step container, or is gone. (A Job with no pod yet has not.)"""
+    live = [pod for pod, deleted in pods if not deleted]
+    if len(pods) < pod_count:
+        return False
+    return all(pod_status.ran_to_an_end(pod) or pod_status.main_started(pod) for pod in live)
 
 
 def job_selector(step_run_id: str) -> str:
@@ -164,7 +204,11 @@ def from_job(job: Mapping[str, Any], step_name: str, settings: K8sStepOperatorSe
     """A submission rebuilt from its Job (another process submitted it)."""
     meta = job["metadata"]
     step = (meta.get("annotations") or {}).get(manifest.ANNOTATION_STEP, step_name)
-    return Submission(meta["namespace"], meta["name"], step, settings, pod_status.parse_time(meta.get("creationTimestamp")) or now)
+    spec = ((job.get("spec") or {}).get("template") or {}).get("spec") or {}
+    return Submission(
+        meta["namespace"], meta["name"], step, settings, pod_status.parse_time(meta.get("creationTimestamp")) or now,
+        env_secret=manifest.env_secret_of(spec, meta["name"]) or "",
+    )
 
 
 def judge(sub: Submission, pods: List[Tuple[dict, bool]], events: List[dict]) -> pod_status.Verdict:

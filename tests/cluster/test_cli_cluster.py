@@ -156,6 +156,19 @@ def _delete_status(operator: Any, path: str, **options: Any) -> int:
     return 200 if operator._delete(K8sStepOperatorSettings(), path, **options) else 404
 
 
+def _send_secret(operator: Any, settings: Any, created: dict, secret: dict) -> None:
+    """What a sender thread does after submit: the one-step batch's Secret (owned by the Job), then the Service."""
+    import datetime as dt
+
+    from k8s_step_operator.submission import Submission
+
+    meta = created["metadata"]
+    sub = Submission(meta["namespace"], meta["name"], meta["name"], settings, dt.datetime.now(dt.timezone.utc), batched=True)
+    batch = operator._batches.join((meta["namespace"], "run-1"), secret["metadata"]["name"])
+    operator._post_batch(operator._batches.hand_in(batch, sub, created, secret))
+    assert not sub.refused, sub.refused
+
+
 def test_printed_rbac_allows_exactly_the_operators_calls(
     local_cluster: Any, api_client: client.ApiClient, namespace: str, as_service_account: client.ApiClient
 ) -> None:
@@ -169,8 +182,8 @@ def test_printed_rbac_allows_exactly_the_operators_calls(
     api = as_service_account
     settings = K8sStepOperatorSettings()
     identity = manifest.StepIdentity("run-1", "pipe", "train", str(uuid.uuid4()))
-    pod = manifest.build_pod(settings, identity, current("busybox"), ["sh", "-c", "echo hello"], namespace, "train-env")
-    secret = manifest.build_env_secret("train-env", namespace, identity, {"ZENML_STORE_URL": "sqlite://"})
+    pod = manifest.build_pod(settings, identity, current("busybox"), ["sh", "-c", "echo hello"], namespace)
+    secret = manifest.build_env_secret("train-env", namespace, identity, {"ZENML_STORE_URL": "sqlite://"}, owner="train")
     core = client.CoreV1Api(api_client)
 
     # submit: POST pod (dry run), POST job (running), POST secret (owned by the job);
@@ -179,18 +192,18 @@ def test_printed_rbac_allows_exactly_the_operators_calls(
     job = jobs.build_job(pod, "train", ttl_seconds_after_finished=300)
     operator._dry_run_pod(settings, pod, job)
     created = operator.create_job(settings, job)
-    operator.create_dependents(settings, created, secret)
+    _send_secret(operator, settings, created, secret)
     assert created["spec"]["suspend"] is False
     stored = core.read_namespaced_secret("train-env", namespace)
     assert stored.metadata.owner_references[0].uid == created["metadata"]["uid"]
     assert stored.immutable is True  # the kubelet need not watch it
     two = settings.model_copy(update={"pod_count": 2})
     pair = manifest.StepIdentity("run-1", "pipe", "pair", str(uuid.uuid4()))
-    pair_pod = manifest.build_pod(two, pair, current("busybox"), ["true"], namespace, "pair-env")
-    pair_secret = manifest.build_env_secret("pair-env", namespace, pair, {})
+    pair_pod = manifest.build_pod(two, pair, current("busybox"), ["true"], namespace)
+    pair_secret = manifest.build_env_secret("pair-env", namespace, pair, {}, owner="pair")
     pair_job = jobs.build_job(pair_pod, "pair", ttl_seconds_after_finished=300, pod_count=2)
     operator._dry_run_pod(two, pair_pod, pair_job)
-    operator.create_dependents(two, operator.create_job(two, pair_job), pair_secret)
+    _send_secret(operator, two, operator.create_job(two, pair_job), pair_secret)
     assert core.read_namespaced_service("pair", namespace).spec.cluster_ip == "None"
 
     # get_status / wait: the operator's shared watch (LIST + WATCH by label selector).

@@ -12,6 +12,7 @@ import pytest
 from zenml.enums import ExecutionStatus
 
 from k8s_step_operator.kube.podwatch import PodWatch
+from k8s_step_operator.step_operator import K8sStepOperator
 
 from .conftest import Drill, settle
 
@@ -22,11 +23,13 @@ N_LINES = 5
 BUDGET = 120.0  # seconds for all 50 to be submitted and finished (typically 30-60 s on 2 cores)
 
 
-def _code(token: str, exit_code: int) -> str:
+def _code(exit_code: int) -> str:
+    """Prints its token, which it reads from its environment: a Secret shared with other steps must give
+    each step its own values."""
     return (
-        "import sys, time\n"
+        "import os, sys, time\n"
         f"for j in range({N_LINES}):\n"
-        f"    print('{token} line', j, flush=True)\n"
+        "    print(os.environ['DRILL_TOKEN'], 'line', j, flush=True)\n"
         "    time.sleep(0.2)\n"
         f"sys.exit({exit_code})\n"
     )
@@ -35,7 +38,11 @@ def _code(token: str, exit_code: int) -> str:
 def test_fifty_concurrent_steps_some_failing_without_cross_talk(drill: Drill) -> None:
     tokens = {i: f"tok{i:02d}-{uuid.uuid4().hex[:8]}" for i in range(N_STEPS)}
     exits = {i: (0 if i % 5 else 10 + i // 5) for i in range(N_STEPS)}  # every 5th fails, each with its own code
-    steps = [drill.step(f"c{i:02d}", _code(tokens[i], exits[i])) for i in range(N_STEPS)]
+    steps = [
+        drill.step(f"c{i:02d}", _code(exits[i]), environment={"DRILL_STEP": f"c{i:02d}", "DRILL_TOKEN": tokens[i]})
+        for i in range(N_STEPS)
+    ]
+    secrets_posted = drill.mocker.spy(K8sStepOperator, "_post_batch")
 
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -44,7 +51,12 @@ def test_fifty_concurrent_steps_some_failing_without_cross_talk(drill: Drill) ->
     waits = [drill.wait_async(step) for step in steps]
     statuses = [w.result(max(BUDGET - (time.monotonic() - started), 1.0)) for w in waits]
     elapsed = time.monotonic() - started
-    sys.__stderr__.write(f"\n50 steps: submitted in {submitted:.1f}s, all finished after {elapsed:.1f}s\n")
+    sys.__stderr__.write(
+        f"\n50 steps: submitted in {submitted:.1f}s, all finished after {elapsed:.1f}s, "
+        f"{secrets_posted.call_count} Secrets\n"
+    )
+    # one run's steps created while a Secret's POST was out share the next one
+    assert 1 <= secrets_posted.call_count < N_STEPS
 
     watch = PodWatch.shared(drill.operator.api, drill.namespace)
     assert watch.list_requests == 2, "one shared LIST of pods and one of events for all 50 steps"

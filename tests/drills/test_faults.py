@@ -138,10 +138,11 @@ def test_cancel_mid_run_removes_pod_and_secret(drill: Drill) -> None:
     waiting = drill.wait_async(step)
     drill.wait_line(step, "started")
     pod_name, secret = drill.pod_name(step), _secret_of(drill, step)
-    assert secret_exists(drill.api, drill.namespace, secret)
+    # the kubelet has read the step's environment: its Secret is deleted while the step still runs
+    wait_until(lambda: not secret_exists(drill.api, drill.namespace, secret), 30, "its Secret deleted once read")
+    assert pod_exists(drill.api, drill.namespace, pod_name)
     bounded(lambda: drill.operator.cancel(step.run), 30, "cancel")
     wait_until(lambda: not pod_exists(drill.api, drill.namespace, pod_name), 60, "pod deleted")
-    wait_until(lambda: not secret_exists(drill.api, drill.namespace, secret), 30, "its Secret deleted")
     assert waiting.result(30) is ExecutionStatus.FAILED  # a wait() in progress returns on cancel
     assert "should never print" not in drill.console.text
     drill.cleanup(step)  # ZenML still cleans up after a cancel: must be harmless

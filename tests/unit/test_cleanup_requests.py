@@ -9,7 +9,7 @@ import pytest
 
 from k8s_step_operator.pod_status import Phase, Verdict
 from k8s_step_operator.settings import K8sStepOperatorSettings
-from k8s_step_operator.step_operator import DependentNotCreated, K8sStepOperator
+from k8s_step_operator.step_operator import K8sStepOperator
 from k8s_step_operator.submission import Submission
 
 
@@ -91,19 +91,34 @@ def sent(monkeypatch):
     return calls, fail
 
 
-def _job(pod_count=1, **settings):
+def _job(pod_count=1, name="train", **settings):
     from k8s_step_operator import jobs, manifest
 
     settings = K8sStepOperatorSettings(pod_count=pod_count, **settings)
-    identity = manifest.StepIdentity("run", "pipe", "train", "0f8fad5b-d9cb-469f-a165-70867728950e")
-    pod = manifest.build_pod(settings, identity, "img", ["true"], "ns", "train-env")
-    job = jobs.build_job(pod, "train", ttl_seconds_after_finished=60, pod_count=pod_count, queue_name=settings.queue_name)
-    return settings, pod, job, manifest.build_env_secret("train-env", "ns", identity, {"A": "1"})
+    identity = manifest.StepIdentity("run", "pipe", name, "0f8fad5b-d9cb-469f-a165-70867728950e")
+    pod = manifest.build_pod(settings, identity, "img", ["true"], "ns")
+    job = jobs.build_job(pod, name, ttl_seconds_after_finished=60, pod_count=pod_count, queue_name=settings.queue_name)
+    return settings, pod, job, manifest.build_env_secret(f"{name}-env", "ns", identity, {"A": "1"}, owner=name)
 
 
 def _operator(mocker):
+    import threading
+
+    from k8s_step_operator.secret_batches import SecretBatches
+
     mocker.patch.object(K8sStepOperator, "api", new=object())  # rest.request is faked: any client does
-    return K8sStepOperator.__new__(K8sStepOperator)
+    mocker.patch.object(K8sStepOperator, "_watch", return_value=mocker.Mock())
+    operator = K8sStepOperator.__new__(K8sStepOperator)
+    operator._batches, operator._senders_lock, operator._sender_pool = SecretBatches(), threading.Lock(), None
+    return operator
+
+
+def _follow(operator, settings, created, secret, sub=None):
+    """What a sender thread does after submit returned: the (one-step) batch's Secret, then the Service."""
+    sub = sub or Submission("ns", created["metadata"]["name"], "train", settings, dt.datetime.now(dt.timezone.utc), batched=True)
+    batch = operator._batches.join(("ns", "run"), secret["metadata"]["name"])
+    operator._post_batch(operator._batches.hand_in(batch, sub, created, secret))
+    return sub
 
 
 def test_submit_is_a_dry_run_then_the_job_then_its_secret_owned_by_it(sent, mocker):
@@ -111,8 +126,7 @@ def test_submit_is_a_dry_run_then_the_job_then_its_secret_owned_by_it(sent, mock
     settings, pod, job, secret = _job()
     operator = _operator(mocker)
     operator._dry_run_pod(settings, pod, job)  # as _admit asks it for a step the preflight did not check
-    created = operator.create_job(settings, job)
-    operator.create_dependents(settings, created, secret)  # on a sender thread, after submit returned
+    _follow(operator, settings, operator.create_job(settings, job), secret)  # on a sender thread, after submit returned
     assert calls == [("POST", "pods", {"dryRun": "All"}), ("POST", "jobs", {}), ("POST", "secrets", {})]
     assert job["spec"]["suspend"] is False  # running at once: nothing to resume
 
@@ -121,7 +135,7 @@ def test_a_step_the_preflight_checked_is_two_requests(sent, mocker):
     calls, _ = sent
     settings, _pod, job, secret = _job()
     operator = _operator(mocker)
-    operator.create_dependents(settings, operator.create_job(settings, job), secret)
+    _follow(operator, settings, operator.create_job(settings, job), secret)
     assert [(m, p) for m, p, _ in calls] == [("POST", "jobs"), ("POST", "secrets")]
 
 
@@ -137,7 +151,7 @@ def test_the_secret_is_owned_by_the_created_job(mocker):
     mocker.patch.object(rest, "request", fake)
     settings, _pod, job, secret = _job()
     operator = _operator(mocker)
-    operator.create_dependents(settings, operator.create_job(settings, job), secret)
+    _follow(operator, settings, operator.create_job(settings, job), secret)
     owner = bodies[1]["metadata"]["ownerReferences"]
     assert owner == [{"apiVersion": "batch/v1", "kind": "Job", "name": "train", "uid": "job-uid"}]
 
@@ -147,23 +161,20 @@ def test_several_pods_add_the_service_and_a_queue_leaves_the_job_to_kueue(sent, 
     settings, pod, job, secret = _job(pod_count=2, queue_name="gpus")
     operator = _operator(mocker)
     operator._dry_run_pod(settings, pod, job)
-    operator.create_dependents(settings, operator.create_job(settings, job), secret)
+    _follow(operator, settings, operator.create_job(settings, job), secret)
     assert [(m, p) for m, p, _ in calls] == [("POST", "pods"), ("POST", "jobs"), ("POST", "secrets"), ("POST", "services")]
     assert job["spec"]["suspend"] is True  # Kueue resumes it once admitted
 
 
-def test_a_refused_secret_deletes_the_job_again(sent, mocker):
-    from kubernetes.client.exceptions import ApiException
-
+def test_a_refused_secret_deletes_the_job_again_and_fails_the_step(sent, mocker):
     calls, fail = sent
     fail.add("/secrets")
     settings, _pod, job, secret = _job()
     operator = _operator(mocker)
-    created = operator.create_job(settings, job)
-    with pytest.raises(DependentNotCreated, match="the API server refused the step's Secret") as refused:
-        operator.create_dependents(settings, created, secret)
-    assert isinstance(refused.value.__cause__, ApiException)
+    step = _follow(operator, settings, operator.create_job(settings, job), secret)
+    assert step.refused.startswith("the API server refused the step's Secret: ")
     assert [(m, p) for m, p, _ in calls][-1] == ("DELETE", "jobs/train")  # garbage collection takes the rest
+    assert step.follow_up is None or step.follow_up.done()
 
 
 def test_the_reason_names_the_object_and_tells_a_refusal_from_a_transport_error(sent, mocker):
@@ -175,9 +186,7 @@ def test_the_reason_names_the_object_and_tells_a_refusal_from_a_transport_error(
     fail.add("/services")
     settings, _pod, job, secret = _job(pod_count=2)
     operator = _operator(mocker)
-    mocker.patch.object(K8sStepOperator, "_watch", return_value=mocker.Mock())
-    step = Submission("ns", "train", "train", settings, dt.datetime.now(dt.timezone.utc))
-    operator._follow_up(step, operator.create_job(settings, job), secret)
+    step = _follow(operator, settings, operator.create_job(settings, job), secret)
     assert step.refused.startswith("the API server refused the step's Service: ")
     assert step.refused.endswith(", so its job was deleted again")
 
@@ -189,8 +198,7 @@ def test_the_reason_names_the_object_and_tells_a_refusal_from_a_transport_error(
         return answered(api, method, path, query=query, body=body, **kwargs)
 
     mocker.patch.object(rest, "request", unreachable)
-    lost = Submission("ns", "train", "train", settings, dt.datetime.now(dt.timezone.utc))
-    operator._follow_up(lost, operator.create_job(settings, job), secret)
+    lost = _follow(operator, settings, operator.create_job(settings, job), secret)
     assert lost.refused.startswith("the step's Secret could not be sent to the API server (ConnectionRefusedError: ")
     assert "refused the step's" not in lost.refused
 
@@ -206,14 +214,82 @@ def test_submit_returns_after_the_job_and_a_refused_secret_fails_the_step_and_wa
     operator = _operator(mocker)
     watch = mocker.Mock()
     mocker.patch.object(K8sStepOperator, "_watch", return_value=watch)
-    created = operator.create_job(settings, job)
-    step = Submission("ns", "train", "train", settings, dt.datetime.now(dt.timezone.utc))
-    operator._follow_up(step, created, secret)
+    step = _follow(operator, settings, operator.create_job(settings, job), secret)
     assert [(m, p) for m, p, _ in calls] == [("POST", "jobs"), ("POST", "secrets"), ("DELETE", "jobs/train")]
     assert step.refused.startswith("the API server refused the step's Secret: ") and "Unprocessable Entity" in step.refused
     watch.poke.assert_called_once_with("train")
     verdict = judge(step, [], [])
     assert verdict.phase is Phase.FAILED and verdict.reason == step.refused
+
+
+def test_steps_submitted_while_a_secret_is_out_share_the_next_one(sent, mocker):
+    """One run's fan-out: the first step's Secret goes alone; the steps whose Jobs were created while it
+    was out share the next Secret, owned by all their Jobs; a refusal of it fails each of them."""
+    import threading
+
+    from k8s_step_operator.kube import rest
+
+    calls, _ = sent
+    answered = rest.request
+    out, release = threading.Event(), threading.Event()
+    bodies = []
+
+    def slow_first_secret(api, method, path, query=None, body=None, **kwargs):
+        if method == "POST" and path.endswith("/secrets"):
+            bodies.append(body)
+            if len(bodies) == 1:
+                out.set()
+                release.wait(5)  # the first Secret is out while the others are created
+            else:
+                from kubernetes.client.exceptions import ApiException
+
+                raise ApiException(status=422, reason="Unprocessable Entity")  # the second Secret is refused
+        return answered(api, method, path, query=query, body=body, **kwargs)
+
+    mocker.patch.object(rest, "request", slow_first_secret)
+    operator = _operator(mocker)
+    steps = []
+    for name in ("a", "b", "c", "d"):
+        settings, _pod, job, secret = _job(name=name)
+        batch = operator._batches.join(("ns", "run"), secret["metadata"]["name"])
+        from k8s_step_operator.submission import StepObjects, with_env_secret
+
+        objects = with_env_secret(StepObjects("ns", name, {}, job, secret), batch.name)
+        created = operator.create_job(settings, objects.job)
+        sub = Submission("ns", name, name, settings, dt.datetime.now(dt.timezone.utc), env_secret=batch.name, batched=True)
+        sub.follow_up = batch.done
+        steps.append(sub)
+        operator._send_batch(operator._batches.hand_in(batch, sub, created, secret))
+        if name == "a":
+            assert out.wait(5)
+    release.set()
+    for sub in steps:
+        sub.follow_up.result(timeout=5)
+    operator._sender_pool.shutdown(wait=True)
+    assert [b["metadata"]["name"] for b in bodies] == ["a-env", "b-env"]
+    assert [r["name"] for r in bodies[1]["metadata"]["ownerReferences"]] == ["b", "c", "d"]
+    assert sorted(bodies[1]["stringData"]) == ["b.A", "c.A", "d.A"]
+    assert [s.secret for s in steps] == ["a-env", "b-env", "b-env", "b-env"]
+    assert steps[0].refused == "" and all(s.refused.startswith("the API server refused the step's Secret") for s in steps[1:])
+    assert sorted(p for m, p, _ in calls if m == "DELETE") == ["jobs/b", "jobs/c", "jobs/d"]
+
+
+def test_the_shared_secret_goes_once_every_step_reading_it_has_read_it(sent, mocker):
+    calls, _ = sent
+    operator = _operator(mocker)
+    subs = []
+    batch = operator._batches.join(("ns", "run"), "a-env")
+    operator._batches.join(("ns", "run"), "b-env")
+    for name in ("a", "b"):
+        settings, _pod, job, secret = _job(name=name)
+        sub = Submission("ns", name, name, settings, dt.datetime.now(dt.timezone.utc), env_secret="a-env", batched=True)
+        subs.append(sub)
+        ready = operator._batches.hand_in(batch, sub, operator.create_job(settings, job), secret)
+    operator._post_batch(ready)
+    operator._release_env(subs[0], now=True)
+    assert not [p for m, p, _ in calls if m == "DELETE"]  # b's pod has not read it yet
+    operator._release_env(subs[1], now=True)
+    assert [p for m, p, _ in calls if m == "DELETE"] == ["secrets/a-env"]
 
 
 def test_a_refused_dry_run_creates_nothing(sent, mocker):
@@ -355,33 +431,6 @@ def test_the_pods_refusal_wins_over_the_secrets_and_both_dry_runs_end_before_sub
     assert not [t for t in threading.enumerate() if t.name == "k8sso-dry-run"]
 
 
-def test_senders_far_behind_make_the_submitting_thread_send_its_own_secret(sent, mocker):
-    """A late Secret costs its pod the kubelet's next try (~10 s): past a backlog of twice the senders'
-    number, submit sends the Secret itself; below it, a sender does."""
-    import threading
-
-    from k8s_step_operator import step_operator
-
-    calls, _ = sent
-    settings, _pod, job, secret = _job()
-    operator = _operator(mocker)
-    operator._senders_lock, operator._sender_pool = threading.Lock(), None
-    created = operator.create_job(settings, job)
-
-    operator._unsent = 2 * step_operator.FOLLOW_UP_SENDERS
-    behind = Submission("ns", "train", "train", settings, dt.datetime.now(dt.timezone.utc))
-    operator._send_follow_up(behind, created, secret)
-    assert behind.follow_up is None and [p for _, p, _ in calls].count("secrets") == 1  # sent here, already
-    assert operator._unsent == 2 * step_operator.FOLLOW_UP_SENDERS
-
-    operator._unsent = 0
-    queued = Submission("ns", "train", "train", settings, dt.datetime.now(dt.timezone.utc))
-    operator._send_follow_up(queued, created, secret)
-    queued.follow_up.result(timeout=5)
-    assert [p for _, p, _ in calls].count("secrets") == 2 and operator._unsent == 0
-    operator._sender_pool.shutdown()
-
-
 def test_a_template_the_preflight_passed_spares_its_dynamic_invocations_the_dry_run(sent, mocker):
     """A dynamic pipeline runs its steps under other names (``train_2``, ...) with their template's settings;
     the preflight dry-ran the template with the image it will run (a skipped build's parent image), so those
@@ -424,5 +473,5 @@ def test_an_interrupted_follow_up_deletes_the_job_and_lets_the_interrupt_through
     operator = _operator(mocker)
     created = operator.create_job(settings, job)
     with pytest.raises(KeyboardInterrupt):
-        operator.create_dependents(settings, created, secret)
+        _follow(operator, settings, created, secret)
     assert [(m, p) for m, p, _ in calls][-1] == ("DELETE", "jobs/train")

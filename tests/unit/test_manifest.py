@@ -15,6 +15,9 @@ from k8s_step_operator.manifest import (
     StepIdentity,
     build_env_secret,
     build_pod,
+    env_secret_of,
+    read_env_from_secret,
+    retarget_env_secret,
     selector_for,
 )
 from k8s_step_operator.settings import K8sStepOperatorSettings
@@ -44,7 +47,6 @@ def _pod(settings=None, **kwargs):
         image=IMAGE,
         command=COMMAND,
         namespace="zenml",
-        env_secret_name="trainer-env",
     )
     args.update(kwargs)
     return build_pod(**args)
@@ -67,7 +69,6 @@ def test_minimal_pod():
             "image": IMAGE,
             "command": COMMAND,
             "resources": {"requests": {"memory": "400Mi"}},  # ZenML's default memory request
-            "envFrom": [{"secretRef": {"name": "trainer-env"}}],
         }
     ]
     validate_dns1123_label(pod["metadata"]["name"], "name")
@@ -177,28 +178,47 @@ def test_no_environment_value_appears_in_the_pod():
     }
     settings = seed_004_settings()
     identity = _identity()
-    secret = build_env_secret("trainer-env", "ml-pipelines", identity, environment)
-    pod = build_pod(settings, identity, IMAGE, COMMAND, "ml-pipelines", "trainer-env")
+    secret = build_env_secret("trainer-env", "ml-pipelines", identity, environment, owner="trainer")
+    pod = read_env_from_secret(
+        build_pod(settings, identity, IMAGE, COMMAND, "ml-pipelines"), "trainer-env", "trainer", list(environment)
+    )
     dumped = json.dumps(pod)
-    for key, value in environment.items():
-        assert value not in dumped
-        assert key not in dumped
-    assert secret["stringData"] == environment
-    assert _main(pod)["envFrom"][0] == {"secretRef": {"name": secret["metadata"]["name"]}}
+    for value in environment.values():
+        assert value not in dumped  # the names are in the spec, the values only in the Secret
+    assert secret["stringData"] == {f"trainer.{k}": v for k, v in environment.items()}
+    refs = {v["name"]: v["valueFrom"]["secretKeyRef"] for v in _main(pod)["env"] if "valueFrom" in v}
+    assert refs == {k: {"name": "trainer-env", "key": f"trainer.{k}"} for k in environment}
 
 
-def test_env_secret_comes_before_user_env_from_and_env_is_kept():
+def test_the_containers_own_env_wins_over_zenmls_and_env_from_is_kept():
     settings = K8sStepOperatorSettings(
         pod_settings={"env_from": [{"config_map_ref": {"name": "cm"}}], "env": [{"name": "A", "value": "1"}]}
     )
-    main = _main(_pod(settings))
-    assert main["envFrom"] == [{"secretRef": {"name": "trainer-env"}}, {"configMapRef": {"name": "cm"}}]
-    assert main["env"] == [{"name": "A", "value": "1"}]
-    assert "envFrom" not in _main(_pod(env_secret_name=None))
+    main = _main(read_env_from_secret(_pod(settings), "trainer-env", "trainer", ["A", "B"]))
+    assert main["envFrom"] == [{"configMapRef": {"name": "cm"}}]
+    assert main["env"] == [  # ZenML's first (a user's $(B) can refer to it), the step's own A kept
+        {"name": "B", "valueFrom": {"secretKeyRef": {"name": "trainer-env", "key": "trainer.B"}}},
+        {"name": "A", "value": "1"},
+    ]
+    assert "env" not in _main(read_env_from_secret(_pod(), "trainer-env", "trainer", []))
+
+
+def test_the_env_secret_is_found_by_its_keys_and_can_be_pointed_elsewhere():
+    settings = K8sStepOperatorSettings(
+        pod_settings={"env": [{"name": "DB", "value_from": {"secret_key_ref": {"name": "db", "key": "password"}}}]}
+    )
+    pod = read_env_from_secret(_pod(settings), "trainer-env", "trainer", ["ZENML_STORE_URL"])
+    assert env_secret_of(pod["spec"], "trainer") == "trainer-env"
+    assert env_secret_of(_pod(settings)["spec"], "trainer") is None  # the user's own reference is not ours
+    spec = retarget_env_secret(pod["spec"], "trainer-env", "first-env")
+    refs = [v["valueFrom"]["secretKeyRef"] for v in _main({"spec": spec})["env"]]
+    assert refs == [{"name": "first-env", "key": "trainer.ZENML_STORE_URL"}, {"name": "db", "key": "password"}]
+    assert env_secret_of(pod["spec"], "trainer") == "trainer-env"  # a new spec, the old one untouched
 
 
 def test_build_env_secret():
-    secret = build_env_secret("trainer-env", "zenml", _identity(), {"A": "1", "B_2": "x"})
+    secret = build_env_secret("trainer-env", "zenml", _identity(), {"A": "1", "B_2": "x"}, owner="trainer")
+    assert secret["stringData"] == {"trainer.A": "1", "trainer.B_2": "x"} and secret["immutable"] is True
     assert secret["apiVersion"] == "v1" and secret["kind"] == "Secret"
     assert secret["type"] == "Opaque"
     assert secret["metadata"]["namespace"] == "zenml"
@@ -207,7 +227,7 @@ def test_build_env_secret():
     }
     assert secret["metadata"]["annotations"][ANNOTATION_STEP_RUN_ID] == _identity().step_run_id
     with pytest.raises(ValueError, match=r"environment\['BAD KEY'\]: not a valid Secret key; allowed"):
-        build_env_secret("s", "zenml", _identity(), {"BAD KEY": "x"})
+        build_env_secret("s", "zenml", _identity(), {"BAD KEY": "x"}, owner="s")
 
 
 def test_selector_matches_pod_and_secret_labels():
@@ -219,7 +239,7 @@ def test_selector_matches_pod_and_secret_labels():
     }
     for labels in (
         _pod()["metadata"]["labels"],
-        build_env_secret("s", "zenml", _identity(), {})["metadata"]["labels"],
+        build_env_secret("s", "zenml", _identity(), {}, owner="s")["metadata"]["labels"],
     ):
         assert wanted.items() <= labels.items()
 
@@ -441,7 +461,7 @@ def test_settings_objects_are_not_mutated_by_building():
     assert settings.model_dump() == before
     main = _main(pod)
     main["volumeMounts"][0]["mountPath"] = "/changed"
-    main["envFrom"][1]["configMapRef"]["name"] = "changed"
+    main["envFrom"][0]["configMapRef"]["name"] = "changed"
     main["securityContext"]["runAsUser"] = 2
     pod["spec"]["volumes"].clear()
     assert settings.model_dump() == before

@@ -321,15 +321,19 @@ def test_operator_requests_are_all_granted(recorded: list[tuple[str, str, dict]]
 
     settings = K8sStepOperatorSettings()
     identity = manifest.StepIdentity("run", "pipe", "train", str(uuid.uuid4()))
-    pod = manifest.build_pod(settings, identity, "img", ["true"], "ml", "train-env")
-    secret = manifest.build_env_secret("train-env", "ml", identity, {"ZENML_STORE_URL": "x"})
+    pod = manifest.build_pod(settings, identity, "img", ["true"], "ml")
+    secret = manifest.build_env_secret("train-env", "ml", identity, {"ZENML_STORE_URL": "x"}, owner="train")
 
     job = jobs.build_job(pod, "train", ttl_seconds_after_finished=60)
     operator._dry_run_pod(settings, pod, job)  # submit: admission's verdict, then the Job and its Secret
-    operator.create_dependents(settings, operator.create_job(settings, job), secret)
+    created = operator.create_job(settings, job)
+    batch = operator._batches.join(("ml", "run"), "train-env")
+    mine = Submission("ml", "train", "train", settings, dt.datetime.now(dt.timezone.utc), batched=True)
+    operator._post_batch(operator._batches.hand_in(batch, mine, created, secret))
     two = settings.model_copy(update={"pod_count": 2})
     pair = operator.create_job(two, jobs.build_job(pod, "train", ttl_seconds_after_finished=60, pod_count=2))
-    operator.create_dependents(two, pair, secret)
+    operator.create_dependents(two, pair)
+    operator._release_env(mine, now=True)  # its pods have read it: the Secret goes
     watch = PodWatch(api, "ml")  # get_status / wait (the shared watch)
     assert watch.wait_synced(timeout=5)
     deadline = time.monotonic() + 5

@@ -14,9 +14,10 @@ NOW = dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.timezone.utc)
 IDENTITY = manifest.StepIdentity("run", "pipe", "train", "0f8fad5b-d9cb-469f-a165-70867728950e")
 
 
-def _objects(**settings) -> submission.StepObjects:
+def _objects(step_run_id: str = "", **settings) -> submission.StepObjects:
+    identity = manifest.StepIdentity("run", "pipe", "train", step_run_id) if step_run_id else IDENTITY
     return submission.build_objects(
-        K8sStepOperatorSettings(**settings), IDENTITY, namespace="ml", image="img:1", command=["python", "x.py"],
+        K8sStepOperatorSettings(**settings), identity, namespace="ml", image="img:1", command=["python", "x.py"],
         environment={"ZENML_STORE_API_KEY": "s3cr3t"}, volumes=[], user=submission.User("u-1", 1000, 100),
         operator_id="op-1", host_paths=["/data/zen"],
     )
@@ -25,10 +26,11 @@ def _objects(**settings) -> submission.StepObjects:
 def test_objects_keep_the_environment_out_of_the_pod_and_job() -> None:
     objects = _objects()
     assert objects.secret["metadata"]["name"] == f"{objects.name}-env"
-    assert objects.secret["stringData"]["ZENML_STORE_API_KEY"] == "s3cr3t"
+    assert objects.secret["stringData"][f"{objects.name}.ZENML_STORE_API_KEY"] == "s3cr3t"
     assert "s3cr3t" not in str(objects.job) and "s3cr3t" not in str(objects.pod)
-    env_from = objects.job["spec"]["template"]["spec"]["containers"][0]["envFrom"]
-    assert {"secretRef": {"name": f"{objects.name}-env"}} in env_from
+    env = objects.job["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "ZENML_STORE_API_KEY", "valueFrom": {"secretKeyRef": {
+        "name": f"{objects.name}-env", "key": f"{objects.name}.ZENML_STORE_API_KEY"}}} in env
     assert objects.job["spec"]["suspend"] is False
     assert objects.job["metadata"]["annotations"][manifest.ANNOTATION_ZENML_STEP_OPERATOR] == "op-1"
     assert objects.pod["metadata"]["annotations"][manifest.ANNOTATION_ZENML_USER_ID] == "u-1"
@@ -39,20 +41,58 @@ def test_objects_keep_the_environment_out_of_the_pod_and_job() -> None:
 
 def test_several_pods_get_zenmls_multi_pod_environment_in_the_secret() -> None:
     objects = _objects(pod_count=3)
-    assert objects.secret["stringData"]["ZENML_KUBERNETES_POD_COUNT"] == "3"
+    assert objects.secret["stringData"][f"{objects.name}.ZENML_KUBERNETES_POD_COUNT"] == "3"
     assert objects.job["spec"]["completions"] == 3
 
 
-def test_the_secret_and_service_follow_the_created_job_owned_by_it() -> None:
+def test_the_service_follows_the_created_job_owned_by_it() -> None:
     objects = _objects(pod_count=2)
     created = {**objects.job, "metadata": {**objects.job["metadata"], "uid": "job-uid"}}
-    follow = submission.dependents(created, objects.secret, pod_count=2)
-    assert [(kind, path) for kind, path, _ in follow] == [
-        ("Secret", "/api/v1/namespaces/ml/secrets"), ("Service", "/api/v1/namespaces/ml/services"),
-    ]
-    for _, _, body in follow:
-        assert body["metadata"]["ownerReferences"][0]["uid"] == "job-uid"
-    assert len(submission.dependents(created, objects.secret, pod_count=1)) == 1
+    [(kind, path, body)] = submission.dependents(created, pod_count=2)
+    assert (kind, path) == ("Service", "/api/v1/namespaces/ml/services")
+    assert body["metadata"]["ownerReferences"][0]["uid"] == "job-uid"
+    assert submission.dependents(created, pod_count=1) == []
+
+
+def _created(objects: submission.StepObjects, uid: str) -> dict:
+    return {**objects.job, "metadata": {**objects.job["metadata"], "uid": uid}}
+
+
+def test_a_burst_shares_one_secret_owned_by_all_its_jobs_each_step_reading_its_own_keys() -> None:
+    first, second = _objects(), _objects(step_run_id="7c9e6679-7425-40de-944b-e07fc1f90ae7")
+    assert first.name != second.name
+    second = submission.with_env_secret(second, first.secret["metadata"]["name"])
+    # the second step's Job was created first: the Secret still bears the name the pods refer to
+    kind, path, body = submission.batch_secret(
+        first.secret["metadata"]["name"], [second.secret, first.secret], [_created(second, "u2"), _created(first, "u1")]
+    )
+    assert (kind, path, body["metadata"]["name"]) == ("Secret", "/api/v1/namespaces/ml/secrets", f"{first.name}-env")
+    assert [ref["uid"] for ref in body["metadata"]["ownerReferences"]] == ["u2", "u1"]
+    assert body["stringData"] == {f"{first.name}.ZENML_STORE_API_KEY": "s3cr3t", f"{second.name}.ZENML_STORE_API_KEY": "s3cr3t"}
+    [ref] = [v["valueFrom"]["secretKeyRef"] for v in second.job["spec"]["template"]["spec"]["containers"][0]["env"]
+             if "valueFrom" in v]
+    assert ref == {"name": f"{first.name}-env", "key": f"{second.name}.ZENML_STORE_API_KEY"}
+    assert submission.with_env_secret(first, f"{first.name}-env") is first  # its own: unchanged
+
+
+def _main_state(state: dict) -> dict:
+    return {"metadata": {"name": "p"}, "status": {"phase": "Running", "containerStatuses": [{"name": "main", "state": state}]}}
+
+
+@pytest.mark.parametrize(
+    "pods, pod_count, read",
+    [
+        ([], 1, False),  # no pod yet
+        ([(_main_state({"waiting": {"reason": "ContainerCreating"}}), False)], 1, False),
+        ([(_main_state({"waiting": {"reason": "CreateContainerConfigError"}}), False)], 1, False),  # its Secret late
+        ([(_main_state({"running": {}}), False)], 1, True),
+        ([(_main_state({"terminated": {"exitCode": 1}}), False)], 1, True),
+        ([(_main_state({"running": {}}), False)], 2, False),  # the second pod not created yet
+        ([(_main_state({"running": {}}), False), (_main_state({"waiting": {}}), True)], 2, True),  # one gone
+    ],
+)
+def test_the_environment_is_read_once_every_pod_started_its_step_container(pods, pod_count, read) -> None:
+    assert submission.env_read(pods, pod_count) is read
 
 
 def test_dry_runs_cover_pod_job_secret_and_each_run_claim() -> None:
@@ -67,6 +107,9 @@ def test_a_job_found_by_label_becomes_a_submission() -> None:
                         "annotations": {manifest.ANNOTATION_STEP: "trainer"}}}
     sub = submission.from_job(job, "fallback", K8sStepOperatorSettings(), NOW)
     assert (sub.namespace, sub.job, sub.step, sub.secret) == ("ml", "j", "trainer", "j-env")
+    ref = {"name": "A", "valueFrom": {"secretKeyRef": {"name": "first-env", "key": "j.A"}}}
+    job["spec"] = {"template": {"spec": {"containers": [{"name": "main", "env": [ref]}]}}}
+    assert submission.from_job(job, "fallback", K8sStepOperatorSettings(), NOW).secret == "first-env"  # a burst's
     assert sub.submitted == dt.datetime(2026, 11, 29, 11, 0, tzinfo=dt.timezone.utc)
     assert submission.job_selector("abc").endswith(f"{manifest.LABEL_STEP_RUN_ID}=abc")
 

@@ -1,0 +1,107 @@
+"""Which steps share an environment Secret, when it is POSTed and when it may be deleted."""
+
+from __future__ import annotations
+
+from k8s_step_operator.secret_batches import SecretBatches
+
+KEY = ("ns", "run-1")
+
+
+def _job(name: str) -> dict:
+    return {"metadata": {"name": name, "uid": f"uid-{name}"}}
+
+
+def _secret(name: str, size: int = 10) -> dict:
+    return {"metadata": {"name": f"{name}-env"}, "stringData": {f"{name}.A": "x" * size}}
+
+
+def test_a_lone_step_gets_its_own_secret_right_after_its_job() -> None:
+    batches = SecretBatches()
+    batch = batches.join(KEY, "a-env")
+    assert batch.name == "a-env"
+    assert batches.hand_in(batch, "sub-a", _job("a"), _secret("a")) is batch  # POST it now
+    assert batches.sent(batch, created=True) == []
+    assert batch.done.done()
+
+
+def test_steps_created_while_a_secret_is_out_share_the_next_one() -> None:
+    batches = SecretBatches()
+    first = batches.join(KEY, "a-env")
+    assert batches.hand_in(first, "a", _job("a"), _secret("a")) is first  # out
+    second = batches.join(KEY, "b-env")
+    assert second is not first and second.name == "b-env"
+    assert batches.join(KEY, "c-env") is second  # c's pod names b-env
+    assert batches.hand_in(second, "b", _job("b"), _secret("b")) is None  # waits: a's POST is out
+    assert batches.hand_in(second, "c", _job("c"), _secret("c")) is None
+    assert batches.sent(first, created=True) == [second]  # now the next one, with b and c
+    assert [m.job["metadata"]["name"] for m in second.members] == ["b", "c"]
+    assert batches.join(KEY, "d-env") is not second  # closed: d starts the one after
+
+
+def test_a_closed_batch_waits_for_everyone_who_joined_and_a_failed_job_withdraws() -> None:
+    batches = SecretBatches()
+    batch = batches.join(KEY, "a-env")
+    assert batches.join(KEY, "b-env") is batch
+    assert batches.join(KEY, "c-env") is batch
+    assert batches.hand_in(batch, "a", _job("a"), _secret("a")) is None  # closed, but b and c are still POSTing
+    assert batches.join(KEY, "d-env") is not batch
+    assert batches.withdraw(batch) is None  # b's Job was refused
+    assert batches.hand_in(batch, "c", _job("c"), _secret("c")) is batch
+    assert [m.sub for m in batch.members] == ["a", "c"]
+
+
+def test_everyone_withdrawing_frees_the_key_for_the_next_batch() -> None:
+    batches = SecretBatches()
+    out = batches.join(KEY, "a-env")
+    batches.hand_in(out, "a", _job("a"), _secret("a"))
+    empty = batches.join(KEY, "b-env")
+    batches.sent(out, created=True)
+    assert batches.withdraw(empty) is None  # never had a member: nothing to POST
+    nxt = batches.join(KEY, "c-env")
+    assert nxt is empty  # still open: the next step uses it
+    assert batches.hand_in(nxt, "c", _job("c"), _secret("c")) is nxt
+
+
+def test_other_runs_and_namespaces_never_share() -> None:
+    batches = SecretBatches()
+    a = batches.join(("ns", "run-1"), "a-env")
+    assert batches.join(("ns", "run-2"), "b-env") is not a
+    assert batches.join(("other", "run-1"), "c-env") is not a
+
+
+def test_a_full_batch_closes_by_count_and_by_bytes() -> None:
+    batches = SecretBatches(max_members=2, max_bytes=100)
+    out = batches.join(KEY, "a-env")
+    batches.hand_in(out, "a", _job("a"), _secret("a"))
+    full = batches.join(KEY, "b-env")
+    batches.hand_in(full, "b", _job("b"), _secret("b"))
+    batches.hand_in(full, "c", _job("c"), _secret("c"))
+    assert batches.join(KEY, "d-env") is not full  # two members: closed, though a's POST is out
+    big = batches.join(KEY, "e-env")
+    batches.hand_in(big, "e", _job("e"), _secret("e", size=200))
+    assert batches.join(KEY, "f-env") is not big
+
+
+def test_the_secret_may_go_once_every_member_has_read_it() -> None:
+    batches = SecretBatches()
+    out = batches.join(KEY, "a-env")
+    batches.hand_in(out, "a", _job("a"), _secret("a"))
+    batches.sent(out, created=True)
+    assert batches.release("a") is out
+    assert batches.release("a") is None  # once
+
+    shared = batches.join(KEY, "b-env")
+    assert batches.join(KEY, "c-env") is shared
+    batches.hand_in(shared, "b", _job("b"), _secret("b"))
+    assert batches.release("b") is None  # not POSTed yet, and c has not handed in
+    batches.hand_in(shared, "c", _job("c"), _secret("c"))
+    assert batches.release("c") is None
+    assert batches.sent(shared, created=True) == [shared]  # both read it meanwhile: delete it now
+
+
+def test_a_refused_secret_is_never_deleted() -> None:
+    batches = SecretBatches()
+    out = batches.join(KEY, "a-env")
+    batches.hand_in(out, "a", _job("a"), _secret("a"))
+    assert batches.release("a") is None
+    assert batches.sent(out, created=False) == []
