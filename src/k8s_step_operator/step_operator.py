@@ -807,8 +807,9 @@ class K8sStepOperator(BaseStepOperator):
         self._known.pop(str(step_run.id), None)
 
     def _remove(self, sub: Submission, keep_pods: bool) -> None:
-        """One DELETE (:func:`submission.removal_path`) once what follows the Job has been sent; stop
-        following the logs."""
+        """Once what follows the Job has been sent: release the step's Secret (deleted if it was its last
+        reader), then DELETE the Job unless its pods stay (:func:`submission.removal_path`: a step this
+        process did not submit loses its Secret that way); stop following the logs."""
         if sub.follow_up is not None:
             wait_for_futures([sub.follow_up])
         if sub.batched:  # its Secret goes once no step of its burst needs it (perhaps now)
