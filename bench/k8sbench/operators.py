@@ -119,10 +119,10 @@ def make_step(
         image=image,
         step_run=step_run,
         run_name=run_name,
-        run_id=uuid.uuid4(),
+        run_id=uuid.uuid5(uuid.NAMESPACE_URL, f"k8sbench-run/{run_name}"),  # a run's steps share its id, as in ZenML
         pipeline_step_name=step_name,
         pipeline=SimpleNamespace(name=pipeline),
-        snapshot=SimpleNamespace(project_id=uuid.uuid4()),
+        snapshot=SimpleNamespace(project_id=uuid.uuid5(uuid.NAMESPACE_URL, "k8sbench-project")),
     )
     return info, step_run
 
