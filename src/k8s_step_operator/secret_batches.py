@@ -123,10 +123,6 @@ class SecretBatches:
                 return batch
             return None
 
-    def batch_of(self, job: str) -> Optional[Batch]:
-        with self._lock:
-            return self._of.get(job)
-
     # -------------------------------------------------------------- under the lock
     def _close(self, batch: Batch) -> None:
         batch.closed = True

@@ -567,11 +567,10 @@ class K8sStepOperator(BaseStepOperator):
                     self._refuse(member.sub, exc)
         except BaseException as exc:  # interrupted too: no Job may wait for a Secret that never comes
             for member in batch.members:
-                meta = member.job["metadata"]
                 try:
-                    self._delete(member.sub.settings, f"{JOBS.format(namespace=meta['namespace'])}/{meta['name']}")
+                    self._delete(member.sub.settings, member.sub.job_path)
                 except Exception as why:  # noqa: BLE001 - the others still go; its pod fails at its start budget
-                    logger.warning("Step `%s`: job %s not deleted again (%s)", member.sub.step, meta["name"], why)
+                    logger.warning("Step `%s`: job %s not deleted again (%s)", member.sub.step, member.sub.job, why)
                 self._refuse(member.sub, DependentNotCreated("Secret", exc) if isinstance(exc, Exception) else exc)
             if not isinstance(exc, Exception):
                 raise
@@ -599,11 +598,11 @@ class K8sStepOperator(BaseStepOperator):
                 self._senders().submit(self._delete_secret, batch)
 
     def _delete_secret(self, batch: Batch) -> None:
-        namespace = batch.key[0]
+        first = batch.members[0].sub  # every member reads it: its secret_path is the batch's
         try:
-            self._delete(batch.members[0].sub.settings, f"{CORE.format(namespace=namespace)}/secrets/{batch.name}")
+            self._delete(first.settings, first.secret_path)
         except Exception as exc:  # noqa: BLE001 - garbage collection deletes it with its last Job
-            logger.warning("Secret %s/%s not deleted yet (%s); it goes with its last Job", namespace, batch.name, exc)
+            logger.warning("Secret %s/%s not deleted yet (%s); it goes with its last Job", first.namespace, batch.name, exc)
 
     def _delete(self, settings: K8sStepOperatorSettings, path: str, propagation: str = "Background") -> bool:
         """DELETE, ignoring not-found; True when something was deleted."""

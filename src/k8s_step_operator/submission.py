@@ -154,8 +154,8 @@ def dry_run_requests(objects: StepObjects, settings: K8sStepOperatorSettings, cl
 
 
 def with_env_secret(objects: StepObjects, secret: str) -> StepObjects:
-    """The step's objects reading its environment from ``secret`` (a burst's shared Secret) instead of
-    its own; the keys stay the step's."""
+    """The step's objects with the Job's pod template reading its environment from ``secret`` (a burst's
+    shared Secret) instead of its own; the keys stay the step's. (``pod``, already dry-run, is left as is.)"""
     own = objects.secret["metadata"]["name"]
     if secret == own:
         return objects
