@@ -75,6 +75,7 @@ class Bench:
         self.operators = [o for o in args.operators.split(",") if o]
         self.cluster: Any = None
         self.admin: Admin | None = None
+        self.idle_cores = 0.0  # the cluster's own CPU use when nothing runs (measured once it is up)
         self.results: dict[str, Any] = {}
         self.commands: list[str] = []
         self.child: subprocess.Popen | None = None
@@ -168,8 +169,35 @@ class Bench:
                 if p["metadata"]["namespace"].startswith("b-") and (p.get("status") or {}).get("phase") in ("Pending", "Running")
             ]
             if not busy:
-                return
+                break
             time.sleep(0.5)
+        quiet_machine(min(60.0, max(0.0, deadline - time.monotonic())), below=self.idle_cores + 0.15)
+
+
+def machine_busy(seconds: float) -> float:
+    """The machine's CPU use over ``seconds``, in cores (``/proc/stat``: all but idle and iowait)."""
+
+    def sample() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + fields[4]
+        return sum(fields) - idle, sum(fields)
+
+    busy0, total0 = sample()
+    time.sleep(seconds)
+    busy1, total1 = sample()
+    cores = os.cpu_count() or 1
+    return (busy1 - busy0) / max(1, total1 - total0) * cores
+
+
+def quiet_machine(timeout: float, below: float, window: float = 2.0) -> float:
+    """Wait (at most ``timeout``) until the machine uses less than ``below`` cores over ``window``
+    seconds: what the last row started (containerd tearing sandboxes down, garbage collection) must
+    not run in the next row's window. Returns the last reading."""
+    deadline = time.monotonic() + timeout
+    busy = machine_busy(window)
+    while busy >= below and time.monotonic() < deadline:
+        busy = machine_busy(window)
+    return busy
 
 
 def tail(path: Path, lines: int = 40) -> str:
@@ -562,6 +590,9 @@ def main(argv: list[str] | None = None) -> int:
             b.cluster = cluster
             b.admin = Admin(cluster.kubeconfig)
             data["versions"] = versions(cluster)
+            time.sleep(10.0)  # the nodes' first syncs and the controllers' first lists are over
+            b.idle_cores = data["machine"]["idle_cluster_cores"] = round(min(machine_busy(5.0), machine_busy(5.0)), 3)
+            print(f"k8sbench: the idle cluster uses {b.idle_cores} cores", flush=True)
             for section in sections:
                 print(f"k8sbench: section {section}", flush=True)
                 t0 = time.time()

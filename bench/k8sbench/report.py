@@ -498,7 +498,10 @@ def section_scale(data: dict) -> str:
             "Direct submit/wait in a fresh process per row, with the calls ZenML's launcher makes. Each row "
             "starts on a cluster without the previous row's objects (its namespace is deleted and gone first: the "
             "built-in keeps every pod and Job, and hundreds of exited containers would weigh on the next row's "
-            "kubelets), and the operators' order alternates from one step count to the next. Before the "
+            "kubelets), and waits until the machine's CPU use is back within 0.15 cores of the idle cluster's "
+            "(measured once the cluster is up, in the machine table; at most a minute): containerd tearing the last "
+            "row's sandboxes down must not run in the next row's window. The operators' order alternates from one "
+            "step count to the next. Before the "
             "window each operator gets `get_docker_builds(snapshot)`, as ZenML calls it on every stack component "
             "before a run, with the fanned-out step as the snapshot's config template (a dynamic pipeline's "
             "snapshot holds the steps it fans out from, and each invocation runs with its template's "
@@ -653,6 +656,7 @@ def render(data: dict) -> str:
                 ["CPU", str(m.get("cpu_model"))],
                 ["memory", f"{m.get('memory_gib')} GiB"],
                 ["OS", str(m.get("platform"))],
+                ["CPU use of the idle cluster (cores)", str(m.get("idle_cluster_cores", "not measured"))],
                 ["load average (1/5/15 min) at start → end", f"{fmt_load(m.get('load_average_start'))} → {fmt_load(m.get('load_average_end'))}"],
                 ["Python", str(v.get("python"))],
                 ["ZenML", str(v.get("zenml"))],

@@ -71,7 +71,9 @@ PREFLIGHT_IMAGE = "zenml-preflight:latest"  # no registry known at all
 PREFLIGHT_ID = "00000000-0000-0000-0000-000000000000"
 PREFLIGHT_CLAIM = "preflight-claim"
 LOG_JOIN_TIMEOUT = 5.0
-FOLLOW_UP_SENDERS = 8  # threads sending each Job's Secret (and Service) after submit has returned
+FOLLOW_UP_SENDERS = 1  # the thread sending the Secrets (and Services) after submit has returned, and deleting them
+
+_READ_LOG = object()  # what wait()'s judge returns when the step's log is there to be read
 
 _STATUS = {
     pod_status.Phase.PENDING: ExecutionStatus.PROVISIONING,
@@ -635,13 +637,14 @@ class K8sStepOperator(BaseStepOperator):
     def _pods(self, sub: Submission) -> List[Tuple[dict, bool]]:
         return self._watch(sub.namespace).select(jobs.JOB_NAME_LABEL, sub.job)
 
-    def _events(self, sub: Submission, pods: List[Tuple[dict, bool]]) -> List[dict]:
+    def _events(self, sub: Submission, pods: List[Tuple[dict, bool]], watch: Optional["PodWatch"] = None) -> List[dict]:
         """The events about the step's Job and pods, oldest first."""
         objects = [("Job", sub.job)] + [("Pod", pod["metadata"]["name"]) for pod, _ in pods]
-        return self._watch(sub.namespace).events_about(objects)
+        return (watch or self._watch(sub.namespace)).events_about(objects)
 
-    def _observe(self, sub: Submission) -> pod_status.Verdict:
-        """Read the cache once: report what changed, follow new containers' logs, judge the step."""
+    def _observe(self, sub: Submission, waiting: bool = False) -> pod_status.Verdict:
+        """Read the cache once: report what changed, follow new containers' logs, judge the step
+        (``waiting``: from :meth:`wait`, which reads a one-pod step's own log itself)."""
         pods = self._pods(sub)
         if sub.batched and not sub.env_released and env_read(pods, sub.settings.pod_count):
             self._release_env(sub, now=False)
@@ -649,7 +652,7 @@ class K8sStepOperator(BaseStepOperator):
         for pod, deleted in pods:
             self._report_progress(sub, pod)
             if not deleted:
-                self._maybe_follow_logs(sub, pod)
+                self._maybe_follow_logs(sub, pod, waiting)
         self._report_events(sub, events)
         return judge(sub, pods, events)
 
@@ -686,18 +689,43 @@ class K8sStepOperator(BaseStepOperator):
         if not watch.wait_synced(self._timeout(sub.settings)):
             raise RuntimeError(f"cannot watch pods in namespace {sub.namespace}: {watch.last_error}")
 
-        def finished() -> Optional[pod_status.Verdict]:
-            verdict = self._observe(sub)
-            return verdict if verdict.phase.finished else None
+        def finished() -> Optional[object]:
+            verdict = self._observe(sub, waiting=True)
+            if verdict.phase.finished:
+                return verdict
+            return _READ_LOG if sub.read_here is not None else None
 
         def tick() -> Optional[dt.datetime]:
             return next_deadline(sub, self._pods(sub))
 
-        verdict = watch.wait_for(finished, tick=tick, job=sub.job)
-        if verdict is None:  # the watch was closed under us
+        while True:
+            outcome = watch.wait_for(finished, tick=tick, job=sub.job)
+            if outcome is not _READ_LOG:
+                break
+            self._read_log_here(sub, watch)
+        if sub.read_here is not None:  # its container started and ended between two looks
+            self._read_log_here(sub, watch)
+        if not isinstance(outcome, pod_status.Verdict):  # the watch was closed under us
             return self.get_status(step_run)
-        self._finish(step_run, sub, verdict)
-        return _STATUS[verdict.phase]
+        self._finish(step_run, sub, outcome)
+        return _STATUS[outcome.phase]
+
+    def _read_log_here(self, sub: Submission, watch: "PodWatch") -> None:
+        """Follow the step container's log in the waiting thread (no thread of its own) until it ends;
+        should the step be over by its pods while the stream is still open (its node gone, say), the
+        watch cuts the stream and the rest is read once without following."""
+        follower, sub.read_here = sub.read_here, None
+        assert follower is not None
+
+        def cut_if_over() -> None:
+            pods = watch.select(jobs.JOB_NAME_LABEL, sub.job)
+            if judge(sub, pods, self._events(sub, pods, watch)).phase.finished:
+                follower.interrupt()
+
+        with watch.nudging(sub.job, cut_if_over):
+            follower.run_here()
+        if follower.cut:
+            follower.catch_up()
 
     def _label(self, sub: Submission, pod: dict, container: str = pod_status.MAIN_CONTAINER) -> str:
         """``step`` for one pod, ``step/rank`` for each pod of a multi-pod step; ``:container``
@@ -725,8 +753,10 @@ class K8sStepOperator(BaseStepOperator):
                 pod_status.event_text(event),
             )
 
-    def _maybe_follow_logs(self, sub: Submission, pod: dict) -> None:
-        """Follow every container of the pod that has started (init containers, sidecars, the step's)."""
+    def _maybe_follow_logs(self, sub: Submission, pod: dict, waiting: bool = False) -> None:
+        """Follow every container of the pod that has started (init containers, sidecars, the step's),
+        each in a thread of its own; but a one-pod step's own container, seen by :meth:`wait`, is left to
+        it (``sub.read_here``): the waiting thread has nothing else to do."""
         if not sub.settings.stream_logs:
             return
         name = pod["metadata"]["name"]
@@ -743,7 +773,11 @@ class K8sStepOperator(BaseStepOperator):
 
             from .kube.logs import LogFollower
 
-            sub.logs[key] = LogFollower(self.api, sub.namespace, name, container, emit).start()
+            follower = sub.logs[key] = LogFollower(self.api, sub.namespace, name, container, emit)
+            if waiting and sub.settings.pod_count == 1 and container == pod_status.MAIN_CONTAINER:
+                sub.read_here = follower
+            else:
+                follower.start()
 
     def _last_lines(self, sub: Submission, pod_name: str) -> str:
         """The last log lines of the container that failed in ``pod_name`` (followed, else read once)."""

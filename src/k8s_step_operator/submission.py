@@ -64,6 +64,7 @@ class Submission:
     submitted: dt.datetime
     verdict: Optional[pod_status.Verdict] = None
     logs: Dict[str, "LogFollower"] = field(default_factory=dict)  # by "pod/container"
+    read_here: Optional["LogFollower"] = field(default=None, repr=False)  # not started: wait() reads it itself
     events_seen: set = field(default_factory=set, repr=False)
     seen: Dict[str, dict] = field(default_factory=dict, repr=False)
     follow_up: Optional["Future[None]"] = field(default=None, repr=False)  # sending the Secret (and Service)

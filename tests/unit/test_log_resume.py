@@ -36,7 +36,7 @@ def test_reconnect_skips_already_printed_lines(mocker):
     mocker.patch("k8s_step_operator.kube.logs.threading.Event.wait", return_value=False)
     seen = []
     follower = LogFollower(None, "ns", "pod", "main", seen.append)
-    follower._run()
+    follower.run_here()
     assert seen == ["a", "b", "c", "d"]
     assert calls == [None, "2026-01-01T00:00:01Z"]
     assert follower.reconnects == 1
@@ -57,7 +57,63 @@ def test_a_stream_the_kubelet_breaks_off_with_its_own_message_is_resumed_not_pri
     mocker.patch("k8s_step_operator.kube.logs.threading.Event.wait", return_value=False)
     seen = []
     follower = LogFollower(None, "ns", "pod", "main", seen.append)
-    follower._run()
+    follower.run_here()
     assert seen == ["token start", "token done"]
     assert calls == [None, "2026-01-01T00:00:01Z"]
     assert follower.reconnects == 1 and "too many open files" in follower.broken
+
+
+class BlockingResp(FakeResp):
+    """A follow that delivers its lines, then blocks until shut down (a stream the kubelet has not ended)."""
+
+    def __init__(self, lines):
+        super().__init__(lines)
+        import threading
+
+        self.shut = threading.Event()
+
+    def stream(self, amt=None, decode_content=False):
+        yield from super().stream(amt, decode_content)
+        assert self.shut.wait(10), "the follow was never shut down"
+        raise ConnectionError("shut down")
+
+    def shutdown(self):
+        self.shut.set()
+
+
+def test_an_interrupted_follow_ends_and_its_catch_up_prints_only_the_lines_it_missed(mocker):
+    import threading
+
+    lines = ["2026-01-01T00:00:01.000000001Z a", "2026-01-01T00:00:01.000000001Z b", "2026-01-01T00:00:03.2Z c"]
+    queries = []
+
+    def fake_request(api, method, path, query, timeout=None, stream=False):
+        queries.append((query.get("follow"), query.get("sinceTime")))
+        if len(queries) == 1:
+            return BlockingResp(lines[:2])
+        return FakeResp(lines)  # the non-follow read from the last second: a and b again, then c
+
+    mocker.patch("k8s_step_operator.kube.rest.request", side_effect=fake_request)
+    seen = []
+    follower = LogFollower(None, "ns", "pod", "main", seen.append)
+    reader = threading.Thread(target=follower.run_here)
+    reader.start()
+    while len(seen) < 2:
+        threading.Event().wait(0.01)
+    follower.interrupt()
+    reader.join(5)
+    assert not reader.is_alive() and follower.cut and follower.join(0)
+    assert follower.reconnects <= 1 and queries == [(True, None)]  # stopped: no second follow
+    follower.catch_up()
+    assert seen == ["a", "b", "c"]
+    assert queries == [(True, None), (False, "2026-01-01T00:00:01Z")]
+
+
+def test_an_interrupt_after_the_stream_ended_by_itself_changes_nothing(mocker):
+    lines = ["2026-01-01T00:00:01Z a"]
+    mocker.patch("k8s_step_operator.kube.rest.request", return_value=FakeResp(lines))
+    seen = []
+    follower = LogFollower(None, "ns", "pod", "main", seen.append)
+    follower.run_here()
+    follower.interrupt()
+    assert seen == ["a"] and not follower.cut

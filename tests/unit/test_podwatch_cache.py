@@ -115,3 +115,79 @@ def test_a_cache_without_an_index_wakes_a_jobs_waiter_on_any_pod_change(monkeypa
     watch._apply("MODIFIED", _pod("a-1", "a"))
     waiter.join(5)
     assert result == ["done"]
+
+
+def _step_pod(name: str, status: dict) -> dict:
+    """A pod as the Job controller makes it from our own manifest, with the given status."""
+    import copy
+
+    from k8s_step_operator import manifest, submission
+    from k8s_step_operator.settings import K8sStepOperatorSettings
+
+    objects = submission.build_objects(
+        K8sStepOperatorSettings(tolerations=[{"key": "gpu", "operator": "Exists"}]),
+        manifest.StepIdentity("run", "pipe", "train", "0f8fad5b-d9cb-469f-a165-70867728950e"),
+        namespace="ml", image="registry.example/img:1", command=["python", "x.py"],
+        environment={"ZENML_STORE_URL": "https://zen"}, volumes=[], user=submission.User("u-1", 1000, 100),
+        operator_id="op-1", host_paths=[],
+    )
+    template = copy.deepcopy(objects.job["spec"]["template"])
+    meta = {**template["metadata"], "name": name, "creationTimestamp": "2026-01-01T00:00:00Z",
+            "managedFields": [{"manager": "kube-controller-manager", "fieldsV1": {"f:spec": {}}}]}
+    meta["labels"] = {**meta.get("labels", {}), JOB: "j-a"}
+    return {"metadata": meta, "spec": {**template["spec"], "nodeName": "node-1"}, "status": status}
+
+
+@pytest.mark.parametrize(
+    "status",
+    [
+        {"phase": "Pending", "containerStatuses": [{"name": "main", "state": {"waiting": {
+            "reason": "ErrImagePull", "message": "failed to resolve reference: not found"}}}]},
+        {"phase": "Running", "containerStatuses": [{"name": "main", "state": {"running": {}}}]},
+        {"phase": "Failed", "containerStatuses": [{"name": "main", "state": {"terminated": {
+            "exitCode": 3, "reason": "Error"}}}]},
+        {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True",
+                                             "lastTransitionTime": "2026-01-01T00:00:01Z"}]},
+    ],
+    ids=["pull-error", "running", "failed", "starting"],
+)
+def test_a_cached_pod_keeps_what_its_step_is_judged_by_and_drops_the_rest_of_its_spec(watch, status) -> None:
+    import copy
+    import datetime as dt
+
+    from k8s_step_operator import pod_status
+
+    full = _step_pod("p0", status)
+    watch._apply("ADDED", copy.deepcopy(full))
+    [(cached, _)] = watch.select(JOB, "j-a")
+    assert set(cached["spec"]) == {"nodeName", "containers"}
+    assert cached["spec"]["containers"] == [{"name": "main", "image": "registry.example/img:1"}]
+    assert "managedFields" not in cached["metadata"] and cached["status"] == full["status"]
+    assert cached["metadata"]["labels"] == full["metadata"]["labels"]
+    judged = {
+        "fatal_waiting_reasons": ["ErrImagePull"], "startup_timeout": 60.0, "schedule_timeout": 60.0,
+        "now": dt.datetime(2026, 1, 1, 0, 0, 30, tzinfo=dt.timezone.utc),
+    }
+    assert pod_status.assess_step([(cached, False)], **judged) == pod_status.assess_step([(full, False)], **judged)
+
+
+def test_a_nudge_runs_at_its_start_and_on_its_jobs_changes_only_while_its_block_runs(monkeypatch) -> None:
+    monkeypatch.setattr(Reflector, "start", lambda self: None)
+    watch = PodWatch(SimpleNamespace(configuration=SimpleNamespace(host="https://x")), "ml", index_label=JOB)
+    watch._replace([])
+    calls: list[int] = []
+
+    def nudge() -> None:
+        calls.append(len(watch.select(JOB, "j-a")))  # it may read the cache (the lock is re-entrant)
+        if len(calls) == 3:
+            raise RuntimeError("a nudge that fails")  # the watch goes on
+
+    with watch.nudging("j-a", nudge):
+        assert calls == [0]
+        watch._apply("ADDED", _pod("p0", "j-a"))
+        watch._apply("ADDED", _pod("q0", "j-b"))  # another Job's pod: not a change of j-a
+        watch._apply("MODIFIED", _pod("p0", "j-a"))
+        watch._apply("ADDED", _pod("p1", "j-a"))
+    watch._apply("MODIFIED", _pod("p1", "j-a"))  # the block is over
+    assert calls == [0, 1, 1, 2]
+    assert [p["metadata"]["name"] for p, _ in watch.select(JOB, "j-a")] == ["p0", "p1"]

@@ -138,11 +138,13 @@ class Client:
         since_time: str | None = None,
         tail_lines: int | None = None,
         connect_timeout: float = 10,
+        on_open: Callable[[Any], None] | None = None,
     ) -> Iterator[bytes]:
         """A container's log, line by line as it comes (``follow``: until the container ends; ``tail_lines``:
         only the last ones).
 
-        The request is sent at once (a refusal raises here); the read has no timeout.
+        The request is sent at once (a refusal raises here); the read has no timeout. ``on_open`` gets
+        the streaming response first: ``shutdown()`` on it ends the read early, from another thread.
         """
         query = {"container": container, "follow": follow, "timestamps": timestamps, "sinceTime": since_time,
                  "tailLines": tail_lines}
@@ -150,6 +152,8 @@ class Client:
         resp = self._typed(
             lambda: rest.request(self.api, "GET", path, query, timeout=(connect_timeout, None), stream=True)
         )
+        if on_open is not None:
+            on_open(resp)
         return rest.iter_lines(resp)
 
     def open_watch(

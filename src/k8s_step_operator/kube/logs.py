@@ -18,7 +18,7 @@ import logging
 import re
 import threading
 from collections import deque
-from typing import Callable
+from typing import Any, Callable
 
 from kubernetes import client
 
@@ -71,16 +71,47 @@ class LogFollower:
         self._last: tuple[str, int] | None = None
         self._same_stamp = 0
         self._skip = 0
+        self.cut = False  # ended by interrupt(), not by the server
         self._done = threading.Event()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"logs-{pod}", daemon=True)
+        self._lock = threading.Lock()
+        self._resp: Any = None
 
     def start(self) -> "LogFollower":
-        self._thread.start()
+        """Follow in a thread of its own."""
+        threading.Thread(target=self.run_here, name=f"logs-{self.pod}", daemon=True).start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
+
+    def interrupt(self) -> None:
+        """From another thread: end the follow now (the step is over by its pods' account, the stream may
+        not be); :meth:`catch_up` then reads what it had not delivered."""
+        with self._lock:
+            if self._done.is_set():
+                return
+            self.cut = True
+            self._stop.set()
+            resp = self._resp
+        if resp is not None:
+            try:
+                resp.shutdown()
+            except Exception:  # noqa: BLE001 - best effort: the read ends with the container anyway
+                pass
+
+    def catch_up(self) -> None:
+        """Read once, without following, the lines after the last one printed (skipping those already
+        printed): after :meth:`interrupt`, the container has ended and nothing more comes."""
+        self._skip = self._same_stamp
+        try:
+            lines = Client(self.api, policy=None).log_lines(
+                self.namespace, self.pod, container=self.container, timestamps=True, since_time=self._since()
+            )
+            for raw in lines:
+                self._take(raw)
+        except Exception as exc:  # noqa: BLE001 - the step's verdict stands without its last lines
+            log.debug("could not read the rest of the log of %s/%s: %s", self.pod, self.container, exc)
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait until the stream ended (container finished); True when it did."""
@@ -108,7 +139,28 @@ class LogFollower:
         self._skip = 0
         return True
 
-    def _run(self) -> None:
+    def _take(self, raw: bytes) -> None:
+        """Print one line of the stream unless it was printed before a reconnect; a line without a
+        timestamp is the kubelet breaking the stream off (:class:`StreamBroken`)."""
+        line = raw.decode("utf-8", errors="replace")
+        stamp, text = split_timestamp(line)
+        if not _STAMP.fullmatch(stamp):
+            raise StreamBroken(line.strip())
+        if self._accept(stamp):
+            self.lines += 1
+            self.tail.append(text)
+            self.emit(text)
+
+    def _opened(self, resp: Any) -> None:
+        """The follow's response, kept for :meth:`interrupt` (shut at once if interrupted meanwhile)."""
+        with self._lock:
+            self._resp = resp
+            stopped = self._stop.is_set()
+        if stopped:
+            resp.shutdown()
+
+    def run_here(self) -> None:
+        """Follow the log in the calling thread until the container ends, or :meth:`stop`/:meth:`interrupt`."""
         attempts = 0
         try:
             while not self._stop.is_set() and attempts < self.max_attempts:
@@ -116,24 +168,17 @@ class LogFollower:
                 self._skip = self._same_stamp
                 try:
                     lines = Client(self.api, policy=None).log_lines(
-                        self.namespace,
-                        self.pod,
-                        container=self.container,
-                        follow=True,
-                        timestamps=True,
-                        since_time=self._since(),
+                        self.namespace, self.pod, container=self.container, follow=True, timestamps=True,
+                        since_time=self._since(), on_open=self._opened,
                     )
-                    for raw in lines:
-                        if self._stop.is_set():
-                            return
-                        line = raw.decode("utf-8", errors="replace")
-                        stamp, text = split_timestamp(line)
-                        if not _STAMP.fullmatch(stamp):
-                            raise StreamBroken(line.strip())
-                        if self._accept(stamp):
-                            self.lines += 1
-                            self.tail.append(text)
-                            self.emit(text)
+                    try:
+                        for raw in lines:
+                            if self._stop.is_set():
+                                return
+                            self._take(raw)
+                    finally:
+                        with self._lock:
+                            self._resp = None
                     return  # the server ended the follow: the container finished
                 except (BadRequest, NotFound) as exc:
                     if self._last is None:

@@ -15,10 +15,12 @@ in flight cost O(N) per change, not O(N²).
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 import time
 from collections import OrderedDict
-from typing import Callable, Iterable, TypeVar
+from contextlib import contextmanager
+from typing import Callable, Iterable, Iterator, TypeVar
 
 from kubernetes import client
 
@@ -27,11 +29,14 @@ from .errors import Forbidden
 from .reflector import Reflector
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 MANAGED_SELECTOR = "app.kubernetes.io/managed-by=k8s-step-operator"
 EVENT_KINDS = ("Pod", "Job")
 MAX_EVENTS = 4096  # events kept per namespace, oldest dropped first
 WARNINGS = "type=Warning"  # the events watched: the judge and the user are told only of warnings
+POD_SPEC_KEPT = ("nodeName",)  # what is kept of a cached pod's spec, besides its containers' CONTAINER_KEPT
+CONTAINER_KEPT = ("name", "image", "restartPolicy")
 MAX_GONE = 4096  # deleted pods remembered per namespace (a step forgets its own at clean-up)
 
 
@@ -62,7 +67,7 @@ class PodWatch:
         self._events_of: dict[tuple[str, str], set[str]] = {}  # (kind, name) -> uids of events about it
         self._seq: dict[str, int] = {}  # event uid -> when it was last kept (events come out oldest first)
         self._counter = 0
-        self._waiters: dict[str, set[threading.Event]] = {}  # Job -> its waiters' wake-ups
+        self._waiters: dict[str, set[threading.Event | _Nudge]] = {}  # Job -> its waiters' wake-ups
         self._cond = threading.Condition()
         self._synced = False
         self._stop = threading.Event()
@@ -140,7 +145,7 @@ class PodWatch:
     # ---------------------------------------------------------- updates
     def _replace(self, items: list[dict]) -> None:
         with self._cond:
-            fresh = {p["metadata"]["name"]: _slim(p) for p in items}
+            fresh = {p["metadata"]["name"]: _slim_pod(p) for p in items}
             for name, pod in self._pods.items():
                 if name not in fresh:
                     self._remember_gone(name, pod)
@@ -160,7 +165,7 @@ class PodWatch:
                 self._unindex(old, dropped)
 
     def _apply(self, kind: str, obj: dict) -> None:
-        obj = _slim(obj)
+        obj = _slim_pod(obj)
         name = obj["metadata"]["name"]
         with self._cond:
             if kind == "DELETED":
@@ -322,6 +327,25 @@ class PodWatch:
                     if not waiting:
                         del self._waiters[job]
 
+    @contextmanager
+    def nudging(self, job: str, nudge: Callable[[], None]) -> Iterator[None]:
+        """While the block runs, call ``nudge()`` once at its start and after every change to ``job``'s
+        pods or events: in the watch's thread, holding the cache's lock (so: short, reading the cache only).
+        For a waiter busy with something else than waiting, e.g. reading its step's log."""
+        hook = _Nudge(nudge)
+        with self._cond:
+            self._waiters.setdefault(job, set()).add(hook)
+            hook.set()
+        try:
+            yield
+        finally:
+            with self._cond:
+                waiting = self._waiters.get(job)
+                if waiting is not None:
+                    waiting.discard(hook)
+                    if not waiting:
+                        del self._waiters[job]
+
     def _judge_until(
         self, judge: Callable[[], T | None], deadline: float | None, tick: Callable[[], dt.datetime | None] | None,
         sleep: Callable[[float | None], object], before: Callable[[], None] | None = None,
@@ -347,6 +371,19 @@ class PodWatch:
         return None
 
 
+class _Nudge:
+    """A waiter that is a call: :meth:`PodWatch.nudging`'s, woken like the others (``set()``)."""
+
+    def __init__(self, call: Callable[[], None]) -> None:
+        self.call = call
+
+    def set(self) -> None:
+        try:
+            self.call()
+        except Exception:  # noqa: BLE001 - the watch goes on whatever a nudge does
+            log.exception("a nudge failed")
+
+
 def _slim(obj: dict) -> dict:
     """The object as cached: without ``metadata.managedFields`` (the server's field-ownership record,
     often the largest part of a pod; nothing here reads it)."""
@@ -354,6 +391,22 @@ def _slim(obj: dict) -> dict:
     if meta:
         meta.pop("managedFields", None)
     return obj
+
+
+def _slim_pod(pod: dict) -> dict:
+    """The pod as cached: its metadata (as :func:`_slim`), its status, and of its spec only what a
+    step is judged by: the node, and each container's name, image and restart policy (a sidecar's).
+    The rest of the spec (commands, environment references, volumes, tolerations) is most of a pod
+    and nothing here reads it; with a step's pods cached as long as it is in flight, it counts."""
+    pod = _slim(pod)
+    spec = pod.get("spec")
+    if spec:
+        kept = {key: spec[key] for key in POD_SPEC_KEPT if key in spec}
+        for key in ("initContainers", "containers"):
+            if key in spec:
+                kept[key] = [{k: c[k] for k in CONTAINER_KEPT if k in c} for c in spec[key]]
+        pod["spec"] = kept
+    return pod
 
 
 def _about(event: dict) -> tuple[str, str]:
