@@ -138,8 +138,9 @@ def summary_rows(data: dict) -> list[list[str]]:
     runs = [r for r in (get(s, "scale", "runs") or []) if ok(r)]
     for n in sorted({r["n"] for r in runs if r["n"] >= 100}):
         threads = max(r["submit_threads"] for r in runs if r["n"] == n)
-        pick = {r["operator"]: r for r in runs if r["n"] == n and r["submit_threads"] == threads}
-        o, t = pick.get(OURS), pick.get(THEIRS)
+        case = [r for r in runs if r["n"] == n and r["submit_threads"] == threads]
+        o = median_run([r for r in case if r["operator"] == OURS])
+        t = median_run([r for r in case if r["operator"] == THEIRS])
         sub_o, sub_t = get(o, "submission_s"), get(t, "submission_s")
         rows.append(
             [
@@ -453,14 +454,35 @@ def section_requests(data: dict) -> str:
     )
 
 
+MEDIAN_KEYS = ("submission_s", "all_objects_created_s", "rss_per_step_kib", "cpu_per_step_ms")
+
+
+def median_run(runs: list[dict]) -> dict | None:
+    """One case run several times, as one row: the run with the median submission time, with each of
+    ``MEDIAN_KEYS`` the median over all runs; statuses and leftovers are the worst run's."""
+    if not runs:
+        return None
+    ordered = sorted(runs, key=lambda r: r.get("submission_s") or 0.0)
+    out = dict(ordered[(len(ordered) - 1) // 2])
+    for key in MEDIAN_KEYS:
+        values = [v for v in (r.get(key) for r in runs) if v is not None]
+        if values:
+            out[key] = statistics.median(values)
+    worst = min(runs, key=lambda r: ((r.get("statuses") or {}).get("completed", 0), -sum((r.get("left_behind") or {}).values())))
+    out["statuses"], out["left_behind"] = worst.get("statuses"), worst.get("left_behind")
+    out["runs"] = len(runs)
+    return out
+
+
 def section_scale(data: dict) -> str:
     s = get(data, "sections", "scale")
     note = failed_note("scale", s)
     if note:
         return note
     rows = []
-    for r in sorted(s.get("runs") or [], key=lambda r: (r.get("submit_threads") == 1, r.get("n"), r.get("operator"))):
-        head = [r.get("operator", "?"), str(r.get("n")), str(r.get("submit_threads"))]
+    for r in sorted(s.get("runs") or [],
+                    key=lambda r: (r.get("submit_threads") == 1, r.get("n"), r.get("operator"), r.get("repeat", 0))):
+        head = [r.get("operator", "?"), str(r.get("n")), str(r.get("submit_threads")), str(r.get("repeat", 0) + 1)]
         if not ok(r):
             rows.append(head + [f"failed: {r.get('error')}"] + [""] * 13)
             continue
@@ -484,10 +506,32 @@ def section_scale(data: dict) -> str:
                 ", ".join(f"{k} {v}" for k, v in (r.get("left_behind") or {}).items()) or "—",
             ]
         )
+    cases = sorted({(r["n"], r["submit_threads"]) for r in s.get("runs") or [] if ok(r)},
+                   key=lambda c: (c[1] == 1, c[0]))
+    medians = []
+    for n, threads in cases:
+        case = [r for r in s.get("runs") or [] if ok(r) and r["n"] == n and r["submit_threads"] == threads]
+        o = median_run([r for r in case if r["operator"] == OURS])
+        t = median_run([r for r in case if r["operator"] == THEIRS])
+        cells = [f"{n} / {threads}", str(get(o, "runs") or 0)]
+        for key, show in (("submission_s", dur), ("rss_per_step_kib", num), ("cpu_per_step_ms", num)):
+            cells += [show(get(o, key)), show(get(t, key)), ratio(get(o, key), get(t, key))]
+        medians.append(cells)
     return "\n".join(
         [
+            f"Medians per case (each case up to 100 steps ran {get(data, 'plan', 'scale', 'repeats') or 1} "
+            "time(s), the operator that goes first alternating from run to run; every run is in the table after "
+            "this one):",
+            "",
             table(
-                ["operator", "steps", "submit threads", "submission (all)", "all objects created", "per submit p50",
+                ["steps / submit threads", "runs", "submission: ours", "built-in", "built-in ÷ ours",
+                 "RSS KiB per step: ours", "built-in", "built-in ÷ ours",
+                 "orchestrator CPU ms per step: ours", "built-in", "built-in ÷ ours"],
+                medians,
+            ),
+            "",
+            table(
+                ["operator", "steps", "submit threads", "run", "submission (all)", "all objects created", "per submit p50",
                  "CPU s during submission: orchestrator / apiserver / nodes", "pod watches (apiserver)",
                  "log streams (apiserver, peak)", "RSS MiB start → peak (+growth)", "RSS KiB per step",
                  "orchestrator CPU ms per step", "peak threads", "last return after submission", "statuses",

@@ -711,16 +711,22 @@ class K8sStepOperator(BaseStepOperator):
         return _STATUS[outcome.phase]
 
     def _read_log_here(self, sub: Submission, watch: "PodWatch") -> None:
-        """Follow the step container's log in the waiting thread (no thread of its own) until it ends;
-        should the step be over by its pods while the stream is still open (its node gone, say), the
-        watch cuts the stream and the rest is read once without following."""
+        """Follow the step container's log in the waiting thread (no thread of its own) until it ends.
+        The kubelet ends the stream about a second after the container (it looks once a second while the
+        file is quiet): a step whose pod reports that end is left to it. Should the step be over by its
+        pods otherwise (the pod deleted, its node gone), the watch cuts the stream, and the rest is read
+        once without following."""
         follower, sub.read_here = sub.read_here, None
         assert follower is not None
 
         def cut_if_over() -> None:
             pods = watch.select(jobs.JOB_NAME_LABEL, sub.job)
-            if judge(sub, pods, self._events(sub, pods, watch)).phase.finished:
-                follower.interrupt()
+            if not judge(sub, pods, self._events(sub, pods, watch)).phase.finished:
+                return
+            if any(pod["metadata"]["name"] == follower.pod and not deleted and pod_status.ran_to_an_end(pod)
+                   for pod, deleted in pods):
+                return  # its kubelet, which reported the end, ends the stream
+            follower.interrupt()
 
         with watch.nudging(sub.job, cut_if_over):
             follower.run_here()

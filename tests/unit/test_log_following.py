@@ -54,9 +54,10 @@ def test_wait_reads_a_one_pod_steps_own_log_and_threads_follow_the_rest(mocker, 
 
 
 class FakeFollower:
-    """A follow the kubelet never ends (its node is gone, say): it returns only when interrupted."""
+    """A follow the kubelet does not end (its node is gone, say): it returns only when interrupted."""
 
     def __init__(self) -> None:
+        self.pod = "p"
         self.interrupted = threading.Event()
         self.cut = False
         self.caught_up = False
@@ -72,27 +73,33 @@ class FakeFollower:
         self.caught_up = True
 
 
-def test_a_stream_still_open_when_the_pods_say_the_step_is_over_is_cut_and_the_rest_read_once(mocker, monkeypatch):
+def _reading(mocker, monkeypatch, pod: dict) -> tuple[PodWatch, FakeFollower, threading.Thread]:
     monkeypatch.setattr(Reflector, "start", lambda self: None)
     watch = PodWatch(SimpleNamespace(configuration=SimpleNamespace(host="https://x")), "ns", index_label=JOB)
-    watch._replace([_pod()])
+    watch._replace([pod])
     sub = Submission("ns", "job", "train", K8sStepOperatorSettings(), NOW)
     sub.read_here = follower = FakeFollower()  # type: ignore[assignment]
-    operator = _operator(mocker)
-    reader = threading.Thread(target=operator._read_log_here, args=(sub, watch))
+    reader = threading.Thread(target=_operator(mocker)._read_log_here, args=(sub, watch))
     reader.start()
+    return watch, follower, reader
+
+
+def test_a_stream_the_kubelet_does_not_end_is_cut_once_the_pod_is_gone_and_the_rest_read_once(mocker, monkeypatch):
+    watch, follower, reader = _reading(mocker, monkeypatch, _pod())
     watch._apply("MODIFIED", _pod())  # still running: the stream stays open
-    assert not follower.interrupted.wait(0.2) and sub.read_here is None
-    watch._apply("MODIFIED", _pod(state={"terminated": {"exitCode": 0}}))  # over by its pods' account
+    assert not follower.interrupted.wait(0.2)
+    # the step's container ended, reported by its kubelet: that kubelet ends the stream itself (not cut)
+    watch._apply("MODIFIED", _pod(state={"terminated": {"exitCode": 0}}))
+    assert not follower.interrupted.wait(0.2) and reader.is_alive()
+    watch._apply("DELETED", _pod(state={"terminated": {"exitCode": 0}}))  # ... but the pod is gone first
     reader.join(5)
     assert not reader.is_alive() and follower.cut and follower.caught_up
 
 
-def test_a_step_already_over_when_its_log_is_read_is_cut_at_once(mocker, monkeypatch):
-    monkeypatch.setattr(Reflector, "start", lambda self: None)
-    watch = PodWatch(SimpleNamespace(configuration=SimpleNamespace(host="https://x")), "ns", index_label=JOB)
-    watch._replace([_pod(phase="Failed", state={"terminated": {"exitCode": 1}})])  # no change will come
-    sub = Submission("ns", "job", "train", K8sStepOperatorSettings(), NOW)
-    sub.read_here = follower = FakeFollower()  # type: ignore[assignment]
-    _operator(mocker)._read_log_here(sub, watch)
-    assert follower.cut and follower.caught_up
+def test_a_step_over_by_its_pods_while_its_container_still_runs_is_cut_at_once(mocker, monkeypatch):
+    pod = _pod()
+    pod["metadata"]["deletionTimestamp"] = NOW.isoformat()
+    watch, follower, reader = _reading(mocker, monkeypatch, pod)
+    watch._apply("DELETED", pod)  # deleted while running (cancelled, evicted from a lost node)
+    reader.join(5)
+    assert not reader.is_alive() and follower.cut and follower.caught_up
