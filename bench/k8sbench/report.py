@@ -545,7 +545,7 @@ def section_scale(data: dict) -> str:
             "kubelets), and waits until the machine's CPU use is back within 0.15 cores of the idle cluster's "
             "(measured once the cluster is up, in the machine table; at most a minute): containerd tearing the last "
             "row's sandboxes down must not run in the next row's window. The operators' order alternates from one "
-            "step count to the next. Before the "
+            "run to the next. Before the "
             "window each operator gets `get_docker_builds(snapshot)`, as ZenML calls it on every stack component "
             "before a run, with the fanned-out step as the snapshot's config template (a dynamic pipeline's "
             "snapshot holds the steps it fans out from, and each invocation runs with its template's "
