@@ -138,9 +138,7 @@ def summary_rows(data: dict) -> list[list[str]]:
     runs = [r for r in (get(s, "scale", "runs") or []) if ok(r)]
     for n in sorted({r["n"] for r in runs if r["n"] >= 100}):
         threads = max(r["submit_threads"] for r in runs if r["n"] == n)
-        case = [r for r in runs if r["n"] == n and r["submit_threads"] == threads]
-        o = median_run([r for r in case if r["operator"] == OURS])
-        t = median_run([r for r in case if r["operator"] == THEIRS])
+        o, t = case_medians(runs, n, threads)
         sub_o, sub_t = get(o, "submission_s"), get(t, "submission_s")
         rows.append(
             [
@@ -474,6 +472,13 @@ def median_run(runs: list[dict]) -> dict | None:
     return out
 
 
+def case_medians(runs: list[dict], n: int, threads: int) -> tuple[dict | None, dict | None]:
+    """Ours and the built-in's :func:`median_run` of the scale case (``n`` steps, ``threads``)."""
+    case = [r for r in runs if r["n"] == n and r["submit_threads"] == threads]
+    return (median_run([r for r in case if r["operator"] == OURS]),
+            median_run([r for r in case if r["operator"] == THEIRS]))
+
+
 def section_scale(data: dict) -> str:
     s = get(data, "sections", "scale")
     note = failed_note("scale", s)
@@ -510,9 +515,7 @@ def section_scale(data: dict) -> str:
                    key=lambda c: (c[1] == 1, c[0]))
     medians = []
     for n, threads in cases:
-        case = [r for r in s.get("runs") or [] if ok(r) and r["n"] == n and r["submit_threads"] == threads]
-        o = median_run([r for r in case if r["operator"] == OURS])
-        t = median_run([r for r in case if r["operator"] == THEIRS])
+        o, t = case_medians([r for r in s.get("runs") or [] if ok(r)], n, threads)
         cells = [f"{n} / {threads}", str(get(o, "runs") or 0)]
         for key, show in (("submission_s", dur), ("rss_per_step_kib", num), ("cpu_per_step_ms", num)):
             cells += [show(get(o, key)), show(get(t, key)), ratio(get(o, key), get(t, key))]

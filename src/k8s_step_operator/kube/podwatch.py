@@ -314,35 +314,33 @@ class PodWatch:
             with self._cond:  # re-entrant: judge() may call select()
                 return self._judge_until(judge, deadline, tick, self._cond.wait)
         woken = threading.Event()
-        with self._cond:
-            self._waiters.setdefault(job, set()).add(woken)
-        try:
+        with self._waiting(job, woken):
             # clear before judging: a change from then on wakes the next round
             return self._judge_until(judge, deadline, tick, woken.wait, before=woken.clear)
-        finally:
-            with self._cond:
-                waiting = self._waiters.get(job)
-                if waiting is not None:
-                    waiting.discard(woken)
-                    if not waiting:
-                        del self._waiters[job]
 
     @contextmanager
     def nudging(self, job: str, nudge: Callable[[], None]) -> Iterator[None]:
         """While the block runs, call ``nudge()`` once at its start and after every change to ``job``'s
         pods or events: in the watch's thread, holding the cache's lock (so: short, reading the cache only).
         For a waiter busy with something else than waiting, e.g. reading its step's log."""
-        hook = _Nudge(nudge)
+        with self._waiting(job, _Nudge(nudge), at_once=True):
+            yield
+
+    @contextmanager
+    def _waiting(self, job: str, waiter: threading.Event | _Nudge, at_once: bool = False) -> Iterator[None]:
+        """``waiter`` is woken (``set()``) on every change to ``job``'s pods or events while the block
+        runs (``at_once``: also as it is registered, under the lock)."""
         with self._cond:
-            self._waiters.setdefault(job, set()).add(hook)
-            hook.set()
+            self._waiters.setdefault(job, set()).add(waiter)
+            if at_once:
+                waiter.set()
         try:
             yield
         finally:
             with self._cond:
                 waiting = self._waiters.get(job)
                 if waiting is not None:
-                    waiting.discard(hook)
+                    waiting.discard(waiter)
                     if not waiting:
                         del self._waiters[job]
 
