@@ -447,8 +447,10 @@ def section_requests(data: dict) -> str:
         "collector deleting the pod and the Secret of the deleted Job). Log streams are counted as `CONNECT pods/log` by the "
         "apiserver. Watches are counted when they end (our shared watch — one reflector for the managed pods, one "
         "for the namespace's Warning events, both shared by every step — re-connects about once a minute: "
-        "`timeoutSeconds=60`), so they are reported separately. \"Step-related\" leaves out node heartbeats "
-        "(leases, nodes) and watch re-connections, which happen with or without steps."
+        "`timeoutSeconds=60`), so they are reported separately. \"Step-related\" leaves out what happens on "
+        "a timer with or without steps — node heartbeats (leases, nodes), watch re-connections, the apiserver's "
+        "reconciliation of its own endpoints, relists of Services — and rows whose net count is below half a "
+        "request (a negative net is the idle rate over-estimating a timer's request in that window)."
     )
 
 

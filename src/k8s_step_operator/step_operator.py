@@ -42,6 +42,7 @@ from .submission import (
     dependents,
     dry_run_requests,
     env_read,
+    events_due,
     from_job,
     job_selector,
     judge,
@@ -72,6 +73,7 @@ PREFLIGHT_ID = "00000000-0000-0000-0000-000000000000"
 PREFLIGHT_CLAIM = "preflight-claim"
 LOG_JOIN_TIMEOUT = 5.0
 FOLLOW_UP_SENDERS = 1  # the thread sending the Secrets (and Services) after submit has returned, and deleting them
+EVENTS_SYNC_S = 1.0  # how long a failing step waits for the namespace's warnings to be listed, to tell them with it
 
 _READ_LOG = object()  # what wait()'s judge returns when the step's log is there to be read
 
@@ -261,9 +263,6 @@ class K8sStepOperator(BaseStepOperator):
         except BaseException:
             self._send_batch(self._batches.withdraw(batch))
             raise
-        # the shared watch starts (first submit) once the Job exists: it lists before it watches, so its
-        # pods are seen either way, and its two LISTs do not compete with the dry runs and the POST
-        self._watch(objects.namespace)
         sub = Submission(
             objects.namespace, objects.name, identity.step_name, settings,
             pod_status.parse_time(created["metadata"].get("creationTimestamp")) or _now(),
@@ -645,16 +644,27 @@ class K8sStepOperator(BaseStepOperator):
     def _observe(self, sub: Submission, waiting: bool = False) -> pod_status.Verdict:
         """Read the cache once: report what changed, follow new containers' logs, judge the step
         (``waiting``: from :meth:`wait`, which reads a one-pod step's own log itself)."""
-        pods = self._pods(sub)
+        watch = self._watch(sub.namespace)
+        pods = watch.select(jobs.JOB_NAME_LABEL, sub.job)
         if sub.batched and not sub.env_released and env_read(pods, sub.settings.pod_count):
             self._release_env(sub, now=False)
-        events = self._events(sub, pods)
+        due = events_due(sub, pods)
+        if due is not None and due <= _now():  # slow to start: the reason may be in the events
+            watch.want_events()
+        events = self._events(sub, pods, watch)
         for pod, deleted in pods:
             self._report_progress(sub, pod)
             if not deleted:
                 self._maybe_follow_logs(sub, pod, waiting)
         self._report_events(sub, events)
-        return judge(sub, pods, events)
+        verdict = judge(sub, pods, events)
+        if verdict.phase is pod_status.Phase.FAILED and not watch.want_events():
+            # a failure is told with the warnings about it: list them first (once per namespace)
+            if watch.want_events(synced_within=EVENTS_SYNC_S):
+                events = self._events(sub, pods, watch)
+                self._report_events(sub, events)
+                verdict = judge(sub, pods, events)
+        return verdict
 
     # ---------------------------------------------------------------- status
     def get_status(self, step_run: "StepRunResponse") -> ExecutionStatus:
@@ -696,7 +706,9 @@ class K8sStepOperator(BaseStepOperator):
             return _READ_LOG if sub.read_here is not None else None
 
         def tick() -> Optional[dt.datetime]:
-            return next_deadline(sub, self._pods(sub))
+            pods = self._pods(sub)
+            due = [next_deadline(sub, pods), None if watch.events_wanted else events_due(sub, pods)]
+            return min((d for d in due if d is not None), default=None)
 
         while True:
             outcome = watch.wait_for(finished, tick=tick, job=sub.job)

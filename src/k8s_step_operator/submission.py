@@ -241,6 +241,22 @@ def next_deadline(sub: Submission, pods: List[Tuple[dict, bool]]) -> Optional[dt
     return min((d for d in due if d is not None), default=None)
 
 
+EVENTS_AFTER = dt.timedelta(seconds=2)  # a step not started by then may have a reason only events give
+
+
+def events_due(sub: Submission, pods: List[Tuple[dict, bool]]) -> Optional[dt.datetime]:
+    """When the step's Warning events become worth watching, or None while they are not: every pod
+    started (or the step over) needs none. A step with no pod yet (a Job refused its pod: quota) or a
+    pod still Pending (a mount, a sandbox, a pull) gets them :data:`EVENTS_AFTER` after submission; a
+    pod that is normally scheduled and started within that time costs no event watch."""
+    if sub.verdict is not None and sub.verdict.phase.finished:
+        return None
+    live = [pod for pod, deleted in pods if not deleted]
+    if live and all((p.get("status") or {}).get("phase", "Pending") != "Pending" for p in live):
+        return None
+    return sub.submitted + EVENTS_AFTER
+
+
 def keeps_pods(sub: Submission, pods: List[Tuple[dict, bool]]) -> bool:
     """Whether clean-up keeps the pods (``cleanup_policy``): ``keep``, or ``delete-succeeded`` for a
     step that did not succeed and has a pod that ran to an end. A failed pod stuck Pending (image

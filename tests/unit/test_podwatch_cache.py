@@ -191,3 +191,20 @@ def test_a_nudge_runs_at_its_start_and_on_its_jobs_changes_only_while_its_block_
     watch._apply("MODIFIED", _pod("p1", "j-a"))  # the block is over
     assert calls == [0, 1, 1, 2]
     assert [p["metadata"]["name"] for p, _ in watch.select(JOB, "j-a")] == ["p0", "p1"]
+
+
+def test_the_events_reflector_starts_once_and_only_when_a_caller_wants_events(monkeypatch) -> None:
+    started: list[str] = []
+    monkeypatch.setattr(Reflector, "start", lambda self: started.append(self.path))
+    api = SimpleNamespace(configuration=SimpleNamespace(host="https://x"))
+    watch = PodWatch(api, "ml", index_label=JOB)
+    assert started == ["/api/v1/namespaces/ml/pods"] and not watch.events_wanted
+    assert watch.want_events() is False  # started, not listed yet
+    assert watch.want_events(synced_within=0.05) is False
+    assert started == ["/api/v1/namespaces/ml/pods", "/api/v1/namespaces/ml/events"]  # once
+    watch._replace_events([_event("e1", "Pod", "p1")])
+    assert watch.want_events() is True and watch.events_about([("Pod", "p1")])
+    closed = PodWatch(api, "other", index_label=JOB)
+    closed.close()
+    closed.want_events()
+    assert started[-1] == "/api/v1/namespaces/other/pods"  # a closed watch starts nothing more

@@ -336,6 +336,7 @@ def test_operator_requests_are_all_granted(recorded: list[tuple[str, str, dict]]
     operator._release_env(mine, now=True)  # its pods have read it: the Secret goes
     watch = PodWatch(api, "ml")  # get_status / wait (the shared watch)
     assert watch.wait_synced(timeout=5)
+    assert watch.want_events(synced_within=5)  # once a step is slow to start, or has failed
     deadline = time.monotonic() + 5
     while watch.watch_requests == 0 and time.monotonic() < deadline:
         time.sleep(0.01)

@@ -175,3 +175,22 @@ def test_unknown_settings_are_named_with_a_hint() -> None:
     text = submission.unknown_settings(settings, ["stream_logs", "namespace"])
     assert text is not None and "'stream_log' (did you mean 'stream_logs'?)" in text
     assert submission.unknown_settings(K8sStepOperatorSettings(), ["stream_logs"]) is None
+
+
+@pytest.mark.parametrize(
+    "pods, finished, due",
+    [
+        ([], False, True),  # no pod yet (the Job's pod refused, say): its events tell why
+        ([({"status": {"phase": "Pending"}}, False)], False, True),  # a mount, a pull, a sandbox
+        ([({"status": {"phase": "Running"}}, False), ({"status": {}}, False)], False, True),  # one still pending
+        ([({"status": {"phase": "Running"}}, False)], False, False),  # started as it should: no events needed
+        ([({"status": {"phase": "Succeeded"}}, False), ({"status": {"phase": "Pending"}}, True)], False, False),
+        ([({"status": {"phase": "Pending"}}, False)], True, False),  # over
+    ],
+)
+def test_events_are_due_for_a_step_slow_to_start(pods, finished, due) -> None:
+    now = dt.datetime.now(dt.timezone.utc)
+    sub = submission.Submission("ns", "job", "train", K8sStepOperatorSettings(), now)
+    if finished:
+        sub.verdict = pod_status.Verdict(pod_status.Phase.FAILED, "x")
+    assert submission.events_due(sub, pods) == (now + submission.EVENTS_AFTER if due else None)

@@ -4,7 +4,10 @@ Two reflectors (``reflector.Reflector``: list, then watch from the list's resour
 disconnect resumes from the last one seen, 410 Gone relists, errors back off for ever) feed one
 cache: the managed pods (by label), and the namespace's Warning events about Pods and Jobs — the
 reasons Kubernetes gives (FailedScheduling, FailedMount, BackOff, ...). Events are optional: if
-they cannot be watched (no permission), steps are judged from their pods alone.
+they cannot be watched (no permission), steps are judged from their pods alone. Their reflector
+starts only once a caller asks for them (:meth:`PodWatch.want_events`: a step slow to start, or
+failed): pods that start as they should need no events, and its LIST then still finds every
+warning the namespace kept (an hour's, by default).
 
 The cache can be indexed by one pod label, the owner key (the operator: the Job controller's
 ``batch.kubernetes.io/job-name``; an event's key is its Job's name, or its pod's label): a change
@@ -81,9 +84,28 @@ class PodWatch:
             self._replace_events, self._apply_event,
             name=f"watch-events-{namespace}",
         )
+        self._events_wanted = False
+        self._events_synced = False
         self._thread = self._pod_reflector
         self._pod_reflector.start()
-        self._event_reflector.start()
+
+    def want_events(self, synced_within: float = 0.0) -> bool:
+        """Start watching the namespace's Warning events (once; later calls do nothing), and wait up to
+        ``synced_within`` seconds for their first LIST. True when the events have been listed."""
+        with self._cond:
+            start = not self._events_wanted and not self._stop.is_set()
+            self._events_wanted = True
+        if start:
+            self._event_reflector.start()
+        if synced_within <= 0:
+            return self._events_synced
+        with self._cond:
+            return self._cond.wait_for(lambda: self._events_synced or self._stop.is_set(), synced_within)
+
+    @property
+    def events_wanted(self) -> bool:
+        """Whether the events' reflector has been started."""
+        return self._events_wanted
 
     @classmethod
     def shared(
@@ -196,6 +218,7 @@ class PodWatch:
             self._seq.clear()
             for event in items:
                 self._keep_event(event)
+            self._events_synced = True
             self._wake_all()
 
     def _apply_event(self, kind: str, event: dict) -> None:
