@@ -445,8 +445,9 @@ def section_requests(data: dict) -> str:
         "numbers per row. Where the apiserver counts more than the operator sent, another component acted on "
         "the same kind of object (e.g. the kubelet's final `DELETE` of a pod it finished, the garbage "
         "collector deleting the pod and the Secret of the deleted Job). Log streams are counted as `CONNECT pods/log` by the "
-        "apiserver. Watches are counted when they end (our shared watch — one reflector for the managed pods, one "
-        "for the namespace's Warning events, both shared by every step — re-connects about once a minute: "
+        "apiserver. Watches are counted when they end (our shared watch — one reflector for the managed pods and, "
+        "once a step is slow to start or fails, one for the namespace's Warning events, both shared by every "
+        "step — re-connects about once a minute: "
         "`timeoutSeconds=60`), so they are reported separately. \"Step-related\" leaves out what happens on "
         "a timer with or without steps — node heartbeats (leases, nodes), watch re-connections, the apiserver's "
         "reconciliation of its own endpoints, relists of Services — and rows whose net count is below half a "
@@ -491,7 +492,7 @@ def section_scale(data: dict) -> str:
                     key=lambda r: (r.get("submit_threads") == 1, r.get("n"), r.get("operator"), r.get("repeat", 0))):
         head = [r.get("operator", "?"), str(r.get("n")), str(r.get("submit_threads")), str(r.get("repeat", 0) + 1)]
         if not ok(r):
-            rows.append(head + [f"failed: {r.get('error')}"] + [""] * 13)
+            rows.append(head + [f"failed: {r.get('error')}"] + [""] * 14)
             continue
         statuses = ", ".join(f"{k} {v}" for k, v in (r.get("statuses") or {}).items())
         rows.append(
@@ -507,6 +508,7 @@ def section_scale(data: dict) -> str:
                 num(r.get("rss_per_step_kib")),
                 num(r.get("cpu_per_step_ms")),
                 num(r.get("peak_threads")),
+                _first_step_cost(r.get("first_step")),
                 dur(r.get("all_returned_after_submission_s")),
                 statuses,
                 _log_check(r.get("logs")),
@@ -539,7 +541,8 @@ def section_scale(data: dict) -> str:
                 ["operator", "steps", "submit threads", "run", "submission (all)", "all objects created", "per submit p50",
                  "CPU s during submission: orchestrator / apiserver / nodes", "pod watches (apiserver)",
                  "log streams (apiserver, peak)", "RSS MiB start → peak (+growth)", "RSS KiB per step",
-                 "orchestrator CPU ms per step", "peak threads", "last return after submission", "statuses",
+                 "orchestrator CPU ms per step", "peak threads",
+                 "first step, before the window: RSS KiB / CPU ms", "last return after submission", "statuses",
                  "streamed logs", "left in the namespace after clean-up"],
                 rows,
             ),
@@ -556,7 +559,12 @@ def section_scale(data: dict) -> str:
             "snapshot holds the steps it fans out from, and each invocation runs with its template's "
             "configuration): ours runs its preflight there (dry runs of the step's pod, Job and Secret; access "
             "reviews), so the fan-out's submits make no dry run — were the image built after the preflight, the "
-            "first submit of each template would add one dry run; the built-in only lists its builds. N steps of "
+            "first submit of each template would add one dry run; the built-in only lists its builds. Then each runs one step through submit → `wait()` → clean-up, "
+            "as a pipeline's first step, so that what happens once per process is not counted per in-flight "
+            "step: modules loaded on first use and the first connections for both, ours' shared watch and "
+            "sender thread, the built-in's API model classes; its RSS growth and CPU time are in the runs' table "
+            "(*first step*), and the built-in's Job and pod from it are deleted before the window, which "
+            "starts on an empty namespace. N steps of "
             f"{num(get(data, 'plan', 'scale', 'step_seconds'))} s are submitted from a pool of *submit threads* "
             "(10 = ZenML's dynamic-pipeline default, `ZENML_DYNAMIC_PIPELINE_WORKER_COUNT`; 1 = one loop), "
             "*submission* = first submit call → last one returned; *all objects created*: until the last of "
@@ -599,6 +607,13 @@ def _window_cpu(r: dict) -> str:
         return "—"
     nodes = sum(busy.get(k, 0.0) for k in ("kubelet", "containerd", "runc"))
     return f"{num(r.get('orchestrator_cpu_during_submission_s'))} / {num(busy.get('kube-apiserver', 0.0))} / {num(nodes)}"
+
+
+def _first_step_cost(first: Any) -> str:
+    """The warm-up step's RSS growth and CPU time, or a dash for a run without one."""
+    if not isinstance(first, dict):
+        return "—"
+    return f"{num(first.get('rss_growth_kib'))} / {num(first.get('cpu_ms'))}"
 
 
 def _log_check(logs: Any) -> str:

@@ -241,7 +241,7 @@ def next_deadline(sub: Submission, pods: List[Tuple[dict, bool]]) -> Optional[dt
     return min((d for d in due if d is not None), default=None)
 
 
-EVENTS_AFTER = dt.timedelta(seconds=2)  # a step not started by then may have a reason only events give
+EVENTS_AFTER = dt.timedelta(seconds=10)  # a pod not started by then (image cached) is worth explaining: its events
 
 
 def events_due(sub: Submission, pods: List[Tuple[dict, bool]]) -> Optional[dt.datetime]:
