@@ -527,7 +527,8 @@ def section_scale(data: dict) -> str:
     return "\n".join(
         [
             f"Medians per case (each case up to 100 steps ran {get(data, 'plan', 'scale', 'repeats') or 1} "
-            "time(s), the operator that goes first alternating from run to run; every run is in the table after "
+            f"time(s), larger ones {get(data, 'plan', 'scale', 'repeats_large') or 1}; a median of two is their "
+            "mean; the operator that goes first alternating from run to run; every run is in the table after "
             "this one):",
             "",
             table(

@@ -270,6 +270,7 @@ def scale(p: dict) -> dict:
         config["pod_settings"] = {"resources": {"requests": dict(p["requests"]), "limits": dict(p["limits"])}}
         if kind == "k8s":
             config["log_prefix"] = True  # every line says whose it is, to check for cross-talk
+    gauges = Gauges(p["kubeconfig"]).start()  # before the operator exists: its shared watch counts
     op = make_operator(kind, p["namespace"], p["kubeconfig"], config, p.get("exit_dir"))
     warm_up(kind, op)
     exit_dir = Path(p["exit_dir"])
@@ -286,7 +287,6 @@ def scale(p: dict) -> dict:
         steps.append({"info": info, "step_run": step_run, "exit_file": exit_file, "command": command, "name": name})
     first_step = _first_step(kind, op, admin, p, image, light)
     console = _Console().install() if light and kind == "k8s" else None
-    gauges = Gauges(p["kubeconfig"]).start()
     rss = RssSampler().start()
     mark = requests.mark()
     cpu0 = time.process_time()
