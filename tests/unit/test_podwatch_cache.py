@@ -143,7 +143,9 @@ def _step_pod(name: str, status: dict) -> dict:
     [
         {"phase": "Pending", "containerStatuses": [{"name": "main", "state": {"waiting": {
             "reason": "ErrImagePull", "message": "failed to resolve reference: not found"}}}]},
-        {"phase": "Running", "containerStatuses": [{"name": "main", "state": {"running": {}}}]},
+        {"phase": "Running", "containerStatuses": [{"name": "main", "state": {"running": {}}, "imageID": "sha256:1",
+                                                    "containerID": "containerd://c", "resources": {}}],
+         "podIP": "10.0.0.1", "podIPs": [{"ip": "10.0.0.1"}], "hostIP": "10.1.0.1", "qosClass": "Burstable"},
         {"phase": "Failed", "containerStatuses": [{"name": "main", "state": {"terminated": {
             "exitCode": 3, "reason": "Error"}}}]},
         {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True",
@@ -162,8 +164,15 @@ def test_a_cached_pod_keeps_what_its_step_is_judged_by_and_drops_the_rest_of_its
     [(cached, _)] = watch.select(JOB, "j-a")
     assert set(cached["spec"]) == {"nodeName", "containers"}
     assert cached["spec"]["containers"] == [{"name": "main", "image": "registry.example/img:1"}]
-    assert "managedFields" not in cached["metadata"] and cached["status"] == full["status"]
-    assert cached["metadata"]["labels"] == full["metadata"]["labels"]
+    assert "managedFields" not in cached["metadata"] and "annotations" not in cached["metadata"]
+    assert cached["metadata"]["labels"] == full["metadata"]["labels"] and full["metadata"]["annotations"]
+    dropped = ("podIP", "podIPs", "hostIP", "qosClass")
+    assert cached["status"] == {
+        **{k: v for k, v in full["status"].items() if k not in dropped},
+        **({"containerStatuses": [{k: v for k, v in c.items() if k in ("name", "state")}
+                                  for c in full["status"]["containerStatuses"]]}
+           if "containerStatuses" in full["status"] else {}),
+    }
     judged = {
         "fatal_waiting_reasons": ["ErrImagePull"], "startup_timeout": 60.0, "schedule_timeout": 60.0,
         "now": dt.datetime(2026, 1, 1, 0, 0, 30, tzinfo=dt.timezone.utc),
@@ -208,3 +217,19 @@ def test_the_events_reflector_starts_once_and_only_when_a_caller_wants_events(mo
     closed.close()
     closed.want_events()
     assert started[-1] == "/api/v1/namespaces/other/pods"  # a closed watch starts nothing more
+
+
+def test_a_cleaned_up_steps_pods_stay_out_of_the_cache_a_new_pod_under_its_label_does_not(watch) -> None:
+    def pod(uid: str, **meta: str) -> dict:
+        return {"metadata": {"name": "p1", "uid": uid, "labels": {JOB: "j-a"}, **meta}}
+
+    watch._apply("ADDED", pod("u1"))
+    watch.forget(JOB, "j-a")  # clean-up: its Job deleted, the pod goes afterwards
+    watch._apply("MODIFIED", pod("u1", deletionTimestamp="now"))
+    watch._replace([pod("u1", deletionTimestamp="now")])  # a relist that still finds it
+    assert watch.select(JOB, "j-a") == [] and not watch._pods
+    watch._apply("DELETED", pod("u1", deletionTimestamp="now"))
+    assert watch.select(JOB, "j-a") == [] and not watch._gone
+    assert not watch._forgotten  # its deletion was the last word on it
+    watch._apply("ADDED", pod("u2"))  # the same name and label, another pod
+    assert [p["metadata"]["uid"] for p, _ in watch.select(JOB, "j-a")] == ["u2"]

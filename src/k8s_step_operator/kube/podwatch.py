@@ -40,7 +40,11 @@ MAX_EVENTS = 4096  # events kept per namespace, oldest dropped first
 WARNINGS = "type=Warning"  # the events watched: the judge and the user are told only of warnings
 POD_SPEC_KEPT = ("nodeName",)  # what is kept of a cached pod's spec, besides its containers' CONTAINER_KEPT
 CONTAINER_KEPT = ("name", "image", "restartPolicy")
+META_DROPPED = ("managedFields", "annotations")  # a cached pod's: its Job holds the step's annotations
+STATUS_DROPPED = ("hostIP", "hostIPs", "podIP", "podIPs", "qosClass")  # nothing judges a step by them
+CONTAINER_STATUS_DROPPED = ("imageID", "containerID", "allocatedResources", "resources", "volumeMounts", "user")
 MAX_GONE = 4096  # deleted pods remembered per namespace (a step forgets its own at clean-up)
+MAX_FORGOTTEN = 4096  # uids of forgotten pods whose later events are ignored (until their DELETED)
 
 
 class PodWatch:
@@ -65,6 +69,7 @@ class PodWatch:
         self.path = f"/api/v1/namespaces/{namespace}/pods"
         self._pods: dict[str, dict] = {}
         self._gone: OrderedDict[str, dict] = OrderedDict()
+        self._forgotten: OrderedDict[str, None] = OrderedDict()  # uids of pods whose step has been cleaned up
         self._events: OrderedDict[str, dict] = OrderedDict()
         self._pods_of: dict[str, set[str]] = {}  # Job -> names of its pods (present or gone)
         self._events_of: dict[tuple[str, str], set[str]] = {}  # (kind, name) -> uids of events about it
@@ -167,7 +172,7 @@ class PodWatch:
     # ---------------------------------------------------------- updates
     def _replace(self, items: list[dict]) -> None:
         with self._cond:
-            fresh = {p["metadata"]["name"]: _slim_pod(p) for p in items}
+            fresh = {p["metadata"]["name"]: _slim_pod(p) for p in items if not self._is_forgotten(p)}
             for name, pod in self._pods.items():
                 if name not in fresh:
                     self._remember_gone(name, pod)
@@ -177,6 +182,10 @@ class PodWatch:
             self._pods = fresh
             self._synced = True
             self._wake_all()
+
+    def _is_forgotten(self, pod: dict) -> bool:
+        uid = _uid(pod)
+        return bool(uid) and uid in self._forgotten
 
     def _remember_gone(self, name: str, pod: dict) -> None:
         self._gone[name] = pod
@@ -190,6 +199,10 @@ class PodWatch:
         obj = _slim_pod(obj)
         name = obj["metadata"]["name"]
         with self._cond:
+            if self._is_forgotten(obj):  # its step is over: its updates and deletion are not kept
+                if kind == "DELETED":
+                    del self._forgotten[_uid(obj)]
+                return
             if kind == "DELETED":
                 self._pods.pop(name, None)
                 self._remember_gone(name, obj)
@@ -310,10 +323,19 @@ class PodWatch:
             return [self._events[uid] for uid in sorted(uids, key=self._seq.__getitem__)]
 
     def forget(self, label: str, value: str) -> None:
-        """Drop the deleted pods whose ``label`` equals ``value`` (their step is done)."""
+        """Drop the pods whose ``label`` equals ``value`` (their step is done and cleaned up): those
+        deleted, and those still there, whose later updates and deletion are then ignored (by uid: a
+        new pod under the same label is seen as any other)."""
         with self._cond:
-            for name in [n for n, p in self._gone.items() if ((p.get("metadata") or {}).get("labels") or {}).get(label) == value]:
-                self._unindex(name, self._gone.pop(name))
+            for pods in (self._gone, self._pods):
+                for name in [n for n, p in pods.items() if ((p.get("metadata") or {}).get("labels") or {}).get(label) == value]:
+                    pod = pods.pop(name)
+                    if pods is self._pods and _uid(pod):
+                        self._forgotten[_uid(pod)] = None
+                        while len(self._forgotten) > MAX_FORGOTTEN:
+                            self._forgotten.popitem(last=False)
+                    if name not in self._pods and name not in self._gone:
+                        self._unindex(name, pod)
 
     def wait_synced(self, timeout: float | None = None) -> bool:
         with self._cond:
@@ -415,11 +437,16 @@ def _slim(obj: dict) -> dict:
 
 
 def _slim_pod(pod: dict) -> dict:
-    """The pod as cached: its metadata (as :func:`_slim`), its status, and of its spec only what a
-    step is judged by: the node, and each container's name, image and restart policy (a sidecar's).
+    """The pod as cached: its metadata (as :func:`_slim`, and without annotations), its status (without
+    addresses and the containers' ids and resources), and of its spec only what a step is judged by: the
+    node, and each container's name, image and restart policy (a sidecar's).
     The rest of the spec (commands, environment references, volumes, tolerations) is most of a pod
     and nothing here reads it; with a step's pods cached as long as it is in flight, it counts."""
     pod = _slim(pod)
+    meta = pod.get("metadata")
+    if meta:
+        for key in META_DROPPED:
+            meta.pop(key, None)
     spec = pod.get("spec")
     if spec:
         kept = {key: spec[key] for key in POD_SPEC_KEPT if key in spec}
@@ -427,7 +454,19 @@ def _slim_pod(pod: dict) -> dict:
             if key in spec:
                 kept[key] = [{k: c[k] for k in CONTAINER_KEPT if k in c} for c in spec[key]]
         pod["spec"] = kept
+    status = pod.get("status")
+    if status:
+        for key in STATUS_DROPPED:
+            status.pop(key, None)
+        for key in ("initContainerStatuses", "containerStatuses", "ephemeralContainerStatuses"):
+            for container in status.get(key) or ():
+                for dropped in CONTAINER_STATUS_DROPPED:
+                    container.pop(dropped, None)
     return pod
+
+
+def _uid(obj: dict) -> str:
+    return str((obj.get("metadata") or {}).get("uid") or "")
 
 
 def _about(event: dict) -> tuple[str, str]:
