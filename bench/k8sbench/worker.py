@@ -325,7 +325,8 @@ def scale(p: dict) -> dict:
     followed: list[float] = []
     pending = [sub.follow_up for sub in op._known.values() if sub.follow_up is not None] if kind == "k8s" else []
     for future in pending:  # ours sends each Job's Secret after submit returned: when were all of them created?
-        # stamped by the sender thread as it finishes (no thread of the bench's in the measured process)
+        # stamped by the sender thread as it finishes (no thread of the bench's in the measured process); one
+        # already finished is stamped now, which can only make ours look later
         future.add_done_callback(lambda _f: followed.append(time.time()))
 
     def waiter(step: dict) -> None:
@@ -378,7 +379,7 @@ def scale(p: dict) -> dict:
         "cluster_cpu_during_submission_s": busy,
         "connections_opened": {"submission": connections_submission, "all": requests.connections - connections0},
         "all_objects_created_s": (
-            (max(followed) - t0 if len(followed) == len(pending) else None) if kind == "k8s" else t_submitted - t0
+            (max(followed) - t0 if followed and len(followed) == len(pending) else None) if kind == "k8s" else t_submitted - t0
         ),
         "orchestrator_cpu_during_submission_s": submit_cpu_s,
         "all_returned_after_submission_s": t_done - t_submitted,

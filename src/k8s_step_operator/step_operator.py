@@ -633,8 +633,8 @@ class K8sStepOperator(BaseStepOperator):
         self._known[str(step_run.id)] = sub
         return sub
 
-    def _pods(self, sub: Submission) -> List[Tuple[dict, bool]]:
-        return self._watch(sub.namespace).select(jobs.JOB_NAME_LABEL, sub.job)
+    def _pods(self, sub: Submission, watch: Optional["PodWatch"] = None) -> List[Tuple[dict, bool]]:
+        return (watch or self._watch(sub.namespace)).select(jobs.JOB_NAME_LABEL, sub.job)
 
     def _events(self, sub: Submission, pods: List[Tuple[dict, bool]], watch: Optional["PodWatch"] = None) -> List[dict]:
         """The events about the step's Job and pods, oldest first."""
@@ -645,7 +645,7 @@ class K8sStepOperator(BaseStepOperator):
         """Read the cache once: report what changed, follow new containers' logs, judge the step
         (``waiting``: from :meth:`wait`, which reads a one-pod step's own log itself)."""
         watch = self._watch(sub.namespace)
-        pods = watch.select(jobs.JOB_NAME_LABEL, sub.job)
+        pods = self._pods(sub, watch)
         if sub.batched and not sub.env_released and env_read(pods, sub.settings.pod_count):
             self._release_env(sub, now=False)
         due = events_due(sub, pods)
@@ -658,12 +658,11 @@ class K8sStepOperator(BaseStepOperator):
                 self._maybe_follow_logs(sub, pod, waiting)
         self._report_events(sub, events)
         verdict = judge(sub, pods, events)
-        if verdict.phase is pod_status.Phase.FAILED and not watch.want_events():
-            # a failure is told with the warnings about it: list them first (once per namespace)
-            if watch.want_events(synced_within=EVENTS_SYNC_S):
-                events = self._events(sub, pods, watch)
-                self._report_events(sub, events)
-                verdict = judge(sub, pods, events)
+        # a failure is told with the warnings about it: list them first (once per namespace)
+        if verdict.phase is pod_status.Phase.FAILED and not watch.events_synced and watch.want_events(EVENTS_SYNC_S):
+            events = self._events(sub, pods, watch)
+            self._report_events(sub, events)
+            verdict = judge(sub, pods, events)
         return verdict
 
     # ---------------------------------------------------------------- status

@@ -108,6 +108,11 @@ class PodWatch:
             return self._cond.wait_for(lambda: self._events_synced or self._stop.is_set(), synced_within)
 
     @property
+    def events_synced(self) -> bool:
+        """Whether the events have been listed."""
+        return self._events_synced
+
+    @property
     def events_wanted(self) -> bool:
         """Whether the events' reflector has been started."""
         return self._events_wanted
