@@ -287,6 +287,11 @@ def scale(p: dict) -> dict:
         steps.append({"info": info, "step_run": step_run, "exit_file": exit_file, "command": command, "name": name})
     first_step = _first_step(kind, op, admin, p, image, light)
     console = _Console().install() if light and kind == "k8s" else None
+    looks = None
+    if os.environ.get("K8SBENCH_MEMORY"):  # where the memory is at the peak (development; slows the run)
+        from .memory import MemoryLooks
+
+        looks = MemoryLooks(os.environ["K8SBENCH_MEMORY"], f"{kind}-{n}")
     rss = RssSampler().start()
     mark = requests.mark()
     cpu0 = time.process_time()
@@ -346,6 +351,8 @@ def scale(p: dict) -> dict:
     t_done = time.time()
     cpu_s = time.process_time() - cpu0
     rss_end = rss.stop()
+    if looks is not None:
+        looks.stop()
     peaks = gauges.stop()
     rows = requests.rows(mark)
     followers = _followers(op, steps) if console is not None else None

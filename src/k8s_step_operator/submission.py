@@ -190,7 +190,7 @@ def dependents(created_job: Mapping[str, Any], pod_count: int) -> List[Request]:
 def env_read(pods: List[Tuple[dict, bool]], pod_count: int) -> bool:
     """Whether the kubelet has read the step's environment for good: each of its ``pod_count`` pods has
     started (or ended) its step container, or is gone. (A Job with no pod yet has not.)"""
-    live = [pod for pod, deleted in pods if not deleted]
+    live = _live(pods)
     if len(pods) < pod_count:
         return False
     return all(pod_status.ran_to_an_end(pod) or pod_status.main_started(pod) for pod in live)
@@ -233,11 +233,10 @@ def judge(sub: Submission, pods: List[Tuple[dict, bool]], events: List[dict]) ->
 def next_deadline(sub: Submission, pods: List[Tuple[dict, bool]]) -> Optional[dt.datetime]:
     """When the step must be judged again even if nothing changes: a pending pod's budget ends."""
     settings = sub.settings
-    live = [pod for pod, deleted in pods if not deleted]
+    live = _live(pods)
     if not live:
         return None if settings.queue_name else sub.submitted + dt.timedelta(seconds=settings.schedule_timeout)
-    pending = [p for p in live if (p.get("status") or {}).get("phase", "Pending") == "Pending"]
-    due = [pod_status.deadline(p, settings.schedule_timeout, settings.startup_timeout) for p in pending]
+    due = [pod_status.deadline(p, settings.schedule_timeout, settings.startup_timeout) for p in live if _pending(p)]
     return min((d for d in due if d is not None), default=None)
 
 
@@ -251,10 +250,20 @@ def events_due(sub: Submission, pods: List[Tuple[dict, bool]]) -> Optional[dt.da
     pod that is normally scheduled and started within that time costs no event watch."""
     if sub.verdict is not None and sub.verdict.phase.finished:
         return None
-    live = [pod for pod, deleted in pods if not deleted]
-    if live and all((p.get("status") or {}).get("phase", "Pending") != "Pending" for p in live):
+    live = _live(pods)
+    if live and not any(_pending(p) for p in live):
         return None
     return sub.submitted + EVENTS_AFTER
+
+
+def _live(pods: List[Tuple[dict, bool]]) -> List[dict]:
+    """The pods not deleted."""
+    return [pod for pod, deleted in pods if not deleted]
+
+
+def _pending(pod: dict) -> bool:
+    """Whether the pod is Pending (not yet scheduled, or its containers not yet started)."""
+    return ((pod.get("status") or {}).get("phase") or "Pending") == "Pending"
 
 
 def keeps_pods(sub: Submission, pods: List[Tuple[dict, bool]]) -> bool:
