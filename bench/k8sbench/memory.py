@@ -56,7 +56,7 @@ class MemoryLooks:
     def __init__(self, prefix: str, label: str) -> None:
         self.path = f"{prefix}-{label}.txt"
         self._proc = psutil.Process()
-        tracemalloc.start(12)
+        tracemalloc.start(30)
         self._base = tracemalloc.take_snapshot()
         self._base_c = mallinfo()
         self._base_maps = smaps()
@@ -96,5 +96,5 @@ class MemoryLooks:
             out.write(f"python (tracemalloc) growth: {total / 1024:.0f} KiB\n\n")
             for stat in stats[:40]:
                 out.write(f"{stat.size_diff / 1024:+.1f} KiB in {stat.count_diff:+d} blocks\n")
-                for frame in stat.traceback.format()[-14:]:
+                for frame in stat.traceback.format()[-30:]:
                     out.write(f"    {frame}\n")

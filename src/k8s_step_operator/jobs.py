@@ -141,6 +141,18 @@ def build_headless_service(job: Mapping[str, Any]) -> dict[str, Any]:
     return owned_by(service, job)
 
 
+def reference(job: Mapping[str, Any]) -> dict[str, Any]:
+    """What is kept of a created Job until its Secret and Service are sent: kind, name, namespace, uid and
+    labels (:func:`owned_by_all`, :func:`build_headless_service`). The server's whole answer, with the
+    pod template, status and field ownership, is many times that, and a fan-out keeps one per step."""
+    meta = job["metadata"]
+    return {
+        "apiVersion": job.get("apiVersion"),
+        "kind": job.get("kind"),
+        "metadata": {key: meta[key] for key in ("name", "namespace", "uid", "labels") if key in meta},
+    }
+
+
 def owned_by(obj: Mapping[str, Any], owner: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of ``obj`` owned by the created ``owner`` (its server-assigned uid).
 

@@ -18,13 +18,17 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
+from .jobs import reference
+
 MAX_MEMBERS = 100  # steps per Secret
 MAX_BYTES = 512 * 1024  # environment bytes per Secret (the API server takes 1 MiB)
 
 
 @dataclass
 class Member:
-    """One step of a batch: its Submission, created Job and own Secret (keys already the step's)."""
+    """One step of a batch: its Submission, its created Job's :func:`~.jobs.reference` and its own Secret
+    (keys already the step's; emptied once the batch's POST is answered: an environment is held no longer
+    than it is needed)."""
 
     sub: Any
     job: dict
@@ -76,7 +80,7 @@ class SecretBatches:
         """The step's Job was created: add it; the batch to POST now, if any."""
         with self._lock:
             batch.joined -= 1
-            batch.members.append(Member(sub, job, secret))
+            batch.members.append(Member(sub, reference(job), secret))
             batch.size += _size(secret)
             self._of[job["metadata"]["name"]] = batch
             if not batch.closed and (
@@ -100,6 +104,8 @@ class SecretBatches:
         ready), and this batch again if it is to be deleted (every member released meanwhile)."""
         with self._lock:
             batch.created = created
+            for member in batch.members:
+                member.secret = {}
             self._busy.discard(batch.key)
             out = [b for b in (self._next(batch.key),) if b is not None]
             if created and self._all_released(batch):

@@ -105,3 +105,23 @@ def test_a_refused_secret_is_never_deleted() -> None:
     batches.hand_in(out, "a", _job("a"), _secret("a"))
     assert batches.release("a") is None
     assert batches.sent(out, created=False) == []
+
+
+def test_a_batch_keeps_a_reference_to_each_job_and_each_environment_only_until_sent() -> None:
+    batches = SecretBatches()
+    batch = batches.join(KEY, "a-env")
+    created = {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "a", "namespace": "ns", "uid": "uid-a", "labels": {"run": "r"}, "resourceVersion": "7",
+                     "managedFields": [{"manager": "kube-controller-manager"}]},
+        "spec": {"template": {"spec": {"containers": [{"name": "main", "image": "img"}]}}},
+        "status": {"active": 1},
+    }
+    batches.hand_in(batch, "sub-a", created, _secret("a"))
+    member = batch.members[0]
+    assert member.job == {"apiVersion": "batch/v1", "kind": "Job",
+                          "metadata": {"name": "a", "namespace": "ns", "uid": "uid-a", "labels": {"run": "r"}}}
+    assert member.secret == _secret("a")  # what the POST sends
+    batches.sent(batch, created=True)
+    assert member.secret == {}
+    assert batches.release("a") is batch  # released by its Job's name, as before
