@@ -233,3 +233,23 @@ def test_a_cleaned_up_steps_pods_stay_out_of_the_cache_a_new_pod_under_its_label
     assert not watch._forgotten  # its deletion was the last word on it
     watch._apply("ADDED", pod("u2"))  # the same name and label, another pod
     assert [p["metadata"]["uid"] for p, _ in watch.select(JOB, "j-a")] == ["u2"]
+
+
+def test_cached_pods_share_their_strings(watch) -> None:
+    """Two pods parsed from two events (as the watch gets them) hold one copy of each key and common value."""
+    import json
+
+    def parsed(name: str) -> dict:
+        text = json.dumps({"metadata": {"name": name, "labels": {JOB: "j-a"}},
+                           "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}})
+        return json.loads(text)  # each event's line is parsed on its own
+
+    watch._apply("ADDED", parsed("p1"))
+    watch._apply("ADDED", parsed("p2"))
+    (a, _), (b, _) = watch.select(JOB, "j-a")
+    assert a["status"]["phase"] == b["status"]["phase"] == "Running"
+    assert a["status"]["phase"] is b["status"]["phase"]
+    assert a["status"]["conditions"][0]["status"] is b["status"]["conditions"][0]["status"]
+    key_a = next(k for k in a["status"]["conditions"][0] if k == "status")
+    key_b = next(k for k in b["status"]["conditions"][0] if k == "status")
+    assert key_a is key_b
