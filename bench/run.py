@@ -55,7 +55,9 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
         "e2e": {"rounds": 1 if q else 4, "steps_per_run": 2 if q else 5, "step_seconds": 2.0},
         "requests": {"steps": 1 if q else 5, "step_seconds": 10.0 if q else 30.0, "idle_seconds": 5.0 if q else 30.0, "settle_seconds": 3.0},
         "scale": {"n": scales, "step_seconds": 8.0 if q else 20.0, "timeout": 300.0, "timeout_per_step": 1.5,
-                  "repeats": 1 if q else 3, "repeats_large": 1 if q else 2,  # up to 100 steps / more
+                  # runs of one step / up to 100 steps / more: a lone step's submission is one request, whose
+                  # time moves most from run to run
+                  "repeats_one": 1 if q else 5, "repeats": 1 if q else 3, "repeats_large": 1 if q else 2,
                   "submit_threads": 10, "light": True,
                   # the same small explicit requests for both operators: the built-in's default 400Mi would
                   # decide how many pods fit, not the operators
@@ -262,11 +264,10 @@ def section_scale(b: Bench) -> dict:
     cases = [(n, p["submit_threads"]) for n in p["n"]]
     if not b.plan["quick"]:
         cases.append((min(max(p["n"]), 100), 1))
-    # a row's figures move from run to run on a cluster this small: each case runs `repeats` times up to 100
-    # steps, `repeats_large` times above (the report takes the median of each figure and lists every run)
-    rounds = [
-        (n, threads, k) for n, threads in cases for k in range(p["repeats"] if n <= 100 else p.get("repeats_large", 1))
-    ]
+    # a row's figures move from run to run on a cluster this small: each case runs `repeats_one` times for one
+    # step, `repeats` times up to 100 steps, `repeats_large` times above (the report takes the median of each
+    # figure and lists every run)
+    rounds = [(n, threads, k) for n, threads in cases for k in range(repeats(p, n))]
     for i, (n, threads, repeat) in enumerate(rounds):
         # each row starts on an empty namespace set: the previous row's is deleted and gone; the order of the
         # operators alternates from row to row, so neither always runs on a cluster the other just used
@@ -284,6 +285,13 @@ def section_scale(b: Bench) -> dict:
             runs.append({"operator": op, "n": n, "submit_threads": threads, "repeat": repeat, **result})
             b.retire(ns)
     return {"runs": runs}
+
+
+def repeats(p: dict, n: int) -> int:
+    """How many times the scale case of ``n`` steps runs."""
+    if n == 1:
+        return int(p.get("repeats_one", p["repeats"]))
+    return int(p["repeats"] if n <= 100 else p.get("repeats_large", 1))
 
 
 def section_failure(b: Bench) -> dict:
