@@ -526,9 +526,7 @@ def section_scale(data: dict) -> str:
         medians.append(cells)
     return "\n".join(
         [
-            f"Medians per case (one step ran {get(data, 'plan', 'scale', 'repeats_one') or get(data, 'plan', 'scale', 'repeats') or 1} "
-            f"time(s), each case up to 100 steps {get(data, 'plan', 'scale', 'repeats') or 1} "
-            f"time(s), larger ones {get(data, 'plan', 'scale', 'repeats_large') or 1}; a median of two is their "
+            "Medians per case (*runs*: how many times the case ran; a median of two is their "
             "mean; the operator that goes first alternating from run to run; every run is in the table after "
             "this one):",
             "",
