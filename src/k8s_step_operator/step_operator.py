@@ -16,6 +16,7 @@ import datetime as dt
 import os
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as wait_for_futures
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Type, cast
@@ -73,6 +74,11 @@ PREFLIGHT_ID = "00000000-0000-0000-0000-000000000000"
 PREFLIGHT_CLAIM = "preflight-claim"
 LOG_JOIN_TIMEOUT = 5.0
 FOLLOW_UP_SENDERS = 1  # the thread sending the Secrets (and Services) after submit has returned, and deleting them
+# an environment Secret waits this long for the next step to join it (steps submitted back to back share it),
+# at most SECRET_MAX_LINGER_S after its first step's Job was created: far less than the ~0.9 s in which the
+# kubelet of an idle local node reaches the container (a Secret missing then costs its ~13 s retry)
+SECRET_QUIET_S = 0.01
+SECRET_MAX_LINGER_S = 0.25
 EVENTS_SYNC_S = 1.0  # how long a failing step waits for the namespace's warnings to be listed, to tell them with it
 
 _READ_LOG = object()  # what wait()'s judge returns when the step's log is there to be read
@@ -97,7 +103,7 @@ class K8sStepOperator(BaseStepOperator):
         self._admitting: Dict[str, threading.Lock] = {}  # one dry run per key, also from concurrent submits
         self._admitting_lock = threading.Lock()
         self._sender_pool: Optional[ThreadPoolExecutor] = None
-        self._batches = SecretBatches()
+        self._batches = SecretBatches(quiet=SECRET_QUIET_S, max_linger=SECRET_MAX_LINGER_S)
         self._local_cache: Dict[str, Tuple[Dict[str, str], List[str]]] = {}  # active stack id -> local mounts
         self._local_lock = threading.Lock()
         self._senders_lock = threading.Lock()
@@ -549,9 +555,19 @@ class K8sStepOperator(BaseStepOperator):
             return self._sender_pool
 
     def _send_batch(self, batch: Optional[Batch]) -> None:
-        """Hand a batch that is ready to the senders (:meth:`_post_batch`)."""
+        """Hand a batch to the senders: a closed one to POST (:meth:`_post_batch`), an open one to linger
+        (:meth:`_linger`)."""
         if batch is not None:
-            self._senders().submit(self._post_batch, batch)
+            self._senders().submit(self._post_batch if batch.closed else self._linger, batch)
+
+    def _linger(self, batch: Batch) -> None:
+        """On a sender thread: wait while steps keep joining the batch (``SecretBatches.linger_left``,
+        a fraction of a second at most), then close it and POST it if everyone who joined is in."""
+        while (left := self._batches.linger_left(batch)) > 0:
+            time.sleep(left)
+        ready = self._batches.close(batch)
+        if ready is not None:
+            self._post_batch(ready)
 
     def _post_batch(self, batch: Batch) -> None:
         """On a sender thread: POST the batch's Secret, owned by all its Jobs, then each multi-pod step's

@@ -157,7 +157,8 @@ def _delete_status(operator: Any, path: str, **options: Any) -> int:
 
 
 def _send_secret(operator: Any, settings: Any, created: dict, secret: dict) -> None:
-    """What a sender thread does after submit: the one-step batch's Secret (owned by the Job), then the Service."""
+    """What the sender thread does after submit: the one-step batch lingers, then its Secret (owned by the Job)
+    goes, then the Service."""
     import datetime as dt
 
     from k8s_step_operator.submission import Submission
@@ -165,7 +166,7 @@ def _send_secret(operator: Any, settings: Any, created: dict, secret: dict) -> N
     meta = created["metadata"]
     sub = Submission(meta["namespace"], meta["name"], meta["name"], settings, dt.datetime.now(dt.timezone.utc), batched=True)
     batch = operator._batches.join((meta["namespace"], "run-1"), secret["metadata"]["name"])
-    operator._post_batch(operator._batches.hand_in(batch, sub, created, secret))
+    operator._linger(operator._batches.hand_in(batch, sub, created, secret))
     assert not sub.refused, sub.refused
 
 

@@ -88,7 +88,11 @@ def sent(monkeypatch):
         return {**(body or {}), "metadata": {"name": path.rsplit("/", 1)[1]}}
 
     monkeypatch.setattr(rest, "request", fake)
-    return calls, fail
+    yield calls, fail
+    while _SUBMITTERS:  # a batch still lingering sends its Secret here, not into the next test's fake
+        pool = _SUBMITTERS.pop()._sender_pool
+        if pool is not None:
+            pool.shutdown(wait=True)
 
 
 def _job(pod_count=1, name="train", **settings):
@@ -309,6 +313,9 @@ def test_api_requests_time_out_after_30_s_unless_set():
     assert K8sStepOperator._timeout(K8sStepOperatorSettings(api_request_timeout=5)) == 5.0
 
 
+_SUBMITTERS: list = []  # the operators a test built, drained by ``sent``
+
+
 def _submitter(mocker):
     """A real operator (built like ZenML builds it) whose watch and ZenML user are stand-ins."""
     import uuid
@@ -326,6 +333,7 @@ def _submitter(mocker):
     mocker.patch.object(K8sStepOperator, "api", new=object())
     mocker.patch.object(K8sStepOperator, "_watch")
     mocker.patch("k8s_step_operator.step_operator._active_user", return_value=User("u"))
+    _SUBMITTERS.append(operator)
     return operator
 
 
@@ -475,3 +483,22 @@ def test_an_interrupted_follow_up_deletes_the_job_and_lets_the_interrupt_through
     with pytest.raises(KeyboardInterrupt):
         _follow(operator, settings, created, secret)
     assert [(m, p) for m, p, _ in calls][-1] == ("DELETE", "jobs/train")
+
+
+def test_steps_submitted_back_to_back_from_one_thread_share_one_secret(sent, mocker):
+    """Each submit returns after its Job's POST; the Secret lingers for the next step (one Secret for
+    both), bounded far below the time the kubelet takes to reach the container."""
+    calls, _ = sent
+    operator = _submitter(mocker)
+    operator._batches.quiet, operator._batches.max_linger = 1.0, 5.0  # however slow this machine is
+    settings = K8sStepOperatorSettings()
+    run_id = None
+    for step in ("a", "b"):
+        info = _info(mocker, step)
+        info.run_id = run_id = run_id or info.run_id  # one run
+        operator._preflight_passed.add(operator._preflight_key(step, settings.model_dump_json()))
+        operator._submit(info, ["true"], {"TOKEN": step}, settings)
+    futures = {sub.follow_up for sub in operator._known.values()}
+    assert len(futures) == 1  # one batch
+    futures.pop().result(timeout=5)
+    assert [(m, p.split("/")[0]) for m, p, _ in calls] == [("POST", "jobs"), ("POST", "jobs"), ("POST", "secrets")]

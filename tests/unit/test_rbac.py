@@ -329,7 +329,7 @@ def test_operator_requests_are_all_granted(recorded: list[tuple[str, str, dict]]
     created = operator.create_job(settings, job)
     batch = operator._batches.join(("ml", "run"), "train-env")
     mine = Submission("ml", "train", "train", settings, dt.datetime.now(dt.timezone.utc), batched=True)
-    operator._post_batch(operator._batches.hand_in(batch, mine, created, secret))
+    operator._linger(operator._batches.hand_in(batch, mine, created, secret))  # the sender thread
     two = settings.model_copy(update={"pod_count": 2})
     pair = operator.create_job(two, jobs.build_job(pod, "train", ttl_seconds_after_finished=60, pod_count=2))
     operator.create_dependents(two, pair)

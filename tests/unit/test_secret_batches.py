@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from k8s_step_operator.secret_batches import SecretBatches
 
 KEY = ("ns", "run-1")
@@ -125,3 +127,63 @@ def test_a_batch_keeps_a_reference_to_each_job_and_each_environment_only_until_s
     batches.sent(batch, created=True)
     assert member.secret == {}
     assert batches.release("a") is batch  # released by its Job's name, as before
+
+
+class Clock:
+    """A clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _lingering(quiet: float = 0.01, max_linger: float = 0.25, **limits: int) -> "tuple[SecretBatches, Clock]":
+    clock = Clock()
+    return SecretBatches(quiet=quiet, max_linger=max_linger, clock=clock, **limits), clock
+
+
+def test_a_lone_step_lingers_a_quiet_spell_then_goes_alone() -> None:
+    batches, clock = _lingering()
+    batch = batches.join(KEY, "a-env")
+    assert batches.hand_in(batch, "a", _job("a"), _secret("a")) is batch
+    assert not batch.closed  # to linger, not yet to POST
+    assert batches.linger_left(batch) == pytest.approx(0.01)
+    clock.now += 0.004
+    assert batches.linger_left(batch) == pytest.approx(0.006)
+    clock.now += 0.006
+    assert batches.linger_left(batch) == 0.0
+    assert batches.close(batch) is batch and batch.closed
+    assert batches.close(batch) is None  # handed out once
+    assert batches.join(KEY, "b-env") is not batch
+
+
+def test_steps_submitted_back_to_back_share_the_lingering_secret_until_its_bound() -> None:
+    batches, clock = _lingering()
+    batch = batches.join(KEY, "a-env")
+    assert batches.hand_in(batch, "a", _job("a"), _secret("a")) is batch  # lingers from here (t=0)
+    for name in "bcd":
+        clock.now += 0.002
+        assert batches.join(KEY, f"{name}-env") is batch  # the next submit, 2 ms later
+        clock.now += 0.05  # its Job's POST: longer than a quiet spell, but someone is mid-POST
+        assert batches.linger_left(batch) > 0
+        assert batches.hand_in(batch, name, _job(name), _secret(name)) is None  # stays open
+    clock.now += 0.002
+    assert batches.join(KEY, "e-env") is batch  # t=0.158
+    clock.now += 0.1  # t=0.258: past the bound while e is still POSTing its Job
+    assert batches.linger_left(batch) == 0.0
+    assert batches.close(batch) is None  # closed; e is in it and hands it out
+    assert batches.join(KEY, "f-env") is not batch
+    assert batches.hand_in(batch, "e", _job("e"), _secret("e")) is batch
+    assert [m.sub for m in batch.members] == ["a", "b", "c", "d", "e"]
+
+
+def test_a_lingering_batch_that_fills_up_goes_at_once_and_only_once() -> None:
+    batches, _clock = _lingering(max_members=2)
+    batch = batches.join(KEY, "a-env")
+    assert batches.hand_in(batch, "a", _job("a"), _secret("a")) is batch  # lingers
+    assert batches.join(KEY, "b-env") is batch
+    assert batches.hand_in(batch, "b", _job("b"), _secret("b")) is batch  # full: POST now
+    assert batch.closed and batches.linger_left(batch) == 0.0
+    assert batches.close(batch) is None  # the linger's end hands out nothing more

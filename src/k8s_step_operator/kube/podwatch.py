@@ -280,7 +280,7 @@ class PodWatch:
         """A pod's index key (its ``index_label``), if the cache is indexed."""
         if self.index_label is None:
             return None
-        return ((pod.get("metadata") or {}).get("labels") or {}).get(self.index_label)
+        return _label(pod, self.index_label)
 
     def _wake(self, job: str | None) -> None:
         """Wake the waiters of ``job`` (and whoever waits on the whole cache); caller holds the lock.
@@ -319,7 +319,7 @@ class PodWatch:
                 (pod, deleted)
                 for pods, deleted in ((self._pods, False), (self._gone, True))
                 for pod in pods.values()
-                if ((pod.get("metadata") or {}).get("labels") or {}).get(label) == value
+                if _label(pod, label) == value
             ]
 
     def events_about(self, objects: Iterable[tuple[str, str]]) -> list[dict]:
@@ -333,8 +333,12 @@ class PodWatch:
         deleted, and those still there, whose later updates and deletion are then ignored (by uid: a
         new pod under the same label is seen as any other)."""
         with self._cond:
+            # by the index when it is the index's label (once per step: a scan of every cached pod would make
+            # a fan-out's clean-up quadratic), the label checked on the pod itself either way
+            indexed = list(self._pods_of.get(value, ())) if label == self.index_label else None
             for pods in (self._gone, self._pods):
-                for name in [n for n, p in pods.items() if ((p.get("metadata") or {}).get("labels") or {}).get(label) == value]:
+                names = indexed if indexed is not None else list(pods)
+                for name in [n for n in names if n in pods and _label(pods[n], label) == value]:
                     pod = pods.pop(name)
                     if pods is self._pods and _uid(pod):
                         self._forgotten[_uid(pod)] = None
@@ -488,6 +492,10 @@ def _shared(obj: T) -> T:
 
 def _uid(obj: dict) -> str:
     return str((obj.get("metadata") or {}).get("uid") or "")
+
+
+def _label(obj: dict, label: str) -> str | None:
+    return ((obj.get("metadata") or {}).get("labels") or {}).get(label)
 
 
 def _about(event: dict) -> tuple[str, str]:
