@@ -482,6 +482,13 @@ def case_medians(runs: list[dict], n: int, threads: int) -> tuple[dict | None, d
             median_run([r for r in case if r["operator"] == THEIRS]))
 
 
+def _spread(runs: list[dict], n: int, threads: int, operator: str) -> str:
+    """The fastest and the slowest submission of one operator's runs of a scale case."""
+    times = [r["submission_s"] for r in runs if r["n"] == n and r["submit_threads"] == threads
+             and r["operator"] == operator and r.get("submission_s") is not None]
+    return f"{dur(min(times))} – {dur(max(times))}" if times else "—"
+
+
 def section_scale(data: dict) -> str:
     s = get(data, "sections", "scale")
     note = failed_note("scale", s)
@@ -519,10 +526,13 @@ def section_scale(data: dict) -> str:
                    key=lambda c: (c[1] == 1, c[0]))
     medians = []
     for n, threads in cases:
-        o, t = case_medians([r for r in s.get("runs") or [] if ok(r)], n, threads)
+        good = [r for r in s.get("runs") or [] if ok(r)]
+        o, t = case_medians(good, n, threads)
         cells = [f"{n} / {threads}", str(get(o, "runs") or 0)]
         for key, show in (("submission_s", dur), ("rss_per_step_kib", num), ("cpu_per_step_ms", num)):
             cells += [show(get(o, key)), show(get(t, key)), ratio(get(o, key), get(t, key))]
+            if key == "submission_s":
+                cells.append(" / ".join(_spread(good, n, threads, op) for op in (OURS, THEIRS)))
         medians.append(cells)
     return "\n".join(
         [
@@ -532,7 +542,7 @@ def section_scale(data: dict) -> str:
             "",
             table(
                 ["steps / submit threads", "runs", "submission: ours", "built-in", "built-in ÷ ours",
-                 "RSS KiB per step: ours", "built-in", "built-in ÷ ours",
+                 "submission, fastest – slowest run: ours / built-in", "RSS KiB per step: ours", "built-in", "built-in ÷ ours",
                  "orchestrator CPU ms per step: ours", "built-in", "built-in ÷ ours"],
                 medians,
             ),
