@@ -522,11 +522,10 @@ def section_scale(data: dict) -> str:
                 ", ".join(f"{k} {v}" for k, v in (r.get("left_behind") or {}).items()) or "—",
             ]
         )
-    cases = sorted({(r["n"], r["submit_threads"]) for r in s.get("runs") or [] if ok(r)},
-                   key=lambda c: (c[1] == 1, c[0]))
+    good = [r for r in s.get("runs") or [] if ok(r)]
+    cases = sorted({(r["n"], r["submit_threads"]) for r in good}, key=lambda c: (c[1] == 1, c[0]))
     medians = []
     for n, threads in cases:
-        good = [r for r in s.get("runs") or [] if ok(r)]
         o, t = case_medians(good, n, threads)
         cells = [f"{n} / {threads}", str(get(o, "runs") or 0)]
         for key, show in (("submission_s", dur), ("rss_per_step_kib", num), ("cpu_per_step_ms", num)):
