@@ -57,7 +57,9 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
         "scale": {"n": scales, "step_seconds": 8.0 if q else 20.0, "timeout": 300.0, "timeout_per_step": 1.5,
                   # runs of one step / up to 100 steps / more: a run's submission time moves by more than the
                   # operators differ (on 2 cores it is set by how busy the kubelets are starting earlier pods)
-                  "repeats_one": 1 if q else 5, "repeats": 1 if q else 5, "repeats_large": 1 if q else 3,
+                  # (one thread: its runs spread most, since every submit waits on the busy apiserver)
+                  "repeats_one": 1 if q else 5, "repeats": 1 if q else 5, "repeats_one_thread": 7,
+                  "repeats_large": 1 if q else 3,
                   "submit_threads": 10, "light": True,
                   # the same small explicit requests for both operators: the built-in's default 400Mi would
                   # decide how many pods fit, not the operators
@@ -161,10 +163,12 @@ class Bench:
         print(f"  {label}: {status} ({result['wall_s']:.0f} s)", flush=True)
         return result
 
-    def settle(self, timeout: float = 120.0) -> None:
-        """Wait until no bench pod is still running on the nodes (finished work only)."""
+    def settle(self, timeout: float = 120.0, quiet_s: float = 60.0) -> dict:
+        """Wait until no bench pod is still running on the nodes (finished work only), then until the machine
+        is quiet (:func:`quiet_machine`, at most ``quiet_s``). Returns how long that took and the last reading."""
         assert self.admin is not None
-        deadline = time.monotonic() + timeout
+        t0 = time.monotonic()
+        deadline = t0 + timeout
         while time.monotonic() < deadline:
             pods = self.admin.get("/api/v1/pods").get("items", [])
             busy = [
@@ -174,7 +178,8 @@ class Bench:
             if not busy:
                 break
             time.sleep(0.5)
-        quiet_machine(min(60.0, max(0.0, deadline - time.monotonic())), below=self.idle_cores + 0.15)
+        busy = quiet_machine(min(quiet_s, max(0.0, deadline - time.monotonic())), below=self.idle_cores + 0.15)
+        return {"waited_s": round(time.monotonic() - t0, 1), "busy_cores": round(busy, 3)}
 
 
 def machine_busy(seconds: float) -> float:
@@ -193,13 +198,13 @@ def machine_busy(seconds: float) -> float:
 
 
 def quiet_machine(timeout: float, below: float, window: float = 2.0) -> float:
-    """Wait (at most ``timeout``) until the machine uses less than ``below`` cores over ``window``
-    seconds: what the last row started (containerd tearing sandboxes down, garbage collection) must
-    not run in the next row's window. Returns the last reading."""
+    """Wait (at most ``timeout``) until the machine uses less than ``below`` cores over two ``window``
+    seconds in a row: what the last row started (containerd tearing sandboxes down, garbage collection)
+    must not run in the next row's window. Returns the last reading."""
     deadline = time.monotonic() + timeout
-    busy = machine_busy(window)
-    while busy >= below and time.monotonic() < deadline:
-        busy = machine_busy(window)
+    previous, busy = machine_busy(window), machine_busy(window)
+    while max(previous, busy) >= below and time.monotonic() < deadline:
+        previous, busy = busy, machine_busy(window)
     return busy
 
 
@@ -261,18 +266,21 @@ def section_scale(b: Bench) -> dict:
     """Each N with ZenML's dynamic-pipeline submit pool (10 threads); the largest N also from one thread."""
     p = b.plan["scale"]
     runs = []
-    cases = [(n, p["submit_threads"]) for n in p["n"]]
+    cases = [(n, p["submit_threads"]) for n in sorted(p["n"])]
     if not b.plan["quick"]:
-        cases.append((min(max(p["n"]), 100), 1))
+        one = min(max(p["n"]), 100)
+        # the heaviest case goes last: the kubelets tear its hundreds of sandboxes down for minutes after
+        # its namespace is gone, which would weigh on whatever ran next
+        cases.insert(sum(1 for n, _ in cases if n <= one), (one, 1))
     # a row's figures move from run to run on a cluster this small: each case runs `repeats_one` times for one
-    # step, `repeats` times up to 100 steps, `repeats_large` times above (the report takes the median of each
-    # figure and lists every run)
-    rounds = [(n, threads, k) for n, threads in cases for k in range(repeats(p, n))]
+    # step, `repeats` times up to 100 steps (`repeats_one_thread` from one thread), `repeats_large` times above
+    # (the report takes the median of each figure and lists every run)
+    rounds = [(n, threads, k) for n, threads in cases for k in range(repeats(p, n, threads))]
     for i, (n, threads, repeat) in enumerate(rounds):
         # each row starts on an empty namespace set: the previous row's is deleted and gone; the order of the
         # operators alternates from row to row, so neither always runs on a cluster the other just used
         for op in (b.operators if i % 2 == 0 else list(reversed(b.operators))):
-            b.settle(timeout=600.0)
+            settled = b.settle(timeout=600.0, quiet_s=180.0)
             ns = b.namespace(f"b-scale-{op}-{n}")
             timeout = max(p["timeout"], p["timeout_per_step"] * n)
             result = b.worker(
@@ -282,15 +290,17 @@ def section_scale(b: Bench) -> dict:
                 f"scale-{op}-{n}-t{threads}-r{repeat}",
                 timeout=timeout + 900,
             )
-            runs.append({"operator": op, "n": n, "submit_threads": threads, "repeat": repeat, **result})
+            runs.append({"operator": op, "n": n, "submit_threads": threads, "repeat": repeat, "settled": settled, **result})
             b.retire(ns)
     return {"runs": runs}
 
 
-def repeats(p: dict, n: int) -> int:
-    """How many times the scale case of ``n`` steps runs."""
+def repeats(p: dict, n: int, threads: int) -> int:
+    """How many times the scale case of ``n`` steps from ``threads`` threads runs."""
     if n == 1:
         return int(p.get("repeats_one", p["repeats"]))
+    if threads == 1:
+        return int(p.get("repeats_one_thread", p["repeats"]))
     return int(p["repeats"] if n <= 100 else p.get("repeats_large", 1))
 
 

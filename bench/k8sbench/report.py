@@ -489,6 +489,13 @@ def _spread(runs: list[dict], n: int, threads: int, operator: str) -> str:
     return f"{dur(min(times))} – {dur(max(times))}" if times else "—"
 
 
+def _settled(settled: dict | None) -> str:
+    """The machine's CPU use (cores) when a run started, and how long the wait for it took."""
+    if not settled:
+        return "—"
+    return f"{num(settled.get('busy_cores'))} ({dur(settled.get('waited_s'))})"
+
+
 def section_scale(data: dict) -> str:
     s = get(data, "sections", "scale")
     note = failed_note("scale", s)
@@ -499,7 +506,7 @@ def section_scale(data: dict) -> str:
                     key=lambda r: (r.get("submit_threads") == 1, r.get("n"), r.get("operator"), r.get("repeat", 0))):
         head = [r.get("operator", "?"), str(r.get("n")), str(r.get("submit_threads")), str(r.get("repeat", 0) + 1)]
         if not ok(r):
-            rows.append(head + [f"failed: {r.get('error')}"] + [""] * 14)
+            rows.append(head + [f"failed: {r.get('error')}"] + [""] * 15)
             continue
         statuses = ", ".join(f"{k} {v}" for k, v in (r.get("statuses") or {}).items())
         rows.append(
@@ -517,6 +524,7 @@ def section_scale(data: dict) -> str:
                 num(r.get("peak_threads")),
                 _first_step_cost(r.get("first_step")),
                 dur(r.get("all_returned_after_submission_s")),
+                _settled(r.get("settled")),
                 statuses,
                 _log_check(r.get("logs")),
                 ", ".join(f"{k} {v}" for k, v in (r.get("left_behind") or {}).items()) or "—",
@@ -551,7 +559,8 @@ def section_scale(data: dict) -> str:
                  "CPU s during submission: orchestrator / apiserver / nodes", "pod watches (apiserver)",
                  "log streams (apiserver, peak)", "RSS MiB start → peak (+growth)", "RSS KiB per step",
                  "orchestrator CPU ms per step", "peak threads",
-                 "first step, before the window: RSS KiB / CPU ms", "last return after submission", "statuses",
+                 "first step, before the window: RSS KiB / CPU ms", "last return after submission",
+                 "machine before the run: cores busy (settled after)", "statuses",
                  "streamed logs", "left in the namespace after clean-up"],
                 rows,
             ),
@@ -560,9 +569,10 @@ def section_scale(data: dict) -> str:
             "starts on a cluster without the previous row's objects (its namespace is deleted and gone first: the "
             "built-in keeps every pod and Job, and hundreds of exited containers would weigh on the next row's "
             "kubelets), and waits until the machine's CPU use is back within 0.15 cores of the idle cluster's "
-            "(measured once the cluster is up, in the machine table; at most a minute): containerd tearing the last "
-            "row's sandboxes down must not run in the next row's window. The operators' order alternates from one "
-            "run to the next. Before the "
+            "(measured once the cluster is up, in the machine table) over two 2 s readings in a row, at most three "
+            "minutes (the last reading and the wait are in the runs' table): containerd tearing the last "
+            "row's sandboxes down must not run in the next row's window. For the same reason the largest case runs "
+            "last. The operators' order alternates from one run to the next. Before the "
             "window each operator gets `get_docker_builds(snapshot)`, as ZenML calls it on every stack component "
             "before a run, with the fanned-out step as the snapshot's config template (a dynamic pipeline's "
             "snapshot holds the steps it fans out from, and each invocation runs with its template's "
