@@ -472,6 +472,8 @@ def median_run(runs: list[dict]) -> dict | None:
     worst = min(runs, key=lambda r: ((r.get("statuses") or {}).get("completed", 0), -sum((r.get("left_behind") or {}).values())))
     out["statuses"], out["left_behind"] = worst.get("statuses"), worst.get("left_behind")
     out["runs"] = len(runs)
+    times = [r["submission_s"] for r in runs if r.get("submission_s") is not None]
+    out["submission_range"] = (min(times), max(times)) if times else None
     return out
 
 
@@ -482,11 +484,10 @@ def case_medians(runs: list[dict], n: int, threads: int) -> tuple[dict | None, d
             median_run([r for r in case if r["operator"] == THEIRS]))
 
 
-def _spread(runs: list[dict], n: int, threads: int, operator: str) -> str:
-    """The fastest and the slowest submission of one operator's runs of a scale case."""
-    times = [r["submission_s"] for r in runs if r["n"] == n and r["submit_threads"] == threads
-             and r["operator"] == operator and r.get("submission_s") is not None]
-    return f"{dur(min(times))} – {dur(max(times))}" if times else "—"
+def _spread(median: dict | None) -> str:
+    """The fastest and the slowest submission among the runs of a :func:`median_run`."""
+    spread = get(median, "submission_range")
+    return f"{dur(spread[0])} – {dur(spread[1])}" if spread else "—"
 
 
 def _settled(settled: dict | None) -> str:
@@ -539,7 +540,7 @@ def section_scale(data: dict) -> str:
         for key, show in (("submission_s", dur), ("rss_per_step_kib", num), ("cpu_per_step_ms", num)):
             cells += [show(get(o, key)), show(get(t, key)), ratio(get(o, key), get(t, key))]
             if key == "submission_s":
-                cells.append(" / ".join(_spread(good, n, threads, op) for op in (OURS, THEIRS)))
+                cells.append(f"{_spread(o)} / {_spread(t)}")
         medians.append(cells)
     return "\n".join(
         [
