@@ -40,6 +40,7 @@ from k8sbench import report  # noqa: E402
 from k8sbench.common import Admin, percentile  # noqa: E402
 
 SECTIONS = ("completion", "e2e", "requests", "scale", "resource", "failure")
+DROP_CACHES = Path("/proc/sys/vm/drop_caches")
 UNPULLABLE_IMAGE = "registry.k8sso.local/k8sso/k8sbench-no-such-image:1"  # a real pull, answered 404 by the local registry
 
 
@@ -178,8 +179,9 @@ class Bench:
             if not busy:
                 break
             time.sleep(0.5)
+        memcgs = drop_caches()  # the kernel frees what earlier pods left; the quiet wait covers that work
         busy = quiet_machine(min(quiet_s, max(0.0, deadline - time.monotonic())), below=self.idle_cores + 0.15)
-        return {"waited_s": round(time.monotonic() - t0, 1), "busy_cores": round(busy, 3)}
+        return {"waited_s": round(time.monotonic() - t0, 1), "busy_cores": round(busy, 3), "memory_cgroups": memcgs}
 
 
 def machine_busy(seconds: float) -> float:
@@ -195,6 +197,31 @@ def machine_busy(seconds: float) -> float:
     busy1, total1 = sample()
     cores = os.cpu_count() or 1
     return (busy1 - busy0) / max(1, total1 - total0) * cores
+
+
+def memory_cgroups() -> int | None:
+    """How many memory cgroups the kernel holds (``/proc/cgroups``), removed ones still charged included."""
+    for line in Path("/proc/cgroups").read_text().splitlines():
+        fields = line.split()
+        if fields and fields[0] == "memory":
+            return int(fields[2])
+    return None
+
+
+def drop_caches() -> dict:
+    """Drop the page cache and reclaimable slab (``/proc/sys/vm/drop_caches``), so that each scale run starts
+    on the same kernel state. A pod's memory cgroup stays allocated after the kubelet removes it for as long as
+    pages it charged are cached (a "dying" cgroup); a few thousand pods leave tens of thousands, which the
+    kernel keeps walking, and the machine got slower with every run of a session (and with every session
+    since boot: this machine's uptime spans several). Returns the count before and after (``after`` is None
+    when the file cannot be written: not root)."""
+    before = memory_cgroups()
+    try:
+        os.sync()
+        DROP_CACHES.write_text("3")
+    except OSError:
+        return {"before": before, "after": None}
+    return {"before": before, "after": memory_cgroups()}
 
 
 def quiet_machine(timeout: float, below: float, window: float = 2.0) -> float:
@@ -606,6 +633,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     from k8sso_localcluster.controlplane import LocalCluster
 
+    data["machine"]["memory_cgroups_at_start"] = drop_caches()  # what earlier runs on this machine left
     print(f"k8sbench: tmp {tmp}; starting the local cluster", flush=True)
     inotify = raise_inotify_instances()
     data["machine"]["inotify_max_user_instances"] = inotify

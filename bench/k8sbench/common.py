@@ -131,6 +131,17 @@ def request_totals(text: str) -> Counter:
     return out
 
 
+def request_durations(text: str) -> dict[str, Counter]:
+    """``apiserver_request_duration_seconds`` ``sum`` and ``count`` by row (dry runs left out): the time the
+    apiserver spent on each kind of request, from its own clock."""
+    out: dict[str, Counter] = {"sum": Counter(), "count": Counter()}
+    for part in out:
+        for labels, value in samples(text, f"apiserver_request_duration_seconds_{part}"):
+            if labels.get("resource") and not labels.get("dry_run"):
+                out[part][_row(labels)] += value
+    return out
+
+
 def longrunning(text: str) -> Counter:
     """``apiserver_longrunning_requests`` (open watches, log streams, ...) by row."""
     out: Counter = Counter()

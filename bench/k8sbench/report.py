@@ -490,11 +490,36 @@ def _spread(median: dict | None) -> str:
     return f"{dur(spread[0])} – {dur(spread[1])}" if spread else "—"
 
 
+def _memcgs(counts: dict | None) -> str:
+    """``{"before": N, "after": M}`` from :func:`run.drop_caches` as "N → M"."""
+    if not counts or counts.get("before") is None:
+        return "not read"
+    after = counts.get("after")
+    return f"{counts['before']} → {after if after is not None else 'not dropped (not root)'}"
+
+
+def _server_side(run: dict) -> str:
+    """The apiserver's mean duration of the Job POSTs it finished in the window (its own clock: what the
+    request cost on the server, as against ``per submit p50`` in the client), and the machine's CPU pressure
+    ("some avg10") when the window ended."""
+    jobs = (run.get("server_during_submission") or {}).get("POST batch/jobs")
+    if not jobs:
+        return "—"
+    text = f"{dur(jobs['mean_ms'] / 1000)} ({jobs['n']})"
+    if run.get("cpu_pressure_after_submission") is not None:
+        text += f"; {num(run['cpu_pressure_after_submission'])} %"
+    return text
+
+
 def _settled(settled: dict | None) -> str:
-    """The machine's CPU use (cores) when a run started, and how long the wait for it took."""
+    """The machine's CPU use (cores) when a run started, how long the wait for it took, and the kernel's
+    memory cgroups before → after the caches were dropped."""
     if not settled:
         return "—"
-    return f"{num(settled.get('busy_cores'))} ({dur(settled.get('waited_s'))})"
+    text = f"{num(settled.get('busy_cores'))} ({dur(settled.get('waited_s'))})"
+    if settled.get("memory_cgroups"):
+        text += f"; {_memcgs(settled['memory_cgroups'])}"
+    return text
 
 
 def section_scale(data: dict) -> str:
@@ -507,7 +532,7 @@ def section_scale(data: dict) -> str:
                     key=lambda r: (r.get("submit_threads") == 1, r.get("n"), r.get("operator"), r.get("repeat", 0))):
         head = [r.get("operator", "?"), str(r.get("n")), str(r.get("submit_threads")), str(r.get("repeat", 0) + 1)]
         if not ok(r):
-            rows.append(head + [f"failed: {r.get('error')}"] + [""] * 15)
+            rows.append(head + [f"failed: {r.get('error')}"] + [""] * 16)
             continue
         statuses = ", ".join(f"{k} {v}" for k, v in (r.get("statuses") or {}).items())
         rows.append(
@@ -516,6 +541,7 @@ def section_scale(data: dict) -> str:
                 dur(r.get("submission_s")),
                 dur(r.get("all_objects_created_s")),
                 dur(get(r, "submit_each", "p50")),
+                _server_side(r),
                 _window_cpu(r),
                 num(r.get("server_open_watches_pods")),
                 num(r.get("server_open_log_streams")),
@@ -557,11 +583,12 @@ def section_scale(data: dict) -> str:
             "",
             table(
                 ["operator", "steps", "submit threads", "run", "submission (all)", "all objects created", "per submit p50",
+                 "apiserver's own mean time per POST jobs (requests it finished in the window); CPU pressure after",
                  "CPU s during submission: orchestrator / apiserver / nodes", "pod watches (apiserver)",
                  "log streams (apiserver, peak)", "RSS MiB start → peak (+growth)", "RSS KiB per step",
                  "orchestrator CPU ms per step", "peak threads",
                  "first step, before the window: RSS KiB / CPU ms", "last return after submission",
-                 "machine before the run: cores busy (settled after)", "statuses",
+                 "machine before the run: cores busy (settled after); memory cgroups before → after dropping caches", "statuses",
                  "streamed logs", "left in the namespace after clean-up"],
                 rows,
             ),
@@ -569,7 +596,10 @@ def section_scale(data: dict) -> str:
             "Direct submit/wait in a fresh process per row, with the calls ZenML's launcher makes. Each row "
             "starts on a cluster without the previous row's objects (its namespace is deleted and gone first: the "
             "built-in keeps every pod and Job, and hundreds of exited containers would weigh on the next row's "
-            "kubelets), and waits until the machine's CPU use is back within 0.15 cores of the idle cluster's "
+            "kubelets), on the same kernel state (the page cache and reclaimable slab are dropped, "
+            "`/proc/sys/vm/drop_caches`: a removed pod's memory cgroup stays allocated while pages it charged are "
+            "cached, and the tens of thousands a session's pods leave made every later run slower; the count "
+            "before → after is in the runs' table), and waits until the machine's CPU use is back within 0.15 cores of the idle cluster's "
             "(measured once the cluster is up, in the machine table) over two 2 s readings in a row, at most three "
             "minutes (the last reading and the wait are in the runs' table): containerd tearing the last "
             "row's sandboxes down must not run in the next row's window. For the same reason the largest case runs "
@@ -589,7 +619,11 @@ def section_scale(data: dict) -> str:
             "(10 = ZenML's dynamic-pipeline default, `ZENML_DYNAMIC_PIPELINE_WORKER_COUNT`; 1 = one loop), "
             "*submission* = first submit call → last one returned; *all objects created*: until the last of "
             "them exists (ours sends the Secrets from a sender thread after `submit` returned, one for the steps "
-            "of a run whose Jobs were created while the previous one was out; the built-in creates only its Job). *CPU during submission*: CPU seconds used in that window by the "
+            "of a run whose Jobs were created while the previous one was out; the built-in creates only its Job). *The apiserver's own mean time per POST jobs*: from its "
+            "`apiserver_request_duration_seconds` read just before and just after the window (by the gauge child, "
+            "not the worker), so that a run's per-submit time splits into the server's part and the client's; *CPU "
+            "pressure*: `/proc/pressure/cpu` \"some avg10\" at the window's end, the share of the last 10 s in which "
+            "a runnable task waited for a CPU. *CPU during submission*: CPU seconds used in that window by the "
             "worker process, by kube-apiserver, and by the nodes (kubelets, containerd and its shims, runc), "
             "read from `/proc`. Then `wait()` runs for every step in its own "
             "thread (a dynamic pipeline would instead poll `get_status` every 10 s, which for ours reads the watch "
@@ -741,6 +775,8 @@ def render(data: dict) -> str:
                 ["memory", f"{m.get('memory_gib')} GiB"],
                 ["OS", str(m.get("platform"))],
                 ["CPU use of the idle cluster (cores)", str(m.get("idle_cluster_cores", "not measured"))],
+                ["memory cgroups held by the kernel at the start, before → after dropping caches (earlier runs' pods)",
+                 _memcgs(m.get("memory_cgroups_at_start"))],
                 ["load average (1/5/15 min) at start → end", f"{fmt_load(m.get('load_average_start'))} → {fmt_load(m.get('load_average_end'))}"],
                 ["Python", str(v.get("python"))],
                 ["ZenML", str(v.get("zenml"))],

@@ -252,6 +252,17 @@ def _housekeeping(row: tuple) -> bool:
 
 
 # ------------------------------------------------------------------------------ 4. scale
+def cpu_pressure() -> float | None:
+    """The share of the last 10 s in which some runnable task waited for a CPU (``/proc/pressure/cpu``,
+    "some avg10", in %); None where the kernel has no PSI."""
+    try:
+        first = Path("/proc/pressure/cpu").read_text().split("\n", 1)[0]
+    except OSError:
+        return None
+    fields = dict(f.split("=", 1) for f in first.split()[1:])
+    return float(fields["avg10"])
+
+
 def scale(p: dict) -> dict:
     """N steps submitted from ``submit_threads`` threads, then ``wait()`` on each from its own thread.
 
@@ -292,6 +303,7 @@ def scale(p: dict) -> dict:
         from .memory import MemoryLooks
 
         looks = MemoryLooks(os.environ["K8SBENCH_MEMORY"], f"{kind}-{n}")
+    gauges.mark(wait=True)  # the apiserver's request durations so far (read by the gauge child)
     rss = RssSampler().start()
     mark = requests.mark()
     cpu0 = time.process_time()
@@ -318,6 +330,8 @@ def scale(p: dict) -> dict:
         with ThreadPoolExecutor(max_workers=pool) as executor:
             list(executor.map(submit_one, steps))
     t_submitted = time.time()
+    gauges.mark()
+    pressure = cpu_pressure()
     if profiler is not None:
         profiler.stop()
         with open(f"{profile}-{kind}-{n}.txt", "w") as out:
@@ -407,6 +421,9 @@ def scale(p: dict) -> dict:
         "first_step": first_step,
         "server_open_watches_pods": peaks["watch_pods"],
         "server_open_log_streams": peaks["log_streams"],
+        # what the apiserver finished in the window (from mark to mark), with its own mean time per request
+        "server_during_submission": (peaks.get("server_windows") or [None])[0],
+        "cpu_pressure_after_submission": pressure,
         "requests": {row_name(r): c for r, c in sorted(rows.items())},
     }
     if events is not None:
