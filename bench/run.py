@@ -211,9 +211,9 @@ def memory_cgroups() -> int | None:
 def drop_caches() -> dict:
     """Drop the page cache and reclaimable slab (``/proc/sys/vm/drop_caches``), so that each scale run starts
     on the same kernel state. A pod's memory cgroup stays allocated after the kubelet removes it for as long as
-    pages it charged are cached (a "dying" cgroup); a few thousand pods leave tens of thousands, which the
-    kernel keeps walking, and the machine got slower with every run of a session (and with every session
-    since boot: this machine's uptime spans several). Returns the count before and after (``after`` is None
+    pages it charged are cached (a "dying" cgroup); a few thousand pods leave tens of thousands, and this
+    machine's kernel lives across sessions, so a run would otherwise start on what every run since boot
+    left. Returns the count before and after (``after`` is None
     when the file cannot be written: not root)."""
     before = memory_cgroups()
     try:
