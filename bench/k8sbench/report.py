@@ -527,6 +527,8 @@ def section_scale(data: dict) -> str:
     note = failed_note("scale", s)
     if note:
         return note
+    dropped = any(get(r, "settled", "memory_cgroups", "after") is not None for r in s.get("runs") or [])
+    server_side = any(r.get("server_during_submission") for r in s.get("runs") or [])
     rows = []
     for r in sorted(s.get("runs") or [],
                     key=lambda r: (r.get("submit_threads") == 1, r.get("n"), r.get("operator"), r.get("repeat", 0))):
@@ -596,10 +598,12 @@ def section_scale(data: dict) -> str:
             "Direct submit/wait in a fresh process per row, with the calls ZenML's launcher makes. Each row "
             "starts on a cluster without the previous row's objects (its namespace is deleted and gone first: the "
             "built-in keeps every pod and Job, and hundreds of exited containers would weigh on the next row's "
-            "kubelets), on the same kernel state (the page cache and reclaimable slab are dropped, "
-            "`/proc/sys/vm/drop_caches`: a removed pod's memory cgroup stays allocated while pages it charged are "
-            "cached, and a session's pods leave tens of thousands, on a kernel that lives across sessions; the "
-            "count before → after is in the runs' table), and waits until the machine's CPU use is back within 0.15 cores of the idle cluster's "
+            "kubelets), "
+            + ("on the same kernel state (the page cache and reclaimable slab are dropped, "
+               "`/proc/sys/vm/drop_caches`: a removed pod's memory cgroup stays allocated while pages it charged are "
+               "cached, and a session's pods leave tens of thousands, on a kernel that lives across sessions; the "
+               "count before → after is in the runs' table), " if dropped else "")
+            + "and waits until the machine's CPU use is back within 0.15 cores of the idle cluster's "
             "(measured once the cluster is up, in the machine table) over two 2 s readings in a row, at most three "
             "minutes (the last reading and the wait are in the runs' table): containerd tearing the last "
             "row's sandboxes down must not run in the next row's window. For the same reason the largest case runs "
@@ -619,11 +623,13 @@ def section_scale(data: dict) -> str:
             "(10 = ZenML's dynamic-pipeline default, `ZENML_DYNAMIC_PIPELINE_WORKER_COUNT`; 1 = one loop), "
             "*submission* = first submit call → last one returned; *all objects created*: until the last of "
             "them exists (ours sends the Secrets from a sender thread after `submit` returned, one for the steps "
-            "of a run whose Jobs were created while the previous one was out; the built-in creates only its Job). *The apiserver's own mean time per POST jobs*: from its "
-            "`apiserver_request_duration_seconds` read just before and just after the window (by the gauge child, "
-            "not the worker), so that a run's per-submit time splits into the server's part and the client's; *CPU "
-            "pressure*: `/proc/pressure/cpu` \"some avg10\" at the window's end, the share of the last 10 s in which "
-            "a runnable task waited for a CPU. *CPU during submission*: CPU seconds used in that window by the "
+            "of a run whose Jobs were created while the previous one was out; the built-in creates only its Job). "
+            + ("*The apiserver's own mean time per POST jobs*: from its "
+               "`apiserver_request_duration_seconds` read just before and just after the window (by the gauge child, "
+               "not the worker), so that a run's per-submit time splits into the server's part and the client's; *CPU "
+               "pressure*: `/proc/pressure/cpu` \"some avg10\" at the window's end, the share of the last 10 s in "
+               "which a runnable task waited for a CPU. " if server_side else "")
+            + "*CPU during submission*: CPU seconds used in that window by the "
             "worker process, by kube-apiserver, and by the nodes (kubelets, containerd and its shims, runc), "
             "read from `/proc`. Then `wait()` runs for every step in its own "
             "thread (a dynamic pipeline would instead poll `get_status` every 10 s, which for ours reads the watch "
