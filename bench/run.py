@@ -164,9 +164,10 @@ class Bench:
         print(f"  {label}: {status} ({result['wall_s']:.0f} s)", flush=True)
         return result
 
-    def settle(self, timeout: float = 120.0, quiet_s: float = 60.0) -> dict:
-        """Wait until no bench pod is still running on the nodes (finished work only), then until the machine
-        is quiet (:func:`quiet_machine`, at most ``quiet_s``). Returns how long that took and the last reading."""
+    def settle(self, timeout: float = 120.0, quiet_s: float = 60.0, drop: bool = False) -> dict:
+        """Wait until no bench pod is still running on the nodes (finished work only), then (``drop``: after
+        :func:`drop_caches`) until the machine is quiet (:func:`quiet_machine`, at most ``quiet_s``). Returns
+        how long that took and the last reading."""
         assert self.admin is not None
         t0 = time.monotonic()
         deadline = t0 + timeout
@@ -179,9 +180,10 @@ class Bench:
             if not busy:
                 break
             time.sleep(0.5)
-        memcgs = drop_caches()  # the kernel frees what earlier pods left; the quiet wait covers that work
+        # the kernel frees what earlier pods left; the quiet wait covers that work
+        memcgs = {"memory_cgroups": drop_caches()} if drop else {}
         busy = quiet_machine(min(quiet_s, max(0.0, deadline - time.monotonic())), below=self.idle_cores + 0.15)
-        return {"waited_s": round(time.monotonic() - t0, 1), "busy_cores": round(busy, 3), "memory_cgroups": memcgs}
+        return {"waited_s": round(time.monotonic() - t0, 1), "busy_cores": round(busy, 3), **memcgs}
 
 
 def machine_busy(seconds: float) -> float:
@@ -213,8 +215,7 @@ def drop_caches() -> dict:
     on the same kernel state. A pod's memory cgroup stays allocated after the kubelet removes it for as long as
     pages it charged are cached (a "dying" cgroup); a few thousand pods leave tens of thousands, and this
     machine's kernel lives across sessions, so a run would otherwise start on what every run since boot
-    left. Returns the count before and after (``after`` is None
-    when the file cannot be written: not root)."""
+    left. Returns the count before and after (``after`` is None when the file cannot be written: not root)."""
     before = memory_cgroups()
     try:
         os.sync()
@@ -307,7 +308,7 @@ def section_scale(b: Bench) -> dict:
         # each row starts on an empty namespace set: the previous row's is deleted and gone; the order of the
         # operators alternates from row to row, so neither always runs on a cluster the other just used
         for op in (b.operators if i % 2 == 0 else list(reversed(b.operators))):
-            settled = b.settle(timeout=600.0, quiet_s=180.0)
+            settled = b.settle(timeout=600.0, quiet_s=180.0, drop=True)
             ns = b.namespace(f"b-scale-{op}-{n}")
             timeout = max(p["timeout"], p["timeout_per_step"] * n)
             result = b.worker(
