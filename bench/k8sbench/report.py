@@ -490,6 +490,12 @@ def _spread(median: dict | None) -> str:
     return f"{dur(spread[0])} – {dur(spread[1])}" if spread else "—"
 
 
+def _node_side(node_side: dict | None) -> str:
+    if not node_side:
+        return "as started (0)"
+    return f"{node_side['nice']} ({node_side['processes']} processes, {node_side['threads']} threads at the start; new ones inherit it)"
+
+
 def _memcgs(counts: dict | None) -> str:
     """``{"before": N, "after": M}`` from :func:`run.drop_caches` as "N → M"."""
     if not counts or counts.get("before") is None:
@@ -783,6 +789,8 @@ def render(data: dict) -> str:
                 ["CPU use of the idle cluster (cores)", str(m.get("idle_cluster_cores", "not measured"))],
                 ["memory cgroups held by the kernel at the start, before → after dropping caches (earlier runs' pods)",
                  _memcgs(m.get("memory_cgroups_at_start"))],
+                ["nice value of the kubelets, containerd and the pods (control plane and orchestrator: 0)",
+                 _node_side(m.get("node_side"))],
                 ["load average (1/5/15 min) at start → end", f"{fmt_load(m.get('load_average_start'))} → {fmt_load(m.get('load_average_end'))}"],
                 ["Python", str(v.get("python"))],
                 ["ZenML", str(v.get("zenml"))],
@@ -806,7 +814,10 @@ def render(data: dict) -> str:
         "machine's; `fs.inotify.max_user_instances` raised from "
         f"{get(data, 'machine', 'inotify_max_user_instances', 'before')} to "
         f"{get(data, 'machine', 'inotify_max_user_instances', 'during')} for the run, as kind advises, since each "
-        "followed log costs the kubelet one), runs every measurement in a fresh worker process "
+        "followed log costs the kubelet one; the kubelets, containerd and all they start at a lower CPU priority "
+        "than the control plane and the orchestrator (nice value in the table above), as on a cluster whose control "
+        "plane has machines of its own: on 2 shared cores the nodes starting hundreds of pods would otherwise hold "
+        "the apiserver's CPU and set every POST's time), runs every measurement in a fresh worker process "
         "(`python -m k8sbench.worker`), deletes each measurement's namespace (and waits until it is gone) before "
         "the next one, and removes the cluster and its tmp dir at the end. "
         "ZenML state lives in that tmp dir (`ZENML_CONFIG_PATH`); the user's ZenML config is never touched.",
