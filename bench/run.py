@@ -37,7 +37,7 @@ REPO = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
 from k8sbench import report  # noqa: E402
-from k8sbench.common import Admin, percentile  # noqa: E402
+from k8sbench.common import Admin, percentile, proc_stats  # noqa: E402
 
 SECTIONS = ("completion", "e2e", "requests", "scale", "resource", "failure")
 DROP_CACHES = Path("/proc/sys/vm/drop_caches")
@@ -507,13 +507,8 @@ def nice_node_side(cluster: Any, nice: int = NODE_NICE) -> dict:
     value, so new pods run at it too. Returns how many processes and threads were set."""
     roots = {proc.pid for name, proc in cluster.procs.items() if name.startswith(("containerd-", "kubelet-"))}
     children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        pid, comm, ppid = int(stat.parent.name), text[text.index("(") + 1:text.rindex(")")], int(text[text.rindex(")") + 2:].split()[1])
-        children.setdefault(ppid, []).append(pid)
+    for pid, comm, fields in proc_stats():
+        children.setdefault(int(fields[1]), []).append(pid)
         if comm.startswith("containerd-shim"):  # a shim re-parents itself away from containerd
             roots.add(pid)
     todo, seen, threads = list(roots), set(), 0

@@ -18,7 +18,7 @@ import urllib.error
 import urllib.request
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Iterator, Optional
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import yaml
@@ -315,6 +315,16 @@ def mib(n: float) -> float:
 COMPONENTS = ("kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler", "kubelet", "containerd", "runc")
 
 
+def proc_stats() -> Iterator[tuple[int, str, list[str]]]:
+    """Every process's pid, name and the ``/proc/PID/stat`` fields after the name (state first, then ppid)."""
+    for entry in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            stat = entry.read_text()
+        except OSError:
+            continue
+        yield int(entry.parent.name), stat[stat.index("(") + 1: stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
+
+
 def component_cpu() -> Counter:
     """CPU seconds (user + system) used so far by the local cluster's processes, by component
     (``/proc/PID/stat``; containerd's shims count as containerd), to see who is busy in a window."""
@@ -322,15 +332,7 @@ def component_cpu() -> Counter:
 
     ticks = os.sysconf("SC_CLK_TCK")
     out: Counter = Counter()
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            continue
-        comm = stat[stat.index("(") + 1: stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2:].split()
+    for pid, comm, fields in proc_stats():
         if comm == "kube":  # the multi-call binary: its first argument names the component
             try:
                 argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
