@@ -475,3 +475,24 @@ def started_containers(pod: Mapping[str, Any]) -> list[str]:
         for cs in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or [])
         if {"running", "terminated"} & set(cs.get("state") or {})
     ]
+
+
+def ended_containers(pod: Mapping[str, Any]) -> list[str]:
+    """Names of the pod's containers that have ended for good, so their logs are complete: every started
+    one once the pod is terminal; before that, each terminated container the kubelet will not start
+    again (not a sidecar, restarted until the pod ends; not one the pod's restartPolicy runs again)."""
+    status = pod.get("status") or {}
+    if status.get("phase") in ("Succeeded", "Failed"):
+        return started_containers(pod)
+    spec = pod.get("spec") or {}
+    sidecars = {c.get("name") for c in spec.get("initContainers") or [] if c.get("restartPolicy") == "Always"}
+    policy = spec.get("restartPolicy") or "Always"
+    ended = []
+    for cs in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
+        term = (cs.get("state") or {}).get("terminated")
+        name = str(cs.get("name", ""))
+        if term is None or name in sidecars:
+            continue
+        if policy == "Never" or (policy == "OnFailure" and term.get("exitCode") == 0):
+            ended.append(name)
+    return ended

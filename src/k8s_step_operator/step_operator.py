@@ -674,6 +674,7 @@ class K8sStepOperator(BaseStepOperator):
             self._report_progress(sub, pod)
             if not deleted:
                 self._maybe_follow_logs(sub, pod, waiting)
+        self._cut_ended_follows(sub, pods)
         self._report_events(sub, events)
         verdict = judge(sub, pods, events)
         # a failure is told with the warnings about it: list them first (once per namespace)
@@ -741,26 +742,33 @@ class K8sStepOperator(BaseStepOperator):
 
     def _read_log_here(self, sub: Submission, watch: "PodWatch") -> None:
         """Follow the step container's log in the waiting thread (no thread of its own) until it ends.
-        The kubelet ends the stream about a second after the container (it looks once a second while the
-        file is quiet): a step whose pod reports that end is left to it. Should the step be over by its
-        pods otherwise (the pod deleted, its node gone), the watch cuts the stream, and the rest is read
-        once without following."""
+        The kubelet ends the stream up to a second after the container (it looks once a second while the
+        file is quiet): the watch cuts it as soon as the pod reports the container ended, or the step is
+        over by its pods otherwise (the pod deleted, its node gone), and the rest is read once."""
         follower, sub.read_here = sub.read_here, None
         assert follower is not None
 
         def cut_if_over() -> None:
             pods = watch.select(jobs.JOB_NAME_LABEL, sub.job)
-            if not judge(sub, pods, self._events(sub, pods, watch)).phase.finished:
-                return
-            if any(pod["metadata"]["name"] == follower.pod and not deleted and pod_status.ran_to_an_end(pod)
-                   for pod, deleted in pods):
-                return  # its kubelet, which reported the end, ends the stream
-            follower.interrupt()
+            self._cut_ended_follows(sub, pods)
+            if not follower.cut and judge(sub, pods, self._events(sub, pods, watch)).phase.finished:
+                follower.interrupt()
 
         with watch.nudging(sub.job, cut_if_over):
             follower.run_here()
-        if follower.cut:
-            follower.catch_up()
+
+    @staticmethod
+    def _cut_ended_follows(sub: Submission, pods: List[Tuple[dict, bool]]) -> None:
+        """Cut the follow of each container its pod reports ended for good; the follow reads the rest once
+        (sooner than the kubelet would end the stream)."""
+        for pod, deleted in pods:
+            if deleted:
+                continue
+            name = pod["metadata"]["name"]
+            for container in pod_status.ended_containers(pod):
+                follower = sub.logs.get(f"{name}/{container}")
+                if follower is not None:
+                    follower.interrupt()
 
     def _label(self, sub: Submission, pod: dict, container: str = pod_status.MAIN_CONTAINER) -> str:
         """``step`` for one pod, ``step/rank`` for each pod of a multi-pod step; ``:container``

@@ -54,13 +54,12 @@ def test_wait_reads_a_one_pod_steps_own_log_and_threads_follow_the_rest(mocker, 
 
 
 class FakeFollower:
-    """A follow the kubelet does not end (its node is gone, say): it returns only when interrupted."""
+    """A follow the kubelet does not end yet: it returns only when interrupted."""
 
     def __init__(self) -> None:
         self.pod = "p"
         self.interrupted = threading.Event()
         self.cut = False
-        self.caught_up = False
 
     def run_here(self) -> None:
         assert self.interrupted.wait(10), "never interrupted"
@@ -69,31 +68,26 @@ class FakeFollower:
         self.cut = True
         self.interrupted.set()
 
-    def catch_up(self) -> None:
-        self.caught_up = True
-
 
 def _reading(mocker, monkeypatch, pod: dict) -> tuple[PodWatch, FakeFollower, threading.Thread]:
     monkeypatch.setattr(Reflector, "start", lambda self: None)
     watch = PodWatch(SimpleNamespace(configuration=SimpleNamespace(host="https://x")), "ns", index_label=JOB)
     watch._replace([pod])
     sub = Submission("ns", "job", "train", K8sStepOperatorSettings(), NOW)
-    sub.read_here = follower = FakeFollower()  # type: ignore[assignment]
+    sub.read_here = sub.logs["p/main"] = follower = FakeFollower()  # type: ignore[assignment]
     reader = threading.Thread(target=_operator(mocker)._read_log_here, args=(sub, watch))
     reader.start()
     return watch, follower, reader
 
 
-def test_a_stream_the_kubelet_does_not_end_is_cut_once_the_pod_is_gone_and_the_rest_read_once(mocker, monkeypatch):
+def test_the_follow_is_cut_as_soon_as_the_pod_reports_the_container_ended(mocker, monkeypatch):
+    """The kubelet would end the stream only at its next look at the quiet file (up to a second later)."""
     watch, follower, reader = _reading(mocker, monkeypatch, _pod())
     watch._apply("MODIFIED", _pod())  # still running: the stream stays open
-    assert not follower.interrupted.wait(0.2)
-    # the step's container ended, reported by its kubelet: that kubelet ends the stream itself (not cut)
-    watch._apply("MODIFIED", _pod(state={"terminated": {"exitCode": 0}}))
     assert not follower.interrupted.wait(0.2) and reader.is_alive()
-    watch._apply("DELETED", _pod(state={"terminated": {"exitCode": 0}}))  # ... but the pod is gone first
+    watch._apply("MODIFIED", _pod(state={"terminated": {"exitCode": 0}}))
     reader.join(5)
-    assert not reader.is_alive() and follower.cut and follower.caught_up
+    assert not reader.is_alive() and follower.cut
 
 
 def test_a_step_over_by_its_pods_while_its_container_still_runs_is_cut_at_once(mocker, monkeypatch):
@@ -102,4 +96,20 @@ def test_a_step_over_by_its_pods_while_its_container_still_runs_is_cut_at_once(m
     watch, follower, reader = _reading(mocker, monkeypatch, pod)
     watch._apply("DELETED", pod)  # deleted while running (cancelled, evicted from a lost node)
     reader.join(5)
-    assert not reader.is_alive() and follower.cut and follower.caught_up
+    assert not reader.is_alive() and follower.cut
+
+
+def _sidecar_pod(phase: str) -> dict:
+    pod = _pod(phase=phase)
+    pod["spec"].update(restartPolicy="Never", initContainers=[{"name": "proxy", "restartPolicy": "Always"}])
+    pod["status"]["initContainerStatuses"] = [{"name": "proxy", "state": {"terminated": {"exitCode": 1}}}]
+    return pod
+
+
+@pytest.mark.parametrize("phase, cut", [("Running", False), ("Succeeded", True)])
+def test_a_sidecars_follow_is_cut_only_once_its_pod_is_over(mocker, phase, cut):
+    """The kubelet restarts a sidecar that exits while the pod runs: its log goes on."""
+    sub = Submission("ns", "job", "train", K8sStepOperatorSettings(), NOW)
+    sub.logs["p/proxy"] = follower = FakeFollower()  # type: ignore[assignment]
+    _operator(mocker)._cut_ended_follows(sub, [(_sidecar_pod(phase), False)])
+    assert follower.cut is cut

@@ -81,7 +81,7 @@ class BlockingResp(FakeResp):
         self.shut.set()
 
 
-def test_an_interrupted_follow_ends_and_its_catch_up_prints_only_the_lines_it_missed(mocker):
+def test_an_interrupted_follow_ends_and_reads_once_only_the_lines_it_missed(mocker):
     import threading
 
     lines = ["2026-01-01T00:00:01.000000001Z a", "2026-01-01T00:00:01.000000001Z b", "2026-01-01T00:00:03.2Z c"]
@@ -101,12 +101,37 @@ def test_an_interrupted_follow_ends_and_its_catch_up_prints_only_the_lines_it_mi
     while len(seen) < 2:
         threading.Event().wait(0.01)
     follower.interrupt()
+    follower.interrupt()  # again (each watch nudge may): no second read
     reader.join(5)
     assert not reader.is_alive() and follower.cut and follower.join(0)
-    assert follower.reconnects <= 1 and queries == [(True, None)]  # stopped: no second follow
-    follower.catch_up()
-    assert seen == ["a", "b", "c"]
-    assert queries == [(True, None), (False, "2026-01-01T00:00:01Z")]
+    assert seen == ["a", "b", "c"] and follower.reconnects <= 1
+    assert queries == [(True, None), (False, "2026-01-01T00:00:01Z")]  # no second follow
+
+
+def test_a_follow_interrupted_before_it_began_reads_the_whole_log_once(mocker):
+    lines = ["2026-01-01T00:00:01Z a", "2026-01-01T00:00:02Z b"]
+    queries = []
+
+    def fake_request(api, method, path, query, timeout=None, stream=False):
+        queries.append(query.get("follow"))
+        return FakeResp(lines)
+
+    mocker.patch("k8s_step_operator.kube.rest.request", side_effect=fake_request)
+    seen = []
+    follower = LogFollower(None, "ns", "pod", "main", seen.append)
+    follower.interrupt()  # the pod reported the container ended before anyone followed it
+    follower.run_here()
+    assert seen == ["a", "b"] and queries == [False]
+
+
+def test_a_stopped_follow_reads_nothing_more(mocker):
+    """stop() is for a step being cleaned up: nobody waits for its last lines."""
+    request = mocker.patch("k8s_step_operator.kube.rest.request", return_value=FakeResp(["2026-01-01T00:00:01Z a"]))
+    seen = []
+    follower = LogFollower(None, "ns", "pod", "main", seen.append)
+    follower.stop()
+    follower.run_here()
+    assert seen == [] and not request.called and follower.join(0)
 
 
 def test_an_interrupt_after_the_stream_ended_by_itself_changes_nothing(mocker):

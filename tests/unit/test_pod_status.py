@@ -8,6 +8,7 @@ from k8s_step_operator.pod_status import (
     Phase,
     assess,
     deadline,
+    ended_containers,
     failed_container,
     progress,
     pull_error,
@@ -209,6 +210,34 @@ def test_ran_to_an_end_counts_the_main_exit_before_the_phase():
 # ------------------------------------------------------------ a step's pods (a Job's)
 def named(p, name):
     return {**p, "metadata": {**p["metadata"], "name": name}}
+
+
+def _with_policy(p: dict, policy: str, sidecar: bool = False) -> dict:
+    p["spec"]["restartPolicy"] = policy
+    p["spec"]["initContainers"] = [{"name": "init", "restartPolicy": "Always"} if sidecar else {"name": "init"}]
+    return p
+
+
+@pytest.mark.parametrize(
+    "phase, policy, sidecar, exit_code, ended",
+    [
+        ("Running", "Never", False, 1, ["init", "main"]),  # a Job's pod: a terminated container stays so
+        ("Running", "Never", True, 0, ["main"]),  # a sidecar is restarted until the pod ends
+        ("Succeeded", "Never", True, 0, ["init", "main"]),  # ... and then it is over too
+        ("Running", "OnFailure", False, 1, ["init"]),  # a failed container runs again
+        ("Running", "OnFailure", False, 0, ["init", "main"]),
+        ("Running", "Always", False, 0, []),
+    ],
+)
+def test_ended_containers_are_those_the_kubelet_will_not_start_again(phase, policy, sidecar, exit_code, ended):
+    p = pod(phase, statuses=main_state(terminated={"exitCode": exit_code}),
+            init=[{"name": "init", "state": {"terminated": {"exitCode": 0}}}])
+    assert ended_containers(_with_policy(p, policy, sidecar)) == ended
+
+
+def test_a_running_container_has_not_ended():
+    p = pod("Running", statuses=main_state(running={}), init=[{"name": "init", "state": {"running": {}}}])
+    assert ended_containers(_with_policy(p, "Never", sidecar=True)) == []
 
 
 def test_step_of_one_pod_follows_that_pod():

@@ -72,6 +72,7 @@ class LogFollower:
         self._same_stamp = 0
         self._skip = 0
         self.cut = False  # ended by interrupt(), not by the server
+        self._followed = False  # the follow is over (an interrupt from then on changes nothing)
         self._done = threading.Event()
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -86,10 +87,11 @@ class LogFollower:
         self._stop.set()
 
     def interrupt(self) -> None:
-        """From another thread: end the follow now (the step is over by its pods' account, the stream may
-        not be); :meth:`catch_up` then reads what it had not delivered."""
+        """From another thread: end the follow now (the container has ended by its pod's account, the
+        stream may not have: the kubelet looks at a quiet log file once a second); :meth:`run_here` then
+        reads once, without following, what the follow had not delivered. Idempotent."""
         with self._lock:
-            if self._done.is_set():
+            if self._followed or self.cut:
                 return
             self.cut = True
             self._stop.set()
@@ -100,7 +102,7 @@ class LogFollower:
             except Exception:  # noqa: BLE001 - best effort: the read ends with the container anyway
                 pass
 
-    def catch_up(self) -> None:
+    def _catch_up(self) -> None:
         """Read once, without following, the lines after the last one printed (skipping those already
         printed): after :meth:`interrupt`, the container has ended and nothing more comes."""
         self._skip = self._same_stamp
@@ -114,7 +116,7 @@ class LogFollower:
             log.debug("could not read the rest of the log of %s/%s: %s", self.pod, self.container, exc)
 
     def join(self, timeout: float | None = None) -> bool:
-        """Wait until the stream ended (container finished); True when it did."""
+        """Wait until the log has been read to its end (container finished); True when it was."""
         return self._done.wait(timeout)
 
     def _since(self) -> str | None:
@@ -160,51 +162,59 @@ class LogFollower:
             resp.shutdown()
 
     def run_here(self) -> None:
-        """Follow the log in the calling thread until the container ends, or :meth:`stop`/:meth:`interrupt`."""
-        attempts = 0
+        """Follow the log in the calling thread until the container ends, or :meth:`stop`/:meth:`interrupt`
+        (then read the rest once)."""
         try:
-            while not self._stop.is_set() and attempts < self.max_attempts:
-                attempts += 1
-                self._skip = self._same_stamp
-                try:
-                    lines = Client(self.api, policy=None).log_lines(
-                        self.namespace, self.pod, container=self.container, follow=True, timestamps=True,
-                        since_time=self._since(), on_open=self._opened,
-                    )
-                    try:
-                        for raw in lines:
-                            if self._stop.is_set():
-                                return
-                            self._take(raw)
-                    finally:
-                        with self._lock:
-                            self._resp = None
-                    return  # the server ended the follow: the container finished
-                except (BadRequest, NotFound) as exc:
-                    if self._last is None:
-                        # container not started yet, or pod gone; retry a few times
-                        self._stop.wait(0.2)
-                        continue
-                    if isinstance(exc, NotFound):
-                        return
-                    self.reconnects += 1
-                    self._stop.wait(min(0.2 * attempts, 2.0))
-                except StreamBroken as exc:
-                    log.debug("the kubelet broke off the log stream of %s/%s: %s", self.pod, self.container, exc)
-                    self.broken = str(exc)
-                    self.reconnects += 1
-                    self._stop.wait(min(0.2 * attempts, 2.0))
-                except Exception as exc:  # noqa: BLE001 - other refusals and transport errors: resume
-                    log.debug("log stream of %s dropped: %s", self.pod, exc)
-                    self.reconnects += 1
-                    self._stop.wait(min(0.2 * attempts, 2.0))
-            if not self._stop.is_set():
-                log.warning(
-                    "gave up following the log of %s/%s after %d attempts%s; read it with kubectl logs while the pod exists",
-                    self.pod, self.container, attempts, f" (the kubelet said: {self.broken})" if self.broken else "",
-                )
+            self._follow()
+            with self._lock:
+                self._followed = True
+            if self.cut:
+                self._catch_up()
         finally:
             self._done.set()
+
+    def _follow(self) -> None:
+        attempts = 0
+        while not self._stop.is_set() and attempts < self.max_attempts:
+            attempts += 1
+            self._skip = self._same_stamp
+            try:
+                lines = Client(self.api, policy=None).log_lines(
+                    self.namespace, self.pod, container=self.container, follow=True, timestamps=True,
+                    since_time=self._since(), on_open=self._opened,
+                )
+                try:
+                    for raw in lines:
+                        if self._stop.is_set():
+                            return
+                        self._take(raw)
+                finally:
+                    with self._lock:
+                        self._resp = None
+                return  # the server ended the follow: the container finished
+            except (BadRequest, NotFound) as exc:
+                if self._last is None:
+                    # container not started yet, or pod gone; retry a few times
+                    self._stop.wait(0.2)
+                    continue
+                if isinstance(exc, NotFound):
+                    return
+                self.reconnects += 1
+                self._stop.wait(min(0.2 * attempts, 2.0))
+            except StreamBroken as exc:
+                log.debug("the kubelet broke off the log stream of %s/%s: %s", self.pod, self.container, exc)
+                self.broken = str(exc)
+                self.reconnects += 1
+                self._stop.wait(min(0.2 * attempts, 2.0))
+            except Exception as exc:  # noqa: BLE001 - other refusals and transport errors: resume
+                log.debug("log stream of %s dropped: %s", self.pod, exc)
+                self.reconnects += 1
+                self._stop.wait(min(0.2 * attempts, 2.0))
+        if not self._stop.is_set():
+            log.warning(
+                "gave up following the log of %s/%s after %d attempts%s; read it with kubectl logs while the pod exists",
+                self.pod, self.container, attempts, f" (the kubelet said: {self.broken})" if self.broken else "",
+            )
 
 
 def now_rfc3339() -> str:
