@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import importlib.metadata as md
 import json
 import os
@@ -596,6 +597,33 @@ def versions(cluster: Any) -> dict:
     }
 
 
+def code_fingerprint() -> dict:
+    """What a resumed run must share with the run it goes on with: the committed files that are measured or
+    measure (operator, local cluster, bench; not the report's wording), and no uncommitted change to them."""
+    paths = ["src", "localcluster", "bench/run.py", "bench/k8sbench"]
+    listing = subprocess.run(["git", "-C", str(REPO), "ls-files", "-s", "--", *paths],
+                             capture_output=True, text=True, check=True).stdout
+    kept = "\n".join(line for line in listing.splitlines() if not line.endswith("bench/k8sbench/report.py"))
+    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no", "--", *paths],
+                           capture_output=True, text=True, check=True).stdout
+    return {"files": hashlib.sha256(kept.encode()).hexdigest()[:16], "uncommitted_changes": bool(dirty.strip())}
+
+
+def resumable(path: Path, code: dict, plan: dict) -> dict:
+    """The run in ``path`` if this one may go on with it (ValueError saying why not)."""
+    try:
+        prior = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"--resume: no run to go on with in {path} ({exc})") from exc
+    if code["uncommitted_changes"] or prior.get("code", {}).get("uncommitted_changes"):
+        raise ValueError("--resume: only a run of committed code can be resumed, with committed code")
+    if prior.get("code", {}).get("files") != code["files"]:
+        raise ValueError(f"--resume: {path} was measured on other code (operator, local cluster or bench changed)")
+    if prior.get("plan") != json.loads(json.dumps(plan)):
+        raise ValueError(f"--resume: {path} was run with another plan (--quick, --scale, --seed, --node-nice)")
+    return prior
+
+
 def bench_nodes(max_steps: int = 100) -> list:
     """The default nodes, plus plain nodes enough for ``max_steps`` pods at once: a kubelet here takes
     at most 250 pods (its pod range is a /24), the default 110 raised.
@@ -630,6 +658,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", default=str(BENCH), help="where RESULTS.md and results.json go")
     parser.add_argument("--keep-tmp", action="store_true", help="keep the tmp dir (logs, raw files) for debugging")
     parser.add_argument("--report-only", action="store_true", help="re-render RESULTS.md from results.json")
+    parser.add_argument("--resume", action="store_true",
+                        help="go on with the run in --out-dir: run only its missing sections (same code and plan)")
     args = parser.parse_args(argv)
     out_dir = Path(args.out_dir)
     if args.report_only:
@@ -641,6 +671,14 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(sections) - set(SECTIONS)
     if unknown:
         parser.error(f"unknown sections: {sorted(unknown)}")
+    prior = None
+    if args.resume:
+        try:
+            prior = resumable(out_dir / "results.json", code_fingerprint(), plan(args))
+        except ValueError as exc:
+            parser.error(str(exc))
+        sections = [s for s in sections if not report.ok(prior["sections"].get(s))]
+        print(f"k8sbench: resuming {out_dir / 'results.json'}: sections left {sections or 'none'}", flush=True)
 
     tmp = Path(tempfile.mkdtemp(prefix="k8sbench-"))
     # Nothing below (nor the pods, which mount this ZenML config directory) touches the user's ZenML
@@ -657,28 +695,36 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
     started = dt.datetime.now(dt.timezone.utc)
-    data: dict[str, Any] = {
+    command = " ".join(["python", "bench/run.py", *(argv if argv is not None else sys.argv[1:])])
+    data: dict[str, Any] = prior or {
         "started": started.isoformat(timespec="seconds"),
-        "command": " ".join(["python", "bench/run.py", *(argv if argv is not None else sys.argv[1:])]),
+        "command": command,
         "python_executable": sys.executable,
         "plan": b.plan,
+        "code": code_fingerprint(),
         "machine": machine(),
         "sections": {},
     }
+    sitting: dict[str, Any] = {"started": started.isoformat(timespec="seconds"), "command": command, "sections": sections}
+    data.setdefault("sittings", []).append(sitting)
+    if prior is not None:  # this sitting's machine; the first sitting's stays in data["machine"]
+        sitting["machine"] = machine()
     from k8sso_localcluster.controlplane import LocalCluster
 
-    data["machine"]["memory_cgroups_at_start"] = drop_caches()  # what earlier runs on this machine left
+    here = sitting.get("machine") or data["machine"]
+    here["memory_cgroups_at_start"] = drop_caches()  # what earlier runs on this machine left
     print(f"k8sbench: tmp {tmp}; starting the local cluster", flush=True)
     inotify = raise_inotify_instances()
-    data["machine"]["inotify_max_user_instances"] = inotify
+    here["inotify_max_user_instances"] = inotify
     try:
         with LocalCluster(nodes=bench_nodes(max(b.plan["scale"]["n"]) if "scale" in sections else 1)) as cluster:
             b.cluster = cluster
             b.admin = Admin(cluster.kubeconfig)
-            data["versions"] = versions(cluster)
-            data["machine"]["node_side"] = nice_node_side(cluster, b.plan["node_nice"])
+            sitting["versions"] = versions(cluster)
+            data.setdefault("versions", sitting["versions"])
+            here["node_side"] = nice_node_side(cluster, b.plan["node_nice"])
             time.sleep(10.0)  # the nodes' first syncs and the controllers' first lists are over
-            b.idle_cores = data["machine"]["idle_cluster_cores"] = round(min(machine_busy(5.0), machine_busy(5.0)), 3)
+            b.idle_cores = here["idle_cluster_cores"] = round(min(machine_busy(5.0), machine_busy(5.0)), 3)
             print(f"k8sbench: the idle cluster uses {b.idle_cores} cores", flush=True)
             for section in sections:
                 print(f"k8sbench: section {section}", flush=True)
@@ -693,8 +739,8 @@ def main(argv: list[str] | None = None) -> int:
             b.settle(30)
     finally:
         b.kill_child()
-        data["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-        data["machine"]["load_average_end"] = os.getloadavg()
+        data["finished"] = sitting["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        here["load_average_end"] = os.getloadavg()
         restore_inotify_instances(inotify)
         write(out_dir, data)
         clean_app(app_existed)
