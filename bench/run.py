@@ -717,7 +717,8 @@ def main(argv: list[str] | None = None) -> int:
     inotify = raise_inotify_instances()
     here["inotify_max_user_instances"] = inotify
     try:
-        with LocalCluster(nodes=bench_nodes(max(b.plan["scale"]["n"]) if "scale" in sections else 1)) as cluster:
+        scaled = "scale" in sections or "scale" in data["sections"]  # a resumed run's sittings: the same nodes
+        with LocalCluster(nodes=bench_nodes(max(b.plan["scale"]["n"]) if scaled else 1)) as cluster:
             b.cluster = cluster
             b.admin = Admin(cluster.kubeconfig)
             sitting["versions"] = versions(cluster)
