@@ -74,6 +74,7 @@ PREFLIGHT_ID = "00000000-0000-0000-0000-000000000000"
 PREFLIGHT_CLAIM = "preflight-claim"
 LOG_JOIN_TIMEOUT = 5.0
 FOLLOW_UP_SENDERS = 1  # the thread sending the Secrets (and Services) after submit has returned, and deleting them
+LOG_REST_READERS = 8  # threads reading the rest of a cut log (LogFollower.rest_reader), started as needed
 # an environment Secret waits this long for the next step to join it (steps submitted back to back share it),
 # at most SECRET_MAX_LINGER_S after its first step's Job was created: far less than the ~0.9 s in which the
 # kubelet of an idle local node reaches the container (a Secret missing then costs its ~13 s retry)
@@ -103,6 +104,7 @@ class K8sStepOperator(BaseStepOperator):
         self._admitting: Dict[str, threading.Lock] = {}  # one dry run per key, also from concurrent submits
         self._admitting_lock = threading.Lock()
         self._sender_pool: Optional[ThreadPoolExecutor] = None
+        self._rest_reader_pool: Optional[ThreadPoolExecutor] = None
         self._batches = SecretBatches(quiet=SECRET_QUIET_S, max_linger=SECRET_MAX_LINGER_S)
         self._local_cache: Dict[str, Tuple[Dict[str, str], List[str]]] = {}  # active stack id -> local mounts
         self._local_lock = threading.Lock()
@@ -554,6 +556,13 @@ class K8sStepOperator(BaseStepOperator):
                 self._sender_pool = ThreadPoolExecutor(FOLLOW_UP_SENDERS, thread_name_prefix="k8sso-follow-up")
             return self._sender_pool
 
+    def _rest_readers(self) -> ThreadPoolExecutor:
+        """The lasting threads that read the rest of each cut log (:class:`LogFollower`'s ``rest_reader``)."""
+        with self._senders_lock:
+            if self._rest_reader_pool is None:
+                self._rest_reader_pool = ThreadPoolExecutor(LOG_REST_READERS, thread_name_prefix="k8sso-log-rest")
+            return self._rest_reader_pool
+
     def _send_batch(self, batch: Optional[Batch]) -> None:
         """Hand a batch to the senders: a closed one to POST (:meth:`_post_batch`), an open one to linger
         (:meth:`_linger`)."""
@@ -816,7 +825,9 @@ class K8sStepOperator(BaseStepOperator):
 
             from .kube.logs import LogFollower
 
-            follower = sub.logs[key] = LogFollower(self.api, sub.namespace, name, container, emit)
+            follower = sub.logs[key] = LogFollower(
+                self.api, sub.namespace, name, container, emit, rest_reader=self._rest_readers()
+            )
             if waiting and sub.settings.pod_count == 1 and container == pod_status.MAIN_CONTAINER:
                 sub.read_here = follower
             else:

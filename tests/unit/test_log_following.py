@@ -29,7 +29,9 @@ def _pod(container: str = "main", phase: str = "Running", state: dict | None = N
 
 def _operator(mocker) -> K8sStepOperator:
     mocker.patch.object(K8sStepOperator, "api", new=object())
-    return K8sStepOperator.__new__(K8sStepOperator)
+    operator = K8sStepOperator.__new__(K8sStepOperator)
+    operator._senders_lock, operator._rest_reader_pool = threading.Lock(), None
+    return operator
 
 
 @pytest.mark.parametrize(
@@ -49,6 +51,7 @@ def test_wait_reads_a_one_pod_steps_own_log_and_threads_follow_the_rest(mocker, 
     operator._maybe_follow_logs(sub, _pod(container), waiting)
     operator._maybe_follow_logs(sub, _pod(container), waiting)  # seen again: followed once
     assert list(sub.logs) == [f"p/{container}"]
+    assert sub.logs[f"p/{container}"].rest_reader is operator._rest_readers()  # one lasting pool for all
     assert (sub.read_here is sub.logs[f"p/{container}"]) is read_here
     assert started == ([] if read_here else [container])
 

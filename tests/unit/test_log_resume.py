@@ -142,3 +142,39 @@ def test_an_interrupt_after_the_stream_ended_by_itself_changes_nothing(mocker):
     follower.run_here()
     follower.interrupt()
     assert seen == ["a"] and not follower.cut
+
+
+def test_the_rest_of_a_cut_log_is_read_on_the_lasting_reader_thread_not_the_followers(mocker):
+    """The cut took the follow's connection: the new one's TLS handshake belongs in a lasting thread."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    lines = ["2026-01-01T00:00:01Z a", "2026-01-01T00:00:02Z b"]
+    threads = []
+
+    def fake_request(api, method, path, query, timeout=None, stream=False):
+        threads.append((query.get("follow"), threading.current_thread().name))
+        return FakeResp(lines)
+
+    mocker.patch("k8s_step_operator.kube.rest.request", side_effect=fake_request)
+    seen = []
+    with ThreadPoolExecutor(1, thread_name_prefix="rest") as readers:
+        follower = LogFollower(None, "ns", "pod", "main", seen.append, rest_reader=readers)
+        follower.interrupt()
+        follower.run_here()
+    assert seen == ["a", "b"] and len(threads) == 1
+    assert threads[0][0] is False and threads[0][1].startswith("rest")
+
+
+def test_a_cut_log_is_read_here_when_the_reader_is_shut_down(mocker):
+    """At interpreter exit the pool refuses new work: the rest is still read, in the follower's thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    mocker.patch("k8s_step_operator.kube.rest.request", return_value=FakeResp(["2026-01-01T00:00:01Z a"]))
+    readers = ThreadPoolExecutor(1)
+    readers.shutdown()
+    seen = []
+    follower = LogFollower(None, "ns", "pod", "main", seen.append, rest_reader=readers)
+    follower.interrupt()
+    follower.run_here()
+    assert seen == ["a"]
