@@ -467,28 +467,28 @@ def progress(prev: dict[str, Any] | None, cur: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _all_statuses(pod: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The init containers' statuses (sidecars among them), then the regular containers'."""
+    status = pod.get("status") or {}
+    return [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]
+
+
 def started_containers(pod: Mapping[str, Any]) -> list[str]:
     """Names of the pod's containers (init, sidecar, regular) that are running or have run: their logs exist."""
-    status = pod.get("status") or {}
-    return [
-        str(cs.get("name", ""))
-        for cs in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or [])
-        if {"running", "terminated"} & set(cs.get("state") or {})
-    ]
+    return [str(cs.get("name", "")) for cs in _all_statuses(pod) if {"running", "terminated"} & set(cs.get("state") or {})]
 
 
 def ended_containers(pod: Mapping[str, Any]) -> list[str]:
     """Names of the pod's containers that have ended for good, so their logs are complete: every started
     one once the pod is terminal; before that, each terminated container the kubelet will not start
     again (not a sidecar, restarted until the pod ends; not one the pod's restartPolicy runs again)."""
-    status = pod.get("status") or {}
-    if status.get("phase") in ("Succeeded", "Failed"):
+    if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
         return started_containers(pod)
     spec = pod.get("spec") or {}
     sidecars = {c.get("name") for c in spec.get("initContainers") or [] if c.get("restartPolicy") == "Always"}
     policy = spec.get("restartPolicy") or "Always"
     ended = []
-    for cs in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
+    for cs in _all_statuses(pod):
         term = (cs.get("state") or {}).get("terminated")
         name = str(cs.get("name", ""))
         if term is None or name in sidecars:
