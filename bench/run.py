@@ -651,7 +651,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small counts and short steps (a smoke run)")
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections: {','.join(SECTIONS)}")
     parser.add_argument("--operators", default="k8s,builtin", help="k8s (ours), builtin (ZenML's kubernetes)")
-    parser.add_argument("--scale", default="", help="step counts for the scale section (default 1,10,50,100; quick 1,10)")
+    parser.add_argument("--scale", default="", help="step counts for the scale section (default 1,10,100,500, and 100 from one thread; quick 1,10)")
     parser.add_argument("--seed", type=int, default=20251122)
     parser.add_argument("--node-nice", type=int, default=NODE_NICE,
                         help=f"nice value of the kubelets, containerd and the pods (default {NODE_NICE}; 0: as started)")

@@ -1,22 +1,26 @@
 """Where a worker's memory is when its RSS peaks (development: ``K8SBENCH_MEMORY=/tmp/mem/m``).
 
-Not part of a measured run: tracemalloc slows every allocation and its traces take memory of their own.
-At the window's start a baseline is taken; then, whenever the RSS has grown by another 256 KiB since the last
-look, a new look: Python's allocations (tracemalloc, compared with the baseline by line), C's (glibc
-``mallinfo2``: OpenSSL's buffers are there) and the mappings' RSS by kind (``/proc/self/smaps``: threads'
-stacks are the 8 MiB anonymous ones). The last look (the peak) is written to ``<prefix>-<operator>-<N>.txt``.
+Not part of a measured run: tracemalloc slows every allocation and its traces take memory of their own
+(``K8SBENCH_MEMORY_TRACE=0`` leaves it off). At the window's start a baseline is taken; then, whenever the RSS
+has grown by another 256 KiB (``K8SBENCH_MEMORY_STEP_KIB``) since the last look, a new look: Python's
+allocations (tracemalloc, compared with the baseline by line), C's (glibc ``mallinfo2``: OpenSSL's buffers are
+there) and the mappings' RSS by kind (``/proc/self/smaps``). The last look (the peak) is written to
+``<prefix>-<operator>-<N>-<pid>.txt``.
 """
 
 from __future__ import annotations
 
 import ctypes
+import os
 import threading
 import tracemalloc
 from typing import Any
 
 import psutil
 
-STEP = 256 * 1024
+STEP = int(os.environ.get("K8SBENCH_MEMORY_STEP_KIB", "256")) * 1024
+TRACE = os.environ.get("K8SBENCH_MEMORY_TRACE", "1") != "0"  # 0: no tracemalloc (its traces are malloc'd too)
+ARENA = 64 << 20  # a glibc thread arena's heap: an anonymous mapping aligned to its 64 MiB maximum
 
 
 class _MallInfo2(ctypes.Structure):
@@ -33,7 +37,8 @@ def mallinfo() -> dict[str, int]:
 
 
 def smaps() -> dict[str, int]:
-    """RSS (KiB) of this process's mappings by kind: heap, thread stacks (8 MiB anonymous), other anonymous, files."""
+    """RSS (KiB) of this process's mappings by kind: heap (the main arena), thread arenas (glibc's per-thread
+    heaps), thread stacks (8 MiB anonymous), other anonymous (pymalloc's arenas, large blocks), files."""
     out: dict[str, int] = {}
     kind, size = "", 0
     with open("/proc/self/smaps") as f:
@@ -43,8 +48,9 @@ def smaps() -> dict[str, int]:
                 start, end = (int(x, 16) for x in head[0].split("-"))
                 size = end - start
                 path = head[5] if len(head) > 5 else ""
-                kind = ("heap" if path == "[heap]" else "stack(8MiB)" if not path and size in (8 << 20, (8 << 20) + 4096)
-                        else "anon" if not path else "file")
+                kind = ("heap" if path == "[heap]" else "file" if path
+                        else "stack(8MiB)" if size in (8 << 20, (8 << 20) + 4096)
+                        else "thread arena" if start % ARENA == 0 and size <= ARENA else "anon")
             elif head[0] == "Rss:":
                 out[kind] = out.get(kind, 0) + int(head[1])
     return out
@@ -54,10 +60,11 @@ class MemoryLooks:
     """The looks described above, from a thread of their own."""
 
     def __init__(self, prefix: str, label: str) -> None:
-        self.path = f"{prefix}-{label}.txt"
+        self.path = f"{prefix}-{label}-{os.getpid()}.txt"
         self._proc = psutil.Process()
-        tracemalloc.start(30)
-        self._base = tracemalloc.take_snapshot()
+        if TRACE:
+            tracemalloc.start(30)
+        self._base = tracemalloc.take_snapshot() if TRACE else None
         self._base_c = mallinfo()
         self._base_maps = smaps()
         self._rss0 = self._last = self._proc.memory_info().rss
@@ -71,23 +78,27 @@ class MemoryLooks:
             rss = self._proc.memory_info().rss
             if rss >= self._last + STEP:
                 self._last = rss
-                self._look = {"rss": rss, "snapshot": tracemalloc.take_snapshot(), "c": mallinfo(), "maps": smaps(),
+                self._look = {"rss": rss, "snapshot": tracemalloc.take_snapshot() if TRACE else None, "c": mallinfo(),
+                              "maps": smaps(),
                               "threads": threading.active_count()}
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
-        tracemalloc.stop()
+        if TRACE:
+            tracemalloc.stop()
         look = self._look
         with open(self.path, "w") as out:
             if look is None:
-                out.write("the RSS never grew by 256 KiB\n")
+                out.write(f"the RSS never grew by {STEP // 1024} KiB\n")
                 return
             out.write(f"RSS growth: {(look['rss'] - self._rss0) / 1024:.0f} KiB; threads {look['threads']}\n")
             c0, c1 = self._base_c, look["c"]
             out.write("malloc: " + ", ".join(f"{k} {(c1[k] - c0[k]) / 1024:+.0f} KiB" for k in ("uordblks", "fordblks", "hblkhd", "arena")) + "\n")
             m0, m1 = self._base_maps, look["maps"]
             out.write("maps RSS: " + ", ".join(f"{k} {m1.get(k, 0) - m0.get(k, 0):+d} KiB" for k in sorted(set(m0) | set(m1))) + "\n")
+            if look["snapshot"] is None or self._base is None:
+                return
             for stat in look["snapshot"].compare_to(self._base, "lineno")[:30]:
                 out.write(f"{stat}\n")
             out.write("\n")
