@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 OURS = "k8s"
 THEIRS = "builtin"
@@ -489,8 +489,9 @@ def median_run(runs: list[dict]) -> dict | None:
     worst = min(runs, key=lambda r: ((r.get("statuses") or {}).get("completed", 0), -sum((r.get("left_behind") or {}).values())))
     out["statuses"], out["left_behind"] = worst.get("statuses"), worst.get("left_behind")
     out["runs"] = len(runs)
-    times = [r["submission_s"] for r in runs if r.get("submission_s") is not None]
-    out["submission_range"] = (min(times), max(times)) if times else None
+    for key in ("submission_s", "rss_per_step_kib"):
+        values = [r[key] for r in runs if r.get(key) is not None]
+        out[f"{key}_range"] = (min(values), max(values)) if values else None
     return out
 
 
@@ -501,10 +502,10 @@ def case_medians(runs: list[dict], n: int, threads: int) -> tuple[dict | None, d
             median_run([r for r in case if r["operator"] == THEIRS]))
 
 
-def _spread(median: dict | None) -> str:
-    """The fastest and the slowest submission among the runs of a :func:`median_run`."""
-    spread = get(median, "submission_range")
-    return f"{dur(spread[0])} – {dur(spread[1])}" if spread else "—"
+def _spread(median: dict | None, key: str = "submission_s", show: Callable[[Any], str] = dur) -> str:
+    """The least and the most of ``key`` among the runs of a :func:`median_run`."""
+    spread = get(median, f"{key}_range")
+    return f"{show(spread[0])} – {show(spread[1])}" if spread else "—"
 
 
 def _node_side(node_side: dict | None) -> str:
@@ -590,8 +591,8 @@ def section_scale(data: dict) -> str:
         cells = [f"{n} / {threads}", str(get(o, "runs") or 0)]
         for key, show in (("submission_s", dur), ("rss_per_step_kib", num), ("cpu_per_step_ms", num)):
             cells += [show(get(o, key)), show(get(t, key)), ratio(get(o, key), get(t, key))]
-            if key == "submission_s":
-                cells.append(f"{_spread(o)} / {_spread(t)}")
+            if key in ("submission_s", "rss_per_step_kib"):
+                cells.append(f"{_spread(o, key, show)} / {_spread(t, key, show)}")
         medians.append(cells)
     return "\n".join(
         [
@@ -602,6 +603,7 @@ def section_scale(data: dict) -> str:
             table(
                 ["steps / submit threads", "runs", "submission: ours", "built-in", "built-in ÷ ours",
                  "submission, fastest – slowest run: ours / built-in", "RSS KiB per step: ours", "built-in", "built-in ÷ ours",
+                 "RSS KiB per step, least – most: ours / built-in",
                  "orchestrator CPU ms per step: ours", "built-in", "built-in ÷ ours"],
                 medians,
             ),
