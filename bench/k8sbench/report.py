@@ -773,16 +773,23 @@ def section_failure(data: dict) -> str:
 
 
 # ---------------------------------------------------------------------------------- page
+def _measured_in(sittings: list[dict], i: int) -> list[str]:
+    """The sections whose figures come from sitting ``i``: those it set out to run that no later sitting ran
+    again (a resumed run runs only the sections missing or failed so far, such as one a stopped sitting was in)."""
+    later = {section for s in sittings[i + 1:] for section in s.get("sections") or []}
+    return [section for section in sittings[i].get("sections") or [] if section not in later]
+
+
 def _when(data: dict) -> str:
     """When it ran: one sitting, or each sitting of a resumed run (same code and plan) with its sections."""
     sittings = data.get("sittings") or []
     if len(sittings) <= 1:
         return f"started {data.get('started')}, finished {data.get('finished', '(running)')}"
     parts = [
-        f"{s.get('started')} → {s.get('finished', '(running)')} ({', '.join(s.get('sections') or []) or 'nothing left'}"
+        f"{s.get('started')} → {s.get('finished', '(running)')} ({', '.join(_measured_in(sittings, i)) or 'nothing left'}"
         + (f"; load average at start → end {fmt_load(get(s, 'machine', 'load_average_start'))} → "
            f"{fmt_load(get(s, 'machine', 'load_average_end'))}" if s.get("machine") else "") + ")"
-        for s in sittings
+        for i, s in enumerate(sittings)
     ]
     return (f"run in {len(sittings)} sittings on fresh machines of the same kind, the same code and plan "
             f"(`--resume`; the machine rows below are the first sitting's): " + "; ".join(parts))
