@@ -473,6 +473,7 @@ def section_requests(data: dict) -> str:
 
 
 MEDIAN_KEYS = ("submission_s", "all_objects_created_s", "rss_per_step_kib", "cpu_per_step_ms")
+RANGE_KEYS = ("submission_s", "rss_per_step_kib")  # shown as least – most run beside their median
 
 
 def median_run(runs: list[dict]) -> dict | None:
@@ -489,7 +490,7 @@ def median_run(runs: list[dict]) -> dict | None:
     worst = min(runs, key=lambda r: ((r.get("statuses") or {}).get("completed", 0), -sum((r.get("left_behind") or {}).values())))
     out["statuses"], out["left_behind"] = worst.get("statuses"), worst.get("left_behind")
     out["runs"] = len(runs)
-    for key in ("submission_s", "rss_per_step_kib"):
+    for key in RANGE_KEYS:
         values = [r[key] for r in runs if r.get(key) is not None]
         out[f"{key}_range"] = (min(values), max(values)) if values else None
     return out
@@ -502,7 +503,7 @@ def case_medians(runs: list[dict], n: int, threads: int) -> tuple[dict | None, d
             median_run([r for r in case if r["operator"] == THEIRS]))
 
 
-def _spread(median: dict | None, key: str = "submission_s", show: Callable[[Any], str] = dur) -> str:
+def _spread(median: dict | None, key: str, show: Callable[[Any], str]) -> str:
     """The least and the most of ``key`` among the runs of a :func:`median_run`."""
     spread = get(median, f"{key}_range")
     return f"{show(spread[0])} – {show(spread[1])}" if spread else "—"
@@ -591,7 +592,7 @@ def section_scale(data: dict) -> str:
         cells = [f"{n} / {threads}", str(get(o, "runs") or 0)]
         for key, show in (("submission_s", dur), ("rss_per_step_kib", num), ("cpu_per_step_ms", num)):
             cells += [show(get(o, key)), show(get(t, key)), ratio(get(o, key), get(t, key))]
-            if key in ("submission_s", "rss_per_step_kib"):
+            if key in RANGE_KEYS:
                 cells.append(f"{_spread(o, key, show)} / {_spread(t, key, show)}")
         medians.append(cells)
     return "\n".join(
