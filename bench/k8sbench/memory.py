@@ -23,9 +23,11 @@ TRACE = os.environ.get("K8SBENCH_MEMORY_TRACE", "1") != "0"  # 0: no tracemalloc
 ARENA = 64 << 20  # a glibc thread arena's heap: an anonymous mapping aligned to its 64 MiB maximum
 
 
+MALLINFO2 = ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")
+
+
 class _MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in (
-        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+    _fields_ = [(name, ctypes.c_size_t) for name in MALLINFO2]
 
 
 def mallinfo() -> dict[str, int]:
@@ -33,7 +35,7 @@ def mallinfo() -> dict[str, int]:
     libc = ctypes.CDLL("libc.so.6")
     libc.mallinfo2.restype = _MallInfo2
     info = libc.mallinfo2()
-    return {name: int(getattr(info, name)) for name, _ in _MallInfo2._fields_}
+    return {name: int(getattr(info, name)) for name in MALLINFO2}
 
 
 def smaps() -> dict[str, int]:
@@ -56,6 +58,11 @@ def smaps() -> dict[str, int]:
     return out
 
 
+def _snapshot() -> tracemalloc.Snapshot | None:
+    """Python's allocations now, when tracemalloc is on."""
+    return tracemalloc.take_snapshot() if tracemalloc.is_tracing() else None
+
+
 class MemoryLooks:
     """The looks described above, from a thread of their own."""
 
@@ -64,7 +71,7 @@ class MemoryLooks:
         self._proc = psutil.Process()
         if TRACE:
             tracemalloc.start(30)
-        self._base = tracemalloc.take_snapshot() if TRACE else None
+        self._base = _snapshot()
         self._base_c = mallinfo()
         self._base_maps = smaps()
         self._rss0 = self._last = self._proc.memory_info().rss
@@ -78,15 +85,14 @@ class MemoryLooks:
             rss = self._proc.memory_info().rss
             if rss >= self._last + STEP:
                 self._last = rss
-                self._look = {"rss": rss, "snapshot": tracemalloc.take_snapshot() if TRACE else None, "c": mallinfo(),
+                self._look = {"rss": rss, "snapshot": _snapshot(), "c": mallinfo(),
                               "maps": smaps(),
                               "threads": threading.active_count()}
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
-        if TRACE:
-            tracemalloc.stop()
+        tracemalloc.stop()  # a no-op when it was never started
         look = self._look
         with open(self.path, "w") as out:
             if look is None:
