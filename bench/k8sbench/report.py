@@ -675,8 +675,9 @@ def section_scale(data: dict) -> str:
             "shows the worst run's); the built-in's `get_status` says failed when its LIST of the step's Jobs fails "
             "(`api_request_timeout`, `max_api_retries`) or finds none, whatever the pod does (ZenML 0.98), and its "
             "`wait()` returns the first finished status it reads; a run does not record which it was. *Left*: pods, "
-            "Jobs and Secrets still in the run's own namespace after `cleanup_step_submission` and garbage collection (until nothing is left, or nothing has "
-            "changed for 15 s with nothing being deleted; at most 2 min).",
+            "Jobs and Secrets still in the run's own namespace after `cleanup_step_submission` and garbage "
+            "collection (until nothing is left, or nothing has changed for 15 s with nothing being deleted; at most "
+            "2 min).",
         ]
     )
 
